@@ -1,0 +1,3 @@
+"""iamgate: an access gateway for AWS."""
+
+__version__ = "0.1.0"

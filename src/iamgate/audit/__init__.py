@@ -1,0 +1,1 @@
+"""The audit trail: one event per request, and every security-relevant decision."""

@@ -1,0 +1,1 @@
+"""The `iamgate` command."""

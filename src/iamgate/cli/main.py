@@ -1,0 +1,108 @@
+"""Entry point of the `iamgate` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from iamgate.config import Config, ConfigError, load_config, parse_duration
+from iamgate.identity.credentials import mint_credentials
+from iamgate.store.database import load_keyring, open_engine
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log what the gateway does.")
+def cli(verbose: bool) -> None:
+    """iamgate: short-lived, audited access to many AWS accounts."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+def serve(config_path: Path) -> None:
+    """Run the gateway: the AWS API proxy on one port."""
+    from iamgate.server import build_runtime, serve_forever
+
+    config = _load(config_path)
+    runtime = build_runtime(config)
+    click.echo(f"iamgate listening on {config.server.url}", err=True)
+    try:
+        asyncio.run(serve_forever(runtime))
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@click.option("--issue-for", "principal", required=True, help="User (or bot) to issue for.")
+@click.option("--account", required=True, help="Account name or id.")
+@click.option("--role", "aws_role", required=True, help="IAM role name in that account.")
+@click.option("--ttl", default="1h", show_default=True, help="Lifetime, e.g. 15m or 1h.")
+@click.option("--bot", is_flag=True, help="The principal is a bot, not a person.")
+def credentials(
+    config_path: Path, principal: str, account: str, aws_role: str, ttl: str, bot: bool
+) -> None:
+    """Print gateway credentials as `credential_process` JSON (administrators)."""
+    config = _load(config_path)
+    target = config.aws.account_named(account)
+    if target is None:
+        known = ", ".join(a.name for a in config.aws.accounts) or "none"
+        raise click.ClickException(f"unknown account {account!r} (configured: {known})")
+    try:
+        lifetime = parse_duration(ttl)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    if not timedelta(minutes=1) <= lifetime <= timedelta(hours=12):
+        raise click.BadParameter("must be between 1m and 12h", param_hint="--ttl")
+    user = next((u for u in config.users if u.name == principal), None)
+    keyring = load_keyring(open_engine(config.storage.url))
+    creds = mint_credentials(
+        keyring,
+        principal=principal,
+        kind="bot" if bot else "user",
+        account_id=target.id,
+        aws_role=aws_role,
+        gateway_roles=tuple(user.roles) if user else (),
+        now=datetime.now(UTC),
+        ttl=lifetime,
+    )
+    json.dump(creds.credential_process_json(), sys.stdout)
+    sys.stdout.write("\n")
+
+
+@cli.command()
+@click.option("--port", default=8080, show_default=True, help="Gateway port on 127.0.0.1.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=Path.home() / ".iamgate" / "demo",
+    show_default=True,
+    help="Where the demo keeps its config, state and AWS profiles.",
+)
+@click.option("--smoke", is_flag=True, help="Run the printed commands once, then stop.")
+def demo(port: int, directory: Path, smoke: bool) -> None:
+    """The sandbox: an embedded AWS with three accounts and the gateway on top."""
+    from iamgate.demo import run_demo
+
+    sys.exit(run_demo(port=port, directory=directory, smoke=smoke))
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,293 @@
+"""The gateway's YAML configuration: its model and its validation.
+
+Errors must point a person at the exact place to fix, so the YAML is composed into nodes
+first (which remember their line) and every validation error is reported as
+`FILE:LINE: KEY.PATH: message`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str | int) -> timedelta:
+    """Durations are written as people say them (`1h`, `90m`, `4h30m`, `3600`)."""
+    if isinstance(text, int):
+        return timedelta(seconds=text)
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None:
+        raise ValueError(f"not a duration: {text!r} (use forms like 1h, 90m, 4h30m, 3600s)")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+Duration = Annotated[timedelta, Field(description="a duration such as 1h or 90m")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSConfig(_Model):
+    cert: Path
+    key: Path
+
+
+class ServerConfig(_Model):
+    listen: str = "127.0.0.1:8080"
+    public_url: str | None = None
+    tls: TLSConfig | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_has_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def url(self) -> str:
+        """Where clients reach the gateway: the configured public URL or the listen address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls else "http"
+        host = self.listen.rpartition(":")[0]
+        return f"{scheme}://{host}:{self.port}"
+
+
+class StorageConfig(_Model):
+    url: str = "sqlite:///iamgate-state.db"
+
+
+class UpstreamConfig(_Model):
+    endpoint_url: str | None = None
+    region: str = "us-east-1"  # the region of STS calls the gateway makes itself
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _is_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError("endpoint_url must be an http(s) URL with no path, or null")
+        return value.rstrip("/") if value else value
+
+
+class AccountConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    id: str = Field(pattern=r"^\d{12}$")
+    labels: dict[str, str] = {}
+    external_id: str | None = Field(default=None, min_length=2, max_length=1224)
+    partition: Literal["aws", "aws-us-gov", "aws-cn"] = "aws"
+
+
+class AwsConfig(_Model):
+    upstream: UpstreamConfig = UpstreamConfig()
+    accounts: list[AccountConfig] = []
+
+    @model_validator(mode="after")
+    def _unique_accounts(self) -> AwsConfig:
+        for attr in ("name", "id"):
+            seen: set[str] = set()
+            for account in self.accounts:
+                value = getattr(account, attr)
+                if value in seen:
+                    raise ValueError(f"two accounts share the {attr} {value!r}")
+                seen.add(value)
+        return self
+
+    def account_by_id(self, account_id: str) -> AccountConfig | None:
+        return next((a for a in self.accounts if a.id == account_id), None)
+
+    def account_named(self, name_or_id: str) -> AccountConfig | None:
+        return next((a for a in self.accounts if name_or_id in (a.name, a.id)), None)
+
+
+class AccountSelector(_Model):
+    """Accounts by name, id or label values; a key maps to the values it may take."""
+
+    name: list[str] = []
+    id: list[str] = []
+    labels: dict[str, list[str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _labels_inline(cls, data: Any) -> Any:
+        # `{env: [prod]}` is shorthand for `{labels: {env: [prod]}}`.
+        if isinstance(data, Mapping):
+            known = {"name", "id", "labels"}
+            inline = {k: v for k, v in data.items() if k not in known}
+            rest = {k: v for k, v in data.items() if k in known}
+            if inline:
+                rest["labels"] = {**dict(rest.get("labels", {})), **inline}
+            return rest
+        return data
+
+
+class AllowRule(_Model):
+    accounts: AccountSelector = AccountSelector()
+    aws_roles: list[str] = []
+    actions: list[str] = []
+    access_levels: list[Literal["read", "list", "write", "tagging", "permissions"]] = []
+    regions: list[str] = []
+
+
+class DenyRule(_Model):
+    actions: list[str] = []
+
+
+class Guardrail(_Model):
+    action: str
+    max: dict[str, int] = {}
+    min: dict[str, int] = {}
+    allowed: dict[str, list[str]] = {}
+    denied: dict[str, list[str]] = {}
+
+
+class Requestable(_Model):
+    reviewers: list[str] = []
+    max_duration: Duration = timedelta(hours=4)
+
+    @field_validator("max_duration", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str | int) else value
+
+
+class RoleConfig(_Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    description: str = ""
+    allow: AllowRule = AllowRule()
+    deny: DenyRule = DenyRule()
+    guardrails: list[Guardrail] = []
+    max_session_ttl: Duration = timedelta(hours=1)
+    requestable: Requestable | None = None
+
+    @field_validator("max_session_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str | int) else value
+
+
+class UserConfig(_Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.@-]{0,63}$")
+    roles: list[str] = []
+
+
+class Config(_Model):
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    aws: AwsConfig = AwsConfig()
+    roles: list[RoleConfig] = []
+    users: list[UserConfig] = []
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Config:
+        role_names = {r.name for r in self.roles}
+        for user in self.users:
+            for role in user.roles:
+                if role not in role_names:
+                    raise ValueError(f"user {user.name!r} has unknown role {role!r}")
+        return self
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names file, line and key."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Located:
+    value: Any
+    lines: dict[tuple[str | int, ...], int]
+
+
+def _compose(text: str) -> _Located:
+    """Plain Python data plus the line of every key and item, from one YAML parse."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    lines: dict[tuple[str | int, ...], int] = {}
+    if node is None:
+        return _Located({}, lines)
+
+    def walk(n: yaml.Node, path: tuple[str | int, ...]) -> Any:
+        lines.setdefault(path, n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in n.value:
+                key = key_node.value
+                lines[(*path, key)] = key_node.start_mark.line + 1
+                if key in out:
+                    raise ConfigError(f"{{file}}:{key_node.start_mark.line + 1}: "
+                                      f"{_dotted((*path, key))}: duplicate key")
+                out[key] = walk(value_node, (*path, key))
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [walk(item, (*path, i)) for i, item in enumerate(n.value)]
+        loader = yaml.SafeLoader("")
+        try:
+            return loader.construct_object(n, deep=True)
+        finally:
+            loader.dispose()
+
+    return _Located(walk(node, ()), lines)
+
+
+def _dotted(path: Sequence[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _line_of(lines: Mapping[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def parse_config(text: str, *, source: str = "<config>") -> Config:
+    """Validate a whole configuration text; raises ConfigError naming file, line and key."""
+    try:
+        located = _compose(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError(f"{source}:{line}: invalid YAML: {exc.problem}") from None
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("{file}", source)) from None
+    if not isinstance(located.value, dict):
+        raise ConfigError(f"{source}:1: the configuration must be a mapping")
+    try:
+        return Config.model_validate(located.value)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+            line = _line_of(located.lines, loc)
+            problems.append(f"{source}:{line}: {_dotted(loc)}: {err['msg']}")
+        raise ConfigError("\n".join(problems)) from None
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(text, source=str(path))

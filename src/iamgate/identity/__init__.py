@@ -1,0 +1,1 @@
+"""Who is calling: gateway credentials (and, later, users, logins and bots)."""

@@ -1,0 +1,1 @@
+"""The AWS API proxy: the request pipeline of the design, and nothing else."""

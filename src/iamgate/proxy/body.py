@@ -1,0 +1,64 @@
+"""Request bodies that are checked while they stream, and never released unchecked.
+
+Large S3 uploads cannot be held in memory, so their integrity (the signed SHA-256, chunk
+signatures, checksum trailers) is only known at the end. The stream therefore holds back its
+last piece until the whole body has been verified: if verification fails, the upstream
+request is aborted before it is complete, and the upstream acts on nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import StreamReader
+
+from iamgate.refusals import Reason, Refused
+from iamgate.sigv4 import ChunkedDecoder
+
+READ_SIZE = 256 * 1024
+
+
+@dataclass(slots=True)
+class BodyStream:
+    """One pass over the client's body; `refusal` tells why it stopped early, if it did."""
+
+    source: StreamReader
+    decoder: ChunkedDecoder | None = None
+    expected_sha256: str | None = None
+    bytes_in: int = 0
+    bytes_forwarded: int = 0
+    refusal: Refused | None = field(default=None)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        hasher = hashlib.sha256() if self.expected_sha256 else None
+        held = b""
+        try:
+            async for raw in self.source.iter_chunked(READ_SIZE):
+                self.bytes_in += len(raw)
+                data = self.decoder.feed(raw) if self.decoder else raw
+                if not data:
+                    continue
+                if hasher is not None:
+                    hasher.update(data)
+                if held:
+                    self.bytes_forwarded += len(held)
+                    yield held
+                held = data
+            if self.decoder is not None:
+                self.decoder.finish()
+            if hasher is not None and self.expected_sha256 is not None:
+                if not hmac.compare_digest(hasher.hexdigest(), self.expected_sha256):
+                    raise Refused(
+                        Reason.BODY_HASH_MISMATCH,
+                        "The provided 'x-amz-content-sha256' header does not match what was "
+                        "computed.",
+                    )
+        except Refused as refused:
+            self.refusal = refused
+            raise
+        if held:
+            self.bytes_forwarded += len(held)
+            yield held

@@ -1,0 +1,567 @@
+"""The request pipeline: authenticate, identify, authorize, assume, forward, audit.
+
+Each AWS API call runs the six steps of the design in order, and any step may refuse with an
+AWS-shaped error. Everything that decides is pure code elsewhere (`sigv4`, `identity`,
+`aws.operations`); this module only moves bytes between the client, those decisions and
+the upstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from iamgate.audit.events import ApiCallEvent, Decision
+from iamgate.audit.writer import AuditWriter
+from iamgate.aws.endpoints import resolve_upstream
+from iamgate.aws.errors import render_error
+from iamgate.aws.operations import Identified, OperationIndex
+from iamgate.aws.upstream_credentials import RoleKey, UpstreamCredentialCache
+from iamgate.config import Config
+from iamgate.identity.credentials import Claims, KeyRing, open_credentials
+from iamgate.proxy.body import BodyStream
+from iamgate.proxy.outbound import (
+    HOP_BY_HOP,
+    canonical_path,
+    canonical_query,
+    forwarded_headers,
+    sign_upstream,
+)
+from iamgate.refusals import Reason, Refused
+from iamgate.sigv4 import (
+    Authorization,
+    ChunkedDecoder,
+    is_streaming,
+    parse_authorization,
+    payload_hash_for,
+    verify_signature,
+)
+
+log = logging.getLogger(__name__)
+
+S3_FAMILY = frozenset({"s3", "s3-object-lambda", "s3-outposts", "s3express"})
+MAX_BUFFERED_BODY = 64 * 1024 * 1024
+# Bodies above this are streamed (S3 only); below it they are read, checked and then sent.
+STREAM_THRESHOLD = 1024 * 1024
+MAX_ERROR_BODY = 256 * 1024
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_ERROR_CODE_XML = re.compile(rb"<Code>([^<]{1,128})</Code>")
+_ERROR_CODE_JSON = re.compile(rb'"(?:__type|code)"\s*:\s*"([^"]{1,256})"')
+
+# STS operations that would hand the caller real AWS credentials, around the gateway.
+_CREDENTIAL_MINTING = frozenset(
+    {
+        "sts:AssumeRole",
+        "sts:AssumeRoleWithSAML",
+        "sts:AssumeRoleWithWebIdentity",
+        "sts:AssumeRoot",
+        "sts:GetFederationToken",
+        "sts:GetSessionToken",
+    }
+)
+
+
+@dataclass(slots=True)
+class _Call:
+    """What is known about one request so far; becomes its audit event."""
+
+    request_id: str
+    started: float
+    source_ip: str | None
+    user_agent: str | None
+    auth: Authorization | None = None
+    claims: Claims | None = None
+    identified: Identified | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    status: int = 0
+    aws_request_id: str | None = None
+    error_code: str | None = None
+    decision: Decision = "allowed"
+    reason: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Authenticated:
+    auth: Authorization
+    claims: Claims
+    secret: str
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: Config,
+        keyring: KeyRing,
+        index: OperationIndex,
+        upstream_credentials: UpstreamCredentialCache,
+        audit: AuditWriter | None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = config
+        self.keyring = keyring
+        self.index = index
+        self.upstream_credentials = upstream_credentials
+        self.audit = audit
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._session: aiohttp.ClientSession | None = None
+        public = urlsplit(config.server.url)
+        self._public_host = (public.netloc or "").lower()
+        self._override = config.aws.upstream.endpoint_url
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300),
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300),
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # -- aiohttp entry points -------------------------------------------------------------
+
+    async def expect(self, request: web.Request) -> web.StreamResponse | None:
+        """Answer `100 Continue` only once the caller's signature is known to be good."""
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text="Unknown Expect header")
+        call = self._new_call(request)
+        try:
+            request["iamgate.authn"] = self._authenticate_headers(request, call)
+        except Refused as refused:
+            response = self._refuse(request, call, refused)
+            self._audit(call)
+            return response
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        request["iamgate.call"] = call
+        return None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        call: _Call = request.get("iamgate.call") or self._new_call(request)
+        try:
+            return await self._process(request, call)
+        except Refused as refused:
+            return self._refuse(request, call, refused)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("upstream failed for %s: %s", call.request_id, type(exc).__name__)
+            return self._refuse(
+                request,
+                call,
+                Refused(Reason.UPSTREAM_UNAVAILABLE, "iamgate could not reach the AWS endpoint"),
+            )
+        finally:
+            self._audit(call)
+
+    # -- the pipeline ---------------------------------------------------------------------
+
+    async def _process(self, request: web.Request, call: _Call) -> web.StreamResponse:
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        headers = _header_pairs(request)
+        authn: _Authenticated | None = request.get("iamgate.authn")
+        if authn is None:
+            auth = parse_authorization(request.method, raw_path, raw_query, headers)
+            call.auth = auth
+            claims, secret = open_credentials(
+                self.keyring, auth.scope.access_key_id, auth.session_token, now=self._clock()
+            )
+            call.claims = claims
+            authn = _Authenticated(auth, claims, secret)
+        auth, claims = authn.auth, authn.claims
+        signing_name = auth.scope.service
+        s3 = signing_name in S3_FAMILY
+
+        # 1. authenticate: the signature, over exactly the bytes we will forward.
+        body: bytes | None = None
+        stream: BodyStream | None = None
+        content_sha = auth.content_sha256
+        if s3 and (is_streaming(content_sha) or _too_big_to_buffer(request)):
+            payload_hash = payload_hash_for(auth, None)
+            verified = verify_signature(
+                auth,
+                request.method,
+                raw_path,
+                raw_query,
+                headers,
+                authn.secret,
+                payload_hash,
+                now=self._clock(),
+            )
+            if is_streaming(content_sha):
+                assert content_sha is not None
+                decoder = ChunkedDecoder(
+                    content_sha,
+                    verified=verified,
+                    trailer_names=_split_list(request.headers.get("x-amz-trailer", "")),
+                    decoded_length=_int_or_none(
+                        request.headers.get("x-amz-decoded-content-length")
+                    ),
+                )
+                stream = BodyStream(request.content, decoder=decoder)
+            else:
+                expected = content_sha if content_sha and _HEX64.match(content_sha) else None
+                stream = BodyStream(request.content, expected_sha256=expected)
+        else:
+            body = await _read_body(request)
+            call.bytes_in = len(body)
+            payload_hash = payload_hash_for(auth, body)
+            verify_signature(
+                auth,
+                request.method,
+                raw_path,
+                raw_query,
+                headers,
+                authn.secret,
+                payload_hash,
+                now=self._clock(),
+            )
+            if content_sha and _HEX64.match(content_sha):
+                if hashlib.sha256(body).hexdigest() != content_sha:
+                    raise Refused(
+                        Reason.BODY_HASH_MISMATCH,
+                        "The provided 'x-amz-content-sha256' header does not match what was "
+                        "computed.",
+                    )
+
+        # 2. identify: the operation and its IAM action, from botocore's service models.
+        virtual_bucket = self._virtual_bucket(request.host) if s3 else None
+        query_pairs = _decoded_query(raw_query)
+        identified = self.index.identify(
+            signing_name,
+            request.method,
+            unquote(raw_path),
+            query_pairs,
+            request.headers,
+            body,
+            virtual_bucket=virtual_bucket,
+        )
+        if identified is None:
+            raise Refused(
+                Reason.UNKNOWN_OPERATION,
+                f"iamgate: this request matches no {signing_name} operation it knows",
+            )
+        call.identified = identified
+        action = identified.operation.iam_action
+
+        # 3. authorize. Gateway roles arrive with the access issue; until then every verified
+        #    call is allowed, except those that would mint AWS credentials around the gateway.
+        if action in _CREDENTIAL_MINTING:
+            raise Refused(
+                Reason.ACCESS_DENIED,
+                f"iamgate: {action} is not available through the gateway; "
+                "credentials are issued by iamgate",
+            )
+
+        # 4. upstream credentials: AssumeRole into the account's role, cached.
+        account = self.config.aws.account_by_id(claims.account_id)
+        if account is None:
+            raise Refused(
+                Reason.UNKNOWN_ACCOUNT,
+                f"iamgate: account {claims.account_id} is not configured on this gateway",
+            )
+        role_arn = f"arn:{account.partition}:iam::{account.id}:role/{claims.aws_role}"
+        creds = await self.upstream_credentials.get(
+            RoleKey(
+                role_arn=role_arn,
+                session_name=claims.principal,
+                source_identity=claims.principal,
+                external_id=account.external_id,
+            )
+        )
+
+        # 5. forward: re-signed for the endpoint of (service, region), chosen by us alone.
+        bucket = virtual_bucket or (_first_segment(raw_path) if s3 else None)
+        upstream = resolve_upstream(
+            self.index.endpoint_prefix(identified.operation.service),
+            auth.scope.region,
+            override=self._override,
+            bucket=bucket,
+        )
+        path = canonical_path(raw_path)
+        if virtual_bucket and not upstream.bucket_in_host:
+            path = "/" + canonical_path(virtual_bucket) + path
+        elif upstream.bucket_in_host and not virtual_bucket and bucket:
+            path = path[len(canonical_path(bucket)) + 1 :] or "/"
+        query = canonical_query(raw_query)
+        url = upstream.base_url + path + (f"?{query}" if query else "")
+
+        out_headers = forwarded_headers(headers, auth.signed_headers)
+        if stream is not None:
+            if stream.decoder is not None:
+                declared = request.headers.get("x-amz-decoded-content-length")
+                upstream_hash = "UNSIGNED-PAYLOAD"
+            else:
+                declared = request.headers.get("Content-Length")
+                upstream_hash = stream.expected_sha256 or "UNSIGNED-PAYLOAD"
+            if declared is not None:
+                out_headers.append(("Content-Length", declared))
+        else:
+            upstream_hash = hashlib.sha256(body or b"").hexdigest() if s3 else None
+        signed = sign_upstream(
+            method=request.method,
+            url=url,
+            headers=out_headers,
+            body=body if stream is None else None,
+            payload_hash=upstream_hash,
+            credentials=creds,
+            signing_name=signing_name,
+            region=upstream.signing_region,
+            s3=s3,
+        )
+        return await self._forward(request, call, url, signed, body, stream)
+
+    async def _forward(
+        self,
+        request: web.Request,
+        call: _Call,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        stream: BodyStream | None,
+    ) -> web.StreamResponse:
+        assert self._session is not None
+        data = stream.chunks() if stream is not None else (body or None)
+        try:
+            upstream = await self._session.request(
+                request.method,
+                URL(url, encoded=True),
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                compress=False,
+            )
+        except Exception:
+            if stream is not None and stream.refusal is not None:
+                call.bytes_in = stream.bytes_in
+                raise stream.refusal from None
+            raise
+        finally:
+            if stream is not None:
+                call.bytes_in = stream.bytes_in
+        async with upstream:
+            if stream is not None and stream.refusal is not None:
+                raise stream.refusal
+            call.status = upstream.status
+            call.aws_request_id = (
+                upstream.headers.get("x-amz-request-id")
+                or upstream.headers.get("x-amzn-RequestId")
+                or None
+            )
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for raw_name, raw_value in upstream.raw_headers:
+                name = raw_name.decode("latin-1")
+                if name.lower() in HOP_BY_HOP or name.lower() == "content-length":
+                    continue
+                response.headers.add(name, raw_value.decode("latin-1"))
+            length = upstream.headers.get("Content-Length")
+            if upstream.status >= 400 and request.method != "HEAD":
+                error_body = await upstream.content.read(MAX_ERROR_BODY + 1)
+                call.error_code = _error_code(upstream.headers, error_body)
+                if len(error_body) <= MAX_ERROR_BODY:
+                    response.content_length = len(error_body)
+                    await response.prepare(request)
+                    await response.write(error_body)
+                    call.bytes_out = len(error_body)
+                    await response.write_eof()
+                    return response
+                await response.prepare(request)
+                await response.write(error_body)
+                call.bytes_out = len(error_body)
+            else:
+                if upstream.status >= 400:
+                    call.error_code = _error_code(upstream.headers, b"")
+                if length is not None:
+                    response.content_length = int(length)
+                await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+                call.bytes_out += len(chunk)
+            await response.write_eof()
+            return response
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _authenticate_headers(self, request: web.Request, call: _Call) -> _Authenticated:
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        auth = parse_authorization(request.method, raw_path, raw_query, _header_pairs(request))
+        call.auth = auth
+        claims, secret = open_credentials(
+            self.keyring, auth.scope.access_key_id, auth.session_token, now=self._clock()
+        )
+        call.claims = claims
+        content_sha = auth.content_sha256
+        if content_sha is not None and (
+            is_streaming(content_sha) or _HEX64.match(content_sha) or content_sha == "UNSIGNED-PAYLOAD"
+        ):
+            # The payload hash is in the headers, so the signature can be checked now.
+            verify_signature(
+                auth,
+                request.method,
+                raw_path,
+                raw_query,
+                _header_pairs(request),
+                secret,
+                payload_hash_for(auth, None),
+                now=self._clock(),
+            )
+        return _Authenticated(auth, claims, secret)
+
+    def _virtual_bucket(self, host: str) -> str | None:
+        host = host.lower()
+        if self._public_host and host.endswith("." + self._public_host):
+            return host[: -len(self._public_host) - 1] or None
+        return None
+
+    def _new_call(self, request: web.Request) -> _Call:
+        return _Call(
+            request_id=secrets.token_hex(8).upper(),
+            started=time.perf_counter(),
+            source_ip=request.remote,
+            user_agent=request.headers.get("User-Agent"),
+        )
+
+    def _refuse(self, request: web.Request, call: _Call, refused: Refused) -> web.Response:
+        signing_name = call.auth.scope.service if call.auth else _guess_signing_name(request)
+        if call.identified is not None:
+            protocol = call.identified.operation.protocol
+            service = call.identified.operation.service
+        else:
+            protocol = self.index.protocol_for(signing_name)
+            service = (self.index.services_for(signing_name) or (signing_name,))[0]
+        rendered = render_error(
+            refused.reason,
+            refused.message,
+            signing_name=signing_name,
+            protocol=protocol,
+            request_id=call.request_id,
+            query_compatible=self.index.query_compatible(service),
+            head=request.method == "HEAD",
+        )
+        call.status = rendered.status
+        call.decision = "denied" if refused.reason is not Reason.UPSTREAM_UNAVAILABLE else "error"
+        call.reason = f"{refused.reason.value}: {refused.message}"
+        call.error_code = _error_code(rendered.headers, rendered.body)
+        call.bytes_out = len(rendered.body)
+        response = web.Response(status=rendered.status, body=rendered.body)
+        for name, value in rendered.headers.items():
+            response.headers[name] = value
+        if refused.reason in (Reason.UPSTREAM_UNAVAILABLE, Reason.AUDIT_UNAVAILABLE):
+            response.headers["Retry-After"] = "1"
+        # A refused body the client is still sending is not read: close rather than drain.
+        if not request.content.at_eof():
+            response.force_close()
+        return response
+
+    def _audit(self, call: _Call) -> None:
+        if self.audit is None:
+            return
+        op = call.identified.operation if call.identified else None
+        self.audit.record(
+            ApiCallEvent(
+                request_id=call.request_id,
+                time=datetime.now(UTC),
+                principal=call.claims.principal if call.claims else None,
+                account_id=call.claims.account_id if call.claims else None,
+                aws_role=call.claims.aws_role if call.claims else None,
+                service=op.service if op else (call.auth.scope.service if call.auth else None),
+                region=call.auth.scope.region if call.auth else None,
+                operation=op.name if op else None,
+                iam_action=op.iam_action if op else None,
+                resource=call.identified.resource if call.identified else None,
+                decision=call.decision,
+                reason=call.reason,
+                status=call.status,
+                aws_request_id=call.aws_request_id,
+                error_code=call.error_code,
+                latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
+                bytes_in=call.bytes_in,
+                bytes_out=call.bytes_out,
+                source_ip=call.source_ip,
+                user_agent=(call.user_agent or "")[:512] or None,
+            )
+        )
+
+
+def _header_pairs(request: web.Request) -> list[tuple[str, str]]:
+    return [
+        (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+        for name, value in request.raw_headers
+    ]
+
+
+def _too_big_to_buffer(request: web.Request) -> bool:
+    length = request.content_length
+    return length is None or length > STREAM_THRESHOLD
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BUFFERED_BODY:
+        raise Refused(Reason.INCOMPLETE_BODY, "iamgate: request body too large for this service")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Refused(
+            Reason.INCOMPLETE_BODY, "iamgate: request body too large for this service"
+        ) from None
+
+
+def _decoded_query(raw_query: str) -> list[tuple[str, str]]:
+    pairs = []
+    for part in raw_query.split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            pairs.append((unquote(key), unquote(value)))
+    return pairs
+
+
+def _first_segment(raw_path: str) -> str | None:
+    segment = raw_path.lstrip("/").split("/", 1)[0]
+    return unquote(segment) or None
+
+
+def _split_list(value: str) -> list[str]:
+    return [v.strip().lower() for v in value.split(",") if v.strip()]
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _guess_signing_name(request: web.Request) -> str:
+    """For refusals before the credential scope is known: best effort from the request."""
+    target = request.headers.get("X-Amz-Target", "")
+    if target:
+        return target.split("_", 1)[0].split(".", 1)[0].lower()
+    if "x-amz-content-sha256" in request.headers:
+        return "s3"
+    return "sts"
+
+
+def _error_code(headers: object, body: bytes) -> str | None:
+    get = getattr(headers, "get", None)
+    if get is not None:
+        for name in ("x-amzn-ErrorType", "x-amzn-query-error"):
+            value = get(name)
+            if value:
+                return str(value).split(":", 1)[0].split(";", 1)[0]
+    match = _ERROR_CODE_XML.search(body) or _ERROR_CODE_JSON.search(body)
+    if match:
+        return match.group(1).decode("utf-8", "replace").rsplit("#", 1)[-1]
+    return None
+

@@ -1,0 +1,44 @@
+"""Why the gateway refuses a request, independent of how each AWS protocol spells it.
+
+Core code (SigV4, credentials, access) raises `Refused` with one of these reasons; the edge
+(`iamgate.aws.errors`) turns it into the status and error code that the service's own
+clients expect (`InvalidAccessKeyId` for S3, `InvalidClientTokenId` for query services,
+`UnrecognizedClientException` for JSON services, and so on).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Reason(enum.Enum):
+    MISSING_AUTH = "missing-auth"  # no Authorization header and no presigned query
+    MALFORMED_AUTH = "malformed-auth"  # unparsable Authorization / presigned parameters
+    MALFORMED_SCOPE = "malformed-scope"  # credential scope wrong (date, terminator, ...)
+    UNSIGNED_HEADER = "unsigned-header"  # host or an x-amz-* header not signed
+    UNKNOWN_KEY = "unknown-key"  # access key id not minted by this gateway
+    BAD_TOKEN = "bad-token"  # session token missing, forged, or for another key
+    BAD_SIGNATURE = "bad-signature"  # signature does not match
+    EXPIRED_CREDENTIAL = "expired-credential"  # gateway credential past its expiry
+    REVOKED_CREDENTIAL = "revoked-credential"  # session revoked
+    SKEWED_CLOCK = "skewed-clock"  # X-Amz-Date too far from now
+    PRESIGN_EXPIRED = "presign-expired"  # presigned URL past X-Amz-Expires
+    BODY_HASH_MISMATCH = "body-hash-mismatch"  # x-amz-content-sha256 does not match the body
+    BAD_DIGEST = "bad-digest"  # a checksum trailer / Content-MD5 does not match
+    INCOMPLETE_BODY = "incomplete-body"  # aws-chunked body truncated or malformed
+    MISSING_CONTENT_SHA256 = "missing-content-sha256"  # S3 header auth without the header
+    ACCESS_DENIED = "access-denied"  # authorization said no
+    UNKNOWN_OPERATION = "unknown-operation"  # the request matches no operation of the service
+    UNKNOWN_ACCOUNT = "unknown-account"  # credential names an account not configured
+    UPSTREAM_UNAVAILABLE = "upstream-unavailable"  # AssumeRole or the upstream failed
+    AUDIT_UNAVAILABLE = "audit-unavailable"  # fail closed: the audit store cannot be written
+    INTERNAL = "internal"
+
+
+class Refused(Exception):
+    """A request the gateway will not forward; `message` is safe to show the client."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message

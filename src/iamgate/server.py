@@ -1,0 +1,94 @@
+"""Assembling a running gateway from a configuration: store, keys, index, proxy, HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+from sqlalchemy import Engine
+
+from iamgate.audit.writer import AuditWriter
+from iamgate.aws.operations import OperationIndex
+from iamgate.aws.upstream_credentials import UpstreamCredentialCache, botocore_assume_role
+from iamgate.config import Config
+from iamgate.identity.credentials import KeyRing
+from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
+from iamgate.store.database import load_keyring, open_engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Runtime:
+    config: Config
+    engine: Engine
+    keyring: KeyRing
+    gateway: Gateway
+    audit: AuditWriter
+
+
+def build_runtime(config: Config, *, index: OperationIndex | None = None) -> Runtime:
+    engine = open_engine(config.storage.url)
+    keyring = load_keyring(engine)
+    upstream = config.aws.upstream
+    cache = UpstreamCredentialCache(botocore_assume_role(upstream.endpoint_url, upstream.region))
+    audit = AuditWriter(engine)
+    gateway = Gateway(config, keyring, index or OperationIndex.build(), cache, audit)
+    return Runtime(config, engine, keyring, gateway, audit)
+
+
+def build_app(runtime: Runtime) -> web.Application:
+    app = web.Application(client_max_size=MAX_BUFFERED_BODY)
+    gateway = runtime.gateway
+
+    async def on_startup(_: web.Application) -> None:
+        await gateway.start()
+
+    async def on_cleanup(_: web.Application) -> None:
+        await gateway.close()
+        runtime.audit.flush()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app.router.add_route("*", "/{tail:.*}", gateway.handle, expect_handler=gateway.expect)
+    return app
+
+
+def ssl_context(config: Config) -> ssl.SSLContext | None:
+    tls = config.server.tls
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(tls.cert), str(tls.key))
+    return context
+
+
+@asynccontextmanager
+async def serving(runtime: Runtime) -> AsyncIterator[web.AppRunner]:
+    """The gateway listening on its configured address until the block ends."""
+    runner = web.AppRunner(build_app(runtime), access_log=None, handle_signals=False)
+    await runner.setup()
+    server = runtime.config.server
+    site = web.TCPSite(
+        runner, server.host, server.port, ssl_context=ssl_context(runtime.config), backlog=1024
+    )
+    await site.start()
+    try:
+        yield runner
+    finally:
+        await runner.cleanup()
+        runtime.audit.close()
+
+
+async def serve_forever(runtime: Runtime, ready: asyncio.Event | None = None) -> None:
+    async with serving(runtime):
+        log.info("iamgate listening on %s", runtime.config.server.url)
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()

@@ -1,0 +1,1 @@
+"""The state store: SQLAlchemy tables on SQLite (embedded) or PostgreSQL (replicas)."""
