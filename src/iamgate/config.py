@@ -233,8 +233,10 @@ def _compose(text: str) -> _Located:
                 key = key_node.value
                 lines[(*path, key)] = key_node.start_mark.line + 1
                 if key in out:
-                    raise ConfigError(f"{{file}}:{key_node.start_mark.line + 1}: "
-                                      f"{_dotted((*path, key))}: duplicate key")
+                    raise ConfigError(
+                        f"{{file}}:{key_node.start_mark.line + 1}: "
+                        f"{_dotted((*path, key))}: duplicate key"
+                    )
                 out[key] = walk(value_node, (*path, key))
             return out
         if isinstance(n, yaml.SequenceNode):

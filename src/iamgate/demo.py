@@ -9,6 +9,7 @@ configuration written for that estate; AWS CLI profiles that get their credentia
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import shutil
@@ -21,7 +22,7 @@ import yaml
 
 from iamgate.config import Config, parse_config
 from iamgate.sandbox import Sandbox
-from iamgate.server import build_runtime, serving
+from iamgate.server import Runtime, build_runtime, serving
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,27 +132,13 @@ TRY = (
 )
 
 
-async def _run(port: int, directory: Path, smoke: bool) -> int:
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with Sandbox() as sandbox:
-        os.environ.update(sandbox.gateway_credentials)
-        config_path = directory / "config.yaml"
-        config_path.write_text(
-            yaml.safe_dump(demo_config(sandbox, port=port, directory=directory), sort_keys=False)
-        )
-        config = parse_config(config_path.read_text(), source=str(config_path))
-        aws_config = directory / "aws-config"
-        aws_config.write_text(aws_config_text(config, config_path, PROFILES))
-        aws_config.chmod(0o600)
-        runtime = build_runtime(config)
-        async with serving(runtime):
-            _print_welcome(config, sandbox, aws_config)
-            if smoke:
-                return await asyncio.to_thread(_smoke, aws_config)
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                pass
+async def _serve(runtime: Runtime, smoke: bool, aws_config: Path, sandbox: Sandbox) -> int:
+    async with serving(runtime):
+        _print_welcome(runtime.config, sandbox, aws_config)
+        if smoke:
+            return await asyncio.to_thread(_smoke, aws_config)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
     return 0
 
 
@@ -194,7 +181,19 @@ In another shell:
 
 
 def run_demo(*, port: int, directory: Path, smoke: bool) -> int:
-    try:
-        return asyncio.run(_run(port, directory, smoke))
-    except KeyboardInterrupt:
-        return 0
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with Sandbox() as sandbox:
+        os.environ.update(sandbox.gateway_credentials)
+        config_path = directory / "config.yaml"
+        config_path.write_text(
+            yaml.safe_dump(demo_config(sandbox, port=port, directory=directory), sort_keys=False)
+        )
+        config = parse_config(config_path.read_text(), source=str(config_path))
+        aws_config = directory / "aws-config"
+        aws_config.write_text(aws_config_text(config, config_path, PROFILES))
+        aws_config.chmod(0o600)
+        runtime = build_runtime(config)
+        try:
+            return asyncio.run(_serve(runtime, smoke, aws_config, sandbox))
+        except KeyboardInterrupt:
+            return 0

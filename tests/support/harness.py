@@ -90,7 +90,9 @@ class GatewayProcess:
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        config = gateway_config(self.sandbox, port=self.port, directory=self.directory, tls=self.tls)
+        config = gateway_config(
+            self.sandbox, port=self.port, directory=self.directory, tls=self.tls
+        )
         self.config_path.write_text(yaml.safe_dump(config))
         env = clean_env(self.directory)
         env.update(self.sandbox.gateway_credentials)

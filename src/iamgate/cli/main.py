@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -42,10 +43,8 @@ def serve(config_path: Path) -> None:
     config = _load(config_path)
     runtime = build_runtime(config)
     click.echo(f"iamgate listening on {config.server.url}", err=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_forever(runtime))
-    except KeyboardInterrupt:
-        pass
 
 
 @cli.command()

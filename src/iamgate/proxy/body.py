@@ -21,6 +21,15 @@ from iamgate.sigv4 import ChunkedDecoder
 READ_SIZE = 256 * 1024
 
 
+def check_sha256(actual: str, expected: str) -> None:
+    """The body must be the one the client signed the hash of."""
+    if not hmac.compare_digest(actual, expected):
+        raise Refused(
+            Reason.BODY_HASH_MISMATCH,
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+
+
 @dataclass(slots=True)
 class BodyStream:
     """One pass over the client's body; `refusal` tells why it stopped early, if it did."""
@@ -50,12 +59,7 @@ class BodyStream:
             if self.decoder is not None:
                 self.decoder.finish()
             if hasher is not None and self.expected_sha256 is not None:
-                if not hmac.compare_digest(hasher.hexdigest(), self.expected_sha256):
-                    raise Refused(
-                        Reason.BODY_HASH_MISMATCH,
-                        "The provided 'x-amz-content-sha256' header does not match what was "
-                        "computed.",
-                    )
+                check_sha256(hasher.hexdigest(), self.expected_sha256)
         except Refused as refused:
             self.refusal = refused
             raise

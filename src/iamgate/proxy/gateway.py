@@ -30,7 +30,7 @@ from iamgate.aws.operations import Identified, OperationIndex
 from iamgate.aws.upstream_credentials import RoleKey, UpstreamCredentialCache
 from iamgate.config import Config
 from iamgate.identity.credentials import Claims, KeyRing, open_credentials
-from iamgate.proxy.body import BodyStream
+from iamgate.proxy.body import BodyStream, check_sha256
 from iamgate.proxy.outbound import (
     HOP_BY_HOP,
     canonical_path,
@@ -232,12 +232,7 @@ class Gateway:
                 now=self._clock(),
             )
             if content_sha and _HEX64.match(content_sha):
-                if hashlib.sha256(body).hexdigest() != content_sha:
-                    raise Refused(
-                        Reason.BODY_HASH_MISMATCH,
-                        "The provided 'x-amz-content-sha256' header does not match what was "
-                        "computed.",
-                    )
+                check_sha256(hashlib.sha256(body).hexdigest(), content_sha)
 
         # 2. identify: the operation and its IAM action, from botocore's service models.
         virtual_bucket = self._virtual_bucket(request.host) if s3 else None
@@ -407,7 +402,9 @@ class Gateway:
         call.claims = claims
         content_sha = auth.content_sha256
         if content_sha is not None and (
-            is_streaming(content_sha) or _HEX64.match(content_sha) or content_sha == "UNSIGNED-PAYLOAD"
+            is_streaming(content_sha)
+            or _HEX64.match(content_sha)
+            or content_sha == "UNSIGNED-PAYLOAD"
         ):
             # The payload hash is in the headers, so the signature can be checked now.
             verify_signature(
@@ -564,4 +561,3 @@ def _error_code(headers: object, body: bytes) -> str | None:
     if match:
         return match.group(1).decode("utf-8", "replace").rsplit("#", 1)[-1]
     return None
-

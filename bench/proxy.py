@@ -1,0 +1,287 @@
+"""What the gateway costs: latency and throughput direct vs through it, and upload memory.
+
+    .venv/bin/python bench/proxy.py [--requests 3000] [--concurrency 16] [--upload-mib 1024]
+
+Everything runs on 127.0.0.1 in one run: a fast local upstream (a tiny aiohttp server that
+answers STS and S3 like AWS, so the upstream's own cost is near zero and the gateway's
+shows), `iamgate serve` as its own process, and an aiohttp load generator. The same
+pre-signed requests go directly to the upstream and through the gateway; the report gives
+both and their ratio. Then a 1 GiB S3 upload streams through the gateway while its resident
+memory is sampled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import psutil
+import yaml
+from aiohttp import web
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from iamgate.identity.credentials import mint_credentials
+from iamgate.store.database import load_keyring, open_engine
+
+BIN = Path(sys.executable).parent
+ACCOUNT = "111111111111"
+
+ASSUME_ROLE_XML = """<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+<AssumeRoleResult><Credentials><AccessKeyId>ASIAUPSTREAMBENCH000</AccessKeyId>
+<SecretAccessKey>upstream-secret</SecretAccessKey><SessionToken>upstream-token</SessionToken>
+<Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>
+<AssumedRoleUser><AssumedRoleId>AROA:bench</AssumedRoleId>
+<Arn>arn:aws:sts::111111111111:assumed-role/Bench/bench</Arn></AssumedRoleUser>
+</AssumeRoleResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata>
+</AssumeRoleResponse>"""
+
+IDENTITY_XML = """<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+<GetCallerIdentityResult><Arn>arn:aws:sts::111111111111:assumed-role/Bench/bench</Arn>
+<UserId>AROA:bench</UserId><Account>111111111111</Account></GetCallerIdentityResult>
+<ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></GetCallerIdentityResponse>"""
+
+
+def run_upstream(port: int) -> None:
+    """The fast upstream: answers without work, so only the gateway's cost remains."""
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.method == "PUT":
+            size = 0
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+            return web.Response(headers={"ETag": f'"{size}"', "x-amz-request-id": "bench"})
+        body = await request.read()
+        xml = ASSUME_ROLE_XML if b"Action=AssumeRole" in body else IDENTITY_XML
+        return web.Response(
+            text=xml, content_type="text/xml", headers={"x-amzn-RequestId": "bench"}
+        )
+
+    app = web.Application(client_max_size=1024**3 * 2)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+@dataclass(frozen=True)
+class Signed:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def sign(base_url: str, creds: Credentials, *, s3_put_size: int | None = None) -> Signed:
+    if s3_put_size is None:
+        body = b"Action=GetCallerIdentity&Version=2011-06-15"
+        request = AWSRequest(
+            method="POST",
+            url=base_url + "/",
+            data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+        )
+        SigV4Auth(creds, "sts", "us-east-1").add_auth(request)
+    else:
+        body = b""
+        request = AWSRequest(
+            method="PUT",
+            url=base_url + "/bench-bucket/big.bin",
+            headers={
+                "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD",
+                "Content-Length": str(s3_put_size),
+            },
+        )
+        SigV4Auth(creds, "s3", "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    return Signed(prepared.url, dict(prepared.headers.items()), body)
+
+
+async def load(signed: Signed, requests: int, concurrency: int) -> tuple[float, list[float]]:
+    """(requests per second, latencies in ms) of `requests` calls at `concurrency`."""
+    latencies: list[float] = []
+    remaining = requests
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                async with session.post(signed.url, data=signed.body, headers=signed.headers) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"status {r.status}: {await r.text()}")
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    return requests / elapsed, latencies
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+async def upload(signed: Signed, size: int) -> float:
+    chunk = os.urandom(1024 * 1024)
+
+    async def body() -> AsyncIterator[bytes]:
+        sent = 0
+        while sent < size:
+            piece = chunk[: min(len(chunk), size - sent)]
+            sent += len(piece)
+            yield piece
+
+    started = time.perf_counter()
+    timeout = aiohttp.ClientTimeout(total=None)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.put(signed.url, data=body(), headers=signed.headers) as r,
+    ):
+        text = await r.text()
+        if r.status != 200:
+            raise RuntimeError(f"upload failed: {r.status} {text}")
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--upload-mib", type=int, default=1024)
+    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_upstream:
+        run_upstream(args.serve_upstream)
+        return 0
+
+    work = Path(tempfile.mkdtemp(prefix="iamgate-bench-"))
+    upstream_port, gateway_port = free_port(), free_port()
+    upstream = subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(upstream_port)])
+    gateway: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for_port(upstream_port)
+        config = {
+            "server": {"listen": f"127.0.0.1:{gateway_port}"},
+            "storage": {"url": f"sqlite:///{work / 'state.db'}"},
+            "aws": {
+                "upstream": {"endpoint_url": f"http://127.0.0.1:{upstream_port}"},
+                "accounts": [{"name": "bench", "id": ACCOUNT}],
+            },
+        }
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env |= {"AWS_ACCESS_KEY_ID": "gateway", "AWS_SECRET_ACCESS_KEY": "gateway"}
+        gateway = subprocess.Popen(
+            [str(BIN / "iamgate"), "serve", "--config", str(work / "config.yaml")], env=env
+        )
+        wait_for_port(gateway_port)
+        minted = mint_credentials(
+            load_keyring(open_engine(f"sqlite:///{work / 'state.db'}")),
+            principal="bench",
+            kind="bot",
+            account_id=ACCOUNT,
+            aws_role="Bench",
+            gateway_roles=(),
+            now=datetime.now(UTC),
+        )
+        gw_creds = Credentials(minted.access_key_id, minted.secret_access_key, minted.session_token)
+        up_creds = Credentials("ASIAUPSTREAMBENCH000", "upstream-secret", "upstream-token")
+        direct = sign(f"http://127.0.0.1:{upstream_port}", up_creds)
+        through = sign(f"http://127.0.0.1:{gateway_port}", gw_creds)
+
+        asyncio.run(load(through, 200, 4))  # warm-up: AssumeRole cached, connections open
+        asyncio.run(load(direct, 200, 4))
+        print(f"sts:GetCallerIdentity, {args.requests} requests each, same run\n")
+        print(f"{'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+        results = {}
+        for label, signed, conc in (
+            ("direct, 1 at a time", direct, 1),
+            ("gateway, 1 at a time", through, 1),
+            (f"direct, {args.concurrency} at a time", direct, args.concurrency),
+            (f"gateway, {args.concurrency} at a time", through, args.concurrency),
+        ):
+            rps, lat = asyncio.run(load(signed, args.requests, conc))
+            results[label] = (rps, pct(lat, 50), pct(lat, 99))
+            print(f"{label:24}{rps:10.0f}{pct(lat, 50):10.3f}{pct(lat, 99):10.3f}")
+        d1, g1 = results["direct, 1 at a time"], results["gateway, 1 at a time"]
+        dn = results[f"direct, {args.concurrency} at a time"]
+        gn = results[f"gateway, {args.concurrency} at a time"]
+        print(
+            f"\nadded latency at p50 (1 at a time): {g1[1] - d1[1]:.3f} ms "
+            f"(gateway/direct p50 = {g1[1] / d1[1]:.2f}x)"
+        )
+        print(f"throughput at {args.concurrency} at a time: gateway/direct = {gn[0] / dn[0]:.2f}x")
+
+        size = args.upload_mib * 1024 * 1024
+        process = psutil.Process(gateway.pid)
+        before = process.memory_info().rss
+        peak = before
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, process.memory_info().rss)
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        elapsed = asyncio.run(
+            upload(sign(f"http://127.0.0.1:{gateway_port}", gw_creds, s3_put_size=size), size)
+        )
+        stop.set()
+        sampler.join()
+        print(
+            f"\n{args.upload_mib} MiB S3 upload through the gateway: {elapsed:.1f} s "
+            f"({args.upload_mib / elapsed:.0f} MiB/s)"
+        )
+        print(
+            f"gateway RSS: {before / 2**20:.1f} MiB before, peak {peak / 2**20:.1f} MiB during "
+            f"(+{(peak - before) / 2**20:.1f} MiB)"
+        )
+        return 0
+    finally:
+        for proc in (gateway, upstream):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
