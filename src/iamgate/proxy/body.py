@@ -9,25 +9,15 @@ request is aborted before it is complete, and the upstream acts on nothing.
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aiohttp import StreamReader
 
-from iamgate.refusals import Reason, Refused
-from iamgate.sigv4 import ChunkedDecoder
+from iamgate.refusals import Refused
+from iamgate.sigv4 import ChunkedDecoder, check_payload_sha256
 
 READ_SIZE = 256 * 1024
-
-
-def check_sha256(actual: str, expected: str) -> None:
-    """The body must be the one the client signed the hash of."""
-    if not hmac.compare_digest(actual, expected):
-        raise Refused(
-            Reason.BODY_HASH_MISMATCH,
-            "The provided 'x-amz-content-sha256' header does not match what was computed.",
-        )
 
 
 @dataclass(slots=True)
@@ -59,7 +49,7 @@ class BodyStream:
             if self.decoder is not None:
                 self.decoder.finish()
             if hasher is not None and self.expected_sha256 is not None:
-                check_sha256(hasher.hexdigest(), self.expected_sha256)
+                check_payload_sha256(hasher.hexdigest(), self.expected_sha256)
         except Refused as refused:
             self.refusal = refused
             raise

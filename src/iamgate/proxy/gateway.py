@@ -30,7 +30,7 @@ from iamgate.aws.operations import Identified, OperationIndex
 from iamgate.aws.upstream_credentials import RoleKey, UpstreamCredentialCache
 from iamgate.config import Config
 from iamgate.identity.credentials import Claims, KeyRing, open_credentials
-from iamgate.proxy.body import BodyStream, check_sha256
+from iamgate.proxy.body import BodyStream
 from iamgate.proxy.outbound import (
     HOP_BY_HOP,
     canonical_path,
@@ -42,6 +42,8 @@ from iamgate.refusals import Reason, Refused
 from iamgate.sigv4 import (
     Authorization,
     ChunkedDecoder,
+    check_payload_sha256,
+    is_sha256_hex,
     is_streaming,
     parse_authorization,
     payload_hash_for,
@@ -55,7 +57,6 @@ MAX_BUFFERED_BODY = 64 * 1024 * 1024
 # Bodies above this are streamed (S3 only); below it they are read, checked and then sent.
 STREAM_THRESHOLD = 1024 * 1024
 MAX_ERROR_BODY = 256 * 1024
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ERROR_CODE_XML = re.compile(rb"<Code>([^<]{1,128})</Code>")
 _ERROR_CODE_JSON = re.compile(rb'"(?:__type|code)"\s*:\s*"([^"]{1,256})"')
 
@@ -215,7 +216,7 @@ class Gateway:
                 )
                 stream = BodyStream(request.content, decoder=decoder)
             else:
-                expected = content_sha if content_sha and _HEX64.match(content_sha) else None
+                expected = content_sha if is_sha256_hex(content_sha) else None
                 stream = BodyStream(request.content, expected_sha256=expected)
         else:
             body = await _read_body(request)
@@ -231,8 +232,8 @@ class Gateway:
                 payload_hash,
                 now=self._clock(),
             )
-            if content_sha and _HEX64.match(content_sha):
-                check_sha256(hashlib.sha256(body).hexdigest(), content_sha)
+            if content_sha is not None and is_sha256_hex(content_sha):
+                check_payload_sha256(hashlib.sha256(body).hexdigest(), content_sha)
 
         # 2. identify: the operation and its IAM action, from botocore's service models.
         virtual_bucket = self._virtual_bucket(request.host) if s3 else None
@@ -403,7 +404,7 @@ class Gateway:
         content_sha = auth.content_sha256
         if content_sha is not None and (
             is_streaming(content_sha)
-            or _HEX64.match(content_sha)
+            or is_sha256_hex(content_sha)
             or content_sha == "UNSIGNED-PAYLOAD"
         ):
             # The payload hash is in the headers, so the signature can be checked now.
