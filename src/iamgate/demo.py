@@ -115,6 +115,8 @@ def aws_config_text(config: Config, config_path: Path, profiles: tuple[DemoProfi
             f"# {p.what}",
             "region = us-east-1",
             f"endpoint_url = {config.server.url}",
+            "s3 =",
+            "    signature_version = s3v4",
             f"credential_process = {command}",
             "",
         ]

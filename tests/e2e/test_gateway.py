@@ -6,6 +6,7 @@ two results must agree.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import urllib.error
@@ -143,12 +144,18 @@ def test_presigned_get(ci: Pair, tmp_path: Path) -> None:
     body = tmp_path / "report.csv"
     body.write_text("a,b\n1,2\n")
     ci.through("s3", "cp", str(body), "s3://ci-presign/report.csv")
+    presign = ["s3", "presign", "s3://ci-presign/report.csv", "--expires-in", "300"]
+    v2 = run_aws(presign, env=ci.via, endpoint_url=ci.gw.url).stdout.strip()
+    assert "AWSAccessKeyId=" in v2  # CLI v1 presigns with SigV2 unless told otherwise
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(v2, timeout=30)
+    assert b"only AWS Signature Version 4" in refused.value.read()
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\ns3 =\n    signature_version = s3v4\n")
     url = run_aws(
-        ["s3", "presign", "s3://ci-presign/report.csv", "--expires-in", "300"],
-        env=ci.via,
-        endpoint_url=ci.gw.url,
+        presign, env={**ci.via, "AWS_CONFIG_FILE": str(config)}, endpoint_url=ci.gw.url
     ).stdout.strip()
-    assert url.startswith(ci.gw.url)
+    assert url.startswith(ci.gw.url) and "X-Amz-Signature=" in url
     with urllib.request.urlopen(url, timeout=30) as response:
         assert response.read() == b"a,b\n1,2\n"
     tampered = url.replace("report.csv", "other.csv")
@@ -232,7 +239,7 @@ def test_dynamodb(ci: Pair) -> None:
     assert via["Items"] == direct["Items"] == [{"id": {"S": "b-1"}, "ok": {"BOOL": True}}]
 
 
-def test_lambda_iam_sqs_kms(ci: Pair) -> None:
+def test_lambda_iam_sqs_kms(ci: Pair, tmp_path: Path) -> None:
     assert ci.through("lambda", "list-functions") == ci.directly("lambda", "list-functions")
     roles_via = {r["RoleName"] for r in ci.through("iam", "list-roles")["Roles"]}
     roles_direct = {r["RoleName"] for r in ci.directly("iam", "list-roles")["Roles"]}
@@ -245,8 +252,13 @@ def test_lambda_iam_sqs_kms(ci: Pair) -> None:
     key = ci.through("kms", "create-key", "--description", "ci key")["KeyMetadata"]["KeyId"]
     encrypted = ci.through("kms", "encrypt", "--key-id", key, "--plaintext", "aGVsbG8=")
     assert encrypted["KeyId"].endswith(key)
-    plain = ci.directly("kms", "decrypt", "--ciphertext-blob", encrypted["CiphertextBlob"])
-    assert plain["Plaintext"] == "aGVsbG8="
+    blob = tmp_path / "ciphertext.bin"
+    blob.write_bytes(base64.b64decode(encrypted["CiphertextBlob"]))
+    plain = ci.through("kms", "decrypt", "--ciphertext-blob", f"fileb://{blob}")
+    # CLI v1 takes --plaintext as text: what went in is the text "aGVsbG8=" itself.
+    assert base64.b64decode(plain["Plaintext"]) == b"aGVsbG8="
+    described = ci.directly("kms", "describe-key", "--key-id", key)["KeyMetadata"]
+    assert described["Description"] == "ci key"
 
 
 def test_accounts_are_isolated(ci: Pair, prod: Pair) -> None:
@@ -366,6 +378,7 @@ def _signed(
 def _send(
     url: str, headers: dict[str, str], body: bytes, method: str = "POST"
 ) -> tuple[int, bytes]:
+    headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
     request = urllib.request.Request(url, data=body or None, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -444,7 +457,8 @@ def test_expect_100_continue_waits_for_a_good_signature(gateway: GatewayProcess)
         with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
             lines = ["PUT /ci-artifacts/expect.bin HTTP/1.1"]
             lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() != "content-length"]
-            lines += ["Content-Length: 1048576", "Expect: 100-continue", "", ""]
+            lines += [f"Host: 127.0.0.1:{gateway.port}", "Content-Length: 1048576"]
+            lines += ["Expect: 100-continue", "", ""]
             sock.sendall("\r\n".join(lines).encode())
             return sock.recv(65536)
 

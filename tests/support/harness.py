@@ -155,7 +155,11 @@ class CliResult:
     stderr: str
 
     def json(self) -> Any:
-        return json.loads(self.stdout) if self.stdout.strip() else None
+        """Parsed output of API commands; the text of high-level ones (`s3 cp`, `s3 mb`)."""
+        try:
+            return json.loads(self.stdout) if self.stdout.strip() else None
+        except json.JSONDecodeError:
+            return self.stdout
 
 
 def run_aws(

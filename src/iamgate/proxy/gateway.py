@@ -450,6 +450,7 @@ class Gateway:
             request_id=call.request_id,
             query_compatible=self.index.query_compatible(service),
             head=request.method == "HEAD",
+            json_version=self.index.json_version(service),
         )
         call.status = rendered.status
         call.decision = "denied" if refused.reason is not Reason.UPSTREAM_UNAVAILABLE else "error"

@@ -98,8 +98,16 @@ def _signed_headers(text: str) -> tuple[str, ...]:
     return names
 
 
+SIGV2_ONLY = (
+    "iamgate accepts only AWS Signature Version 4; for S3 presigned URLs from the AWS CLI v1, "
+    "set `s3 =\n    signature_version = s3v4` in the profile"
+)
+
+
 def _header_auth_fields(value: str) -> dict[str, str]:
     algorithm, _, rest = value.strip().partition(" ")
+    if algorithm == "AWS":
+        raise _malformed(SIGV2_ONLY)
     if algorithm != ALGORITHM:
         raise _malformed(f"Unsupported Authorization Type (only {ALGORITHM})")
     fields: dict[str, str] = {}
@@ -179,6 +187,8 @@ def parse_authorization(
                 raise _malformed(f"Query parameter '{key}' given more than once")
             params[key] = value
     if "X-Amz-Algorithm" not in params and "X-Amz-Signature" not in params:
+        if any(key == "AWSAccessKeyId" for key, _ in query_params(raw_query)):
+            raise _malformed(SIGV2_ONLY)
         raise Refused(
             Reason.MISSING_AUTH,
             "Request is missing Authentication Token",

@@ -1,0 +1,1 @@
+"""What iamgate knows of AWS: operations, error shapes, endpoints, upstream credentials."""

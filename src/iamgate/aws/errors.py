@@ -1,0 +1,237 @@
+"""Refusals as the errors each AWS service's own clients expect.
+
+The same refusal is spelled differently by each protocol family (`InvalidAccessKeyId` in
+S3, `InvalidClientTokenId` in query services, `UnrecognizedClientException` in JSON
+services) and travels in a different shape (XML document, JSON `__type`, a header). Getting
+both right is what makes `aws` and boto3 print a clear message instead of a parse error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+from iamgate.refusals import Reason
+
+_S3 = "s3"
+_QUERY = "query"
+_JSON = "json"
+
+# reason -> family -> (status, code)
+_CODES: dict[Reason, dict[str, tuple[int, str]]] = {
+    Reason.MISSING_AUTH: {
+        _S3: (403, "AccessDenied"),
+        _QUERY: (403, "MissingAuthenticationToken"),
+        _JSON: (403, "MissingAuthenticationTokenException"),
+    },
+    Reason.MALFORMED_AUTH: {
+        _S3: (400, "AuthorizationHeaderMalformed"),
+        _QUERY: (400, "IncompleteSignature"),
+        _JSON: (400, "IncompleteSignatureException"),
+    },
+    Reason.MALFORMED_SCOPE: {
+        _S3: (400, "AuthorizationHeaderMalformed"),
+        _QUERY: (400, "IncompleteSignature"),
+        _JSON: (400, "IncompleteSignatureException"),
+    },
+    Reason.UNSIGNED_HEADER: {
+        _S3: (403, "AccessDenied"),
+        _QUERY: (403, "SignatureDoesNotMatch"),
+        _JSON: (400, "InvalidSignatureException"),
+    },
+    Reason.UNKNOWN_KEY: {
+        _S3: (403, "InvalidAccessKeyId"),
+        _QUERY: (403, "InvalidClientTokenId"),
+        _JSON: (400, "UnrecognizedClientException"),
+    },
+    Reason.BAD_TOKEN: {
+        _S3: (400, "InvalidToken"),
+        _QUERY: (403, "InvalidClientTokenId"),
+        _JSON: (400, "UnrecognizedClientException"),
+    },
+    Reason.REVOKED_CREDENTIAL: {
+        _S3: (400, "InvalidToken"),
+        _QUERY: (403, "InvalidClientTokenId"),
+        _JSON: (400, "UnrecognizedClientException"),
+    },
+    Reason.BAD_SIGNATURE: {
+        _S3: (403, "SignatureDoesNotMatch"),
+        _QUERY: (403, "SignatureDoesNotMatch"),
+        _JSON: (400, "InvalidSignatureException"),
+    },
+    Reason.EXPIRED_CREDENTIAL: {
+        _S3: (400, "ExpiredToken"),
+        _QUERY: (403, "ExpiredToken"),
+        _JSON: (400, "ExpiredTokenException"),
+    },
+    # botocore recognises these (with the "Signature expired" message) and corrects its clock.
+    Reason.SKEWED_CLOCK: {
+        _S3: (403, "RequestTimeTooSkewed"),
+        _QUERY: (403, "SignatureDoesNotMatch"),
+        _JSON: (400, "InvalidSignatureException"),
+    },
+    Reason.PRESIGN_EXPIRED: {
+        _S3: (403, "AccessDenied"),
+        _QUERY: (403, "AccessDenied"),
+        _JSON: (400, "AccessDeniedException"),
+    },
+    Reason.BODY_HASH_MISMATCH: {
+        _S3: (400, "XAmzContentSHA256Mismatch"),
+        _QUERY: (400, "XAmzContentSHA256Mismatch"),
+        _JSON: (400, "InvalidSignatureException"),
+    },
+    Reason.BAD_DIGEST: {
+        _S3: (400, "BadDigest"),
+        _QUERY: (400, "BadDigest"),
+        _JSON: (400, "BadDigest"),
+    },
+    Reason.INCOMPLETE_BODY: {
+        _S3: (400, "IncompleteBody"),
+        _QUERY: (400, "IncompleteBody"),
+        _JSON: (400, "SerializationException"),
+    },
+    Reason.MISSING_CONTENT_SHA256: {
+        _S3: (400, "InvalidRequest"),
+        _QUERY: (400, "InvalidRequest"),
+        _JSON: (400, "InvalidRequest"),
+    },
+    Reason.ACCESS_DENIED: {
+        _S3: (403, "AccessDenied"),
+        _QUERY: (403, "AccessDenied"),
+        _JSON: (400, "AccessDeniedException"),
+    },
+    Reason.UNKNOWN_OPERATION: {
+        _S3: (400, "InvalidRequest"),
+        _QUERY: (400, "InvalidAction"),
+        _JSON: (400, "UnknownOperationException"),
+    },
+    Reason.UNKNOWN_ACCOUNT: {
+        _S3: (403, "AccessDenied"),
+        _QUERY: (403, "AccessDenied"),
+        _JSON: (400, "AccessDeniedException"),
+    },
+    Reason.UPSTREAM_UNAVAILABLE: {
+        _S3: (503, "ServiceUnavailable"),
+        _QUERY: (503, "ServiceUnavailable"),
+        _JSON: (503, "ServiceUnavailableException"),
+    },
+    Reason.AUDIT_UNAVAILABLE: {
+        _S3: (503, "ServiceUnavailable"),
+        _QUERY: (503, "ServiceUnavailable"),
+        _JSON: (503, "ServiceUnavailableException"),
+    },
+    Reason.INTERNAL: {
+        _S3: (500, "InternalError"),
+        _QUERY: (500, "InternalFailure"),
+        _JSON: (500, "InternalFailure"),
+    },
+}
+
+# EC2 has its own names for a few of these.
+_EC2 = {
+    Reason.UNKNOWN_KEY: (401, "AuthFailure"),
+    Reason.BAD_TOKEN: (401, "AuthFailure"),
+    Reason.REVOKED_CREDENTIAL: (401, "AuthFailure"),
+    Reason.ACCESS_DENIED: (403, "UnauthorizedOperation"),
+    Reason.UNKNOWN_ACCOUNT: (403, "UnauthorizedOperation"),
+    Reason.BAD_SIGNATURE: (401, "AuthFailure"),
+    Reason.EXPIRED_CREDENTIAL: (400, "RequestExpired"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def _family(signing_name: str, protocol: str) -> str:
+    if signing_name.startswith("s3"):
+        return _S3
+    return _JSON if protocol in ("json", "rest-json", "smithy-rpc-v2-cbor") else _QUERY
+
+
+def error_code_for(reason: Reason, signing_name: str, protocol: str) -> tuple[int, str]:
+    if protocol == "ec2" and reason in _EC2:
+        return _EC2[reason]
+    return _CODES[reason][_family(signing_name, protocol)]
+
+
+def _cbor_text(text: str) -> bytes:
+    raw = text.encode()
+    n = len(raw)
+    if n < 24:
+        head = bytes([0x60 | n])
+    elif n < 256:
+        head = bytes([0x78, n])
+    elif n < 65536:
+        head = bytes([0x79]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x7A]) + n.to_bytes(4, "big")
+    return head + raw
+
+
+def render_error(
+    reason: Reason,
+    message: str,
+    *,
+    signing_name: str,
+    protocol: str,
+    request_id: str,
+    query_compatible: bool = False,
+    head: bool = False,
+    json_version: str = "1.0",
+) -> ErrorResponse:
+    status, code = error_code_for(reason, signing_name, protocol)
+    msg, rid = escape(message), escape(request_id)
+    headers: dict[str, str] = {}
+    if signing_name.startswith("s3"):
+        headers["x-amz-request-id"] = request_id
+        headers["x-amz-id-2"] = request_id
+        headers["Content-Type"] = "application/xml"
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{msg}</Message><RequestId>{rid}</RequestId></Error>"
+        ).encode()
+    elif protocol == "ec2":
+        headers["Content-Type"] = "text/xml;charset=UTF-8"
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}'
+            f"</Code><Message>{msg}</Message></Error></Errors><RequestID>{rid}</RequestID>"
+            "</Response>"
+        ).encode()
+    elif protocol in ("query", "rest-xml"):
+        headers["x-amzn-RequestId"] = request_id
+        headers["Content-Type"] = "text/xml"
+        fault = "Receiver" if status >= 500 else "Sender"
+        body = (
+            f'<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error>'
+            f"<Type>{fault}</Type><Code>{code}</Code><Message>{msg}</Message></Error>"
+            f"<RequestId>{rid}</RequestId></ErrorResponse>"
+        ).encode()
+    elif protocol == "smithy-rpc-v2-cbor":
+        headers["x-amzn-RequestId"] = request_id
+        headers["Content-Type"] = "application/cbor"
+        headers["smithy-protocol"] = "rpc-v2-cbor"
+        body = (
+            bytes([0xA2])
+            + _cbor_text("__type")
+            + _cbor_text(code)
+            + _cbor_text("message")
+            + _cbor_text(message)
+        )
+    else:
+        headers["x-amzn-RequestId"] = request_id
+        headers["x-amzn-ErrorType"] = code
+        if protocol == "json":
+            headers["Content-Type"] = f"application/x-amz-json-{json_version}"
+        else:
+            headers["Content-Type"] = "application/json"
+        body = json.dumps({"__type": code, "message": message, "Message": message}).encode()
+    if query_compatible:
+        # Query-compatible JSON services report the legacy query code in this header.
+        legacy = _CODES[reason][_QUERY][1]
+        headers["x-amzn-query-error"] = f"{legacy};{'Receiver' if status >= 500 else 'Sender'}"
+    return ErrorResponse(status, headers, b"" if head else body)
