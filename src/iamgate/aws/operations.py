@@ -10,13 +10,14 @@ templates.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from botocore.loaders import Loader, create_loader
 
@@ -125,7 +126,13 @@ IAM_ACTION = {
     ("lambda", "ListVersionsByFunction"): "lambda:ListVersionsByFunction",
     ("lambda", "GetFunctionConfiguration"): "lambda:GetFunctionConfiguration",
     ("lambda", "ListFunctions"): "lambda:ListFunctions",
+    ("lambda", "GetLayerVersionByArn"): "lambda:GetLayerVersion",
     ("kms", "ReEncrypt"): "kms:ReEncryptFrom",
+    # A batch is authorized as its single-item action.
+    ("sqs", "SendMessageBatch"): "sqs:SendMessage",
+    ("sqs", "DeleteMessageBatch"): "sqs:DeleteMessage",
+    ("sqs", "ChangeMessageVisibilityBatch"): "sqs:ChangeMessageVisibility",
+    ("dynamodb", "TransactGetItems"): "dynamodb:GetItem",
     ("sqs", "GetQueueUrl"): "sqs:GetQueueUrl",
     ("sts", "GetCallerIdentity"): "sts:GetCallerIdentity",
 }
@@ -276,8 +283,8 @@ class OperationIndex:
         cls, services: Iterable[str] | None = None, *, loader: Loader | None = None
     ) -> OperationIndex:
         loader = loader or create_loader()
-        names = list(services) if services is not None else loader.list_available_services(
-            "service-2"
+        names = (
+            list(services) if services is not None else loader.list_available_services("service-2")
         )
         index = cls()
         for name in names:
@@ -382,9 +389,11 @@ class OperationIndex:
         templates = signing.rest.get(method.upper())
         if not templates:
             return None
-        full_path = f"/{virtual_bucket}{path if path.startswith('/') else '/' + path}" if (
-            virtual_bucket
-        ) else path
+        full_path = (
+            f"/{virtual_bucket}{path if path.startswith('/') else '/' + path}"
+            if (virtual_bucket)
+            else path
+        )
         query_map: dict[str, str] = {}
         for key, value in query:
             query_map.setdefault(key, value)
@@ -419,12 +428,8 @@ def _form_params(
 ) -> dict[str, object]:
     params: dict[str, object] = dict(query)
     if body and "x-www-form-urlencoded" in headers.get("content-type", ""):
-        from urllib.parse import parse_qsl
-
-        try:
+        with contextlib.suppress(UnicodeDecodeError):
             params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-        except UnicodeDecodeError:
-            pass
     return params
 
 

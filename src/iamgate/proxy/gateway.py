@@ -47,6 +47,7 @@ from iamgate.sigv4 import (
     is_streaming,
     parse_authorization,
     payload_hash_for,
+    query_params,
     verify_signature,
 )
 
@@ -237,7 +238,7 @@ class Gateway:
 
         # 2. identify: the operation and its IAM action, from botocore's service models.
         virtual_bucket = self._virtual_bucket(request.host) if s3 else None
-        query_pairs = _decoded_query(raw_query)
+        query_pairs = query_params(raw_query)
         identified = self.index.identify(
             signing_name,
             request.method,
@@ -298,6 +299,7 @@ class Gateway:
         url = upstream.base_url + path + (f"?{query}" if query else "")
 
         out_headers = forwarded_headers(headers, auth.signed_headers)
+        upstream_hash: str | None
         if stream is not None:
             if stream.decoder is not None:
                 declared = request.headers.get("x-amz-decoded-content-length")
@@ -518,15 +520,6 @@ async def _read_body(request: web.Request) -> bytes:
         raise Refused(
             Reason.INCOMPLETE_BODY, "iamgate: request body too large for this service"
         ) from None
-
-
-def _decoded_query(raw_query: str) -> list[tuple[str, str]]:
-    pairs = []
-    for part in raw_query.split("&"):
-        if part:
-            key, _, value = part.partition("=")
-            pairs.append((unquote(key), unquote(value)))
-    return pairs
 
 
 def _first_segment(raw_path: str) -> str | None:

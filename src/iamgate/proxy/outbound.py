@@ -8,11 +8,12 @@ request. The gateway's own framing (length, chunking, the client's auth) never c
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, unquote_plus
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.utils import normalize_url_path
 
 from iamgate.aws.upstream_credentials import AwsCredentials
 
@@ -114,11 +115,11 @@ def canonical_query(raw_query: str) -> str:
         if not pair:
             continue
         key, eq, value = pair.partition("=")
-        key = unquote(key)
+        key = unquote_plus(key)
         if key.lower() in PRESIGN_PARAMS:
             continue
         encoded = quote(key, safe="-_.~")
-        parts.append(f"{encoded}={quote(unquote(value), safe='-_.~')}" if eq else encoded)
+        parts.append(f"{encoded}={quote(unquote_plus(value), safe='-_.~')}" if eq else encoded)
     return "&".join(parts)
 
 
@@ -130,7 +131,7 @@ class _Resigner(SigV4Auth):
         self._keep_path = keep_path
 
     def _normalize_url_path(self, path: str) -> str:
-        return path if self._keep_path else str(super()._normalize_url_path(path))
+        return path if self._keep_path else quote(normalize_url_path(path), safe="/~")
 
 
 def sign_upstream(

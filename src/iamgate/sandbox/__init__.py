@@ -173,8 +173,13 @@ class Sandbox:
     def role_arn(self, account_id: str, role: str) -> str:
         return f"arn:aws:iam::{account_id}:role/{role}"
 
-    def _session(self, credentials: dict[str, str]) -> boto3.Session:
-        return boto3.Session(region_name=self.region, **credentials)
+    def _session(self, credentials: dict[str, str]) -> Any:
+        return boto3.Session(
+            aws_access_key_id=credentials["aws_access_key_id"],
+            aws_secret_access_key=credentials["aws_secret_access_key"],
+            aws_session_token=credentials["aws_session_token"],
+            region_name=self.region,
+        )
 
     def assume(self, account_id: str, role: str, session_name: str = "direct") -> dict[str, str]:
         """Credentials straight from the sandbox's STS, as the gateway gets them."""
@@ -251,5 +256,5 @@ class Sandbox:
             Engine="postgres",
             AllocatedStorage=20,
             MasterUsername="admin_user",
-            MasterUserPassword="sandbox-only-password",  # noqa: S106 - a local moto server
+            MasterUserPassword="sandbox-only-password",
         )

@@ -1,6 +1,6 @@
 """Inbound SigV4: parse, canonicalize and verify requests exactly as AWS does (pure code)."""
 
-from iamgate.sigv4.authorization import Authorization, Scope, parse_authorization
+from iamgate.sigv4.authorization import Authorization, Scope, parse_authorization, query_params
 from iamgate.sigv4.canonical import (
     canonical_request,
     derive_signing_key,
@@ -27,6 +27,7 @@ __all__ = [
     "is_streaming",
     "parse_authorization",
     "payload_hash_for",
+    "query_params",
     "string_to_sign",
     "verify_signature",
 ]

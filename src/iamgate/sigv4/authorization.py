@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
 from iamgate.refusals import Reason, Refused
 
@@ -49,12 +49,14 @@ def _malformed(message: str) -> Refused:
 
 
 def query_params(raw_query: str) -> list[tuple[str, str]]:
-    """Decoded (key, value) pairs in order; '+' is a literal plus, as AWS treats it."""
+    """Decoded (key, value) pairs in order. '+' is a space, as in a form: botocore itself
+    sends spaces in query values as '+' and signs them as %20, and a literal plus always
+    arrives as %2B."""
     pairs = []
     for part in raw_query.split("&"):
         if part:
             key, _, value = part.partition("=")
-            pairs.append((unquote(key), unquote(value)))
+            pairs.append((unquote_plus(key), unquote_plus(value)))
     return pairs
 
 

@@ -69,7 +69,7 @@ def _checksum_for(trailer: str) -> _Checksum | None:
         return _Crc(checksums.crc32c, 4)
     if algorithm == "crc64nvme":
         return _Crc(checksums.crc64nvme, 8)
-    if algorithm in ("sha1", "sha256"):
+    if algorithm in ("sha1", "sha256", "sha512"):
         return _Hash(algorithm)
     return None
 

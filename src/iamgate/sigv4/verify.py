@@ -80,17 +80,7 @@ def verify_signature(
         if auth.expires is not None and now > auth.timestamp + timedelta(seconds=auth.expires):
             raise Refused(Reason.PRESIGN_EXPIRED, "Request has expired")
     elif abs(now - auth.timestamp) > skew:
-        stamp = now.strftime("%Y%m%dT%H%M%SZ")
-        raise Refused(
-            Reason.SKEWED_CLOCK,
-            f"Signature expired: {auth.amz_date} is now earlier than "
-            f"{(now - skew).strftime('%Y%m%dT%H%M%SZ')} ({stamp} - {int(skew.total_seconds() // 60)} "
-            "min.)"
-            if auth.timestamp < now
-            else f"Signature not yet current: {auth.amz_date} is still later than "
-            f"{(now + skew).strftime('%Y%m%dT%H%M%SZ')} ({stamp} + "
-            f"{int(skew.total_seconds() // 60)} min.)",
-        )
+        raise Refused(Reason.SKEWED_CLOCK, _skew_message(auth.amz_date, now, skew))
     return Verified(key, auth.signature, auth)
 
 
@@ -105,3 +95,18 @@ def check_payload_sha256(actual_hex: str, declared_hex: str) -> None:
             Reason.BODY_HASH_MISMATCH,
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         )
+
+
+def _skew_message(amz_date: str, now: datetime, skew: timedelta) -> str:
+    """The wording AWS uses, which botocore recognises to correct its clock and retry."""
+    stamp = "%Y%m%dT%H%M%SZ"
+    minutes = int(skew.total_seconds() // 60)
+    if datetime.strptime(amz_date, stamp).replace(tzinfo=now.tzinfo) < now:
+        return (
+            f"Signature expired: {amz_date} is now earlier than "
+            f"{(now - skew).strftime(stamp)} ({now.strftime(stamp)} - {minutes} min.)"
+        )
+    return (
+        f"Signature not yet current: {amz_date} is still later than "
+        f"{(now + skew).strftime(stamp)} ({now.strftime(stamp)} + {minutes} min.)"
+    )
