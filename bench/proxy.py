@@ -173,6 +173,9 @@ async def upload(signed: Signed, size: int) -> float:
         text = await r.text()
         if r.status != 200:
             raise RuntimeError(f"upload failed: {r.status} {text}")
+        received = int(r.headers["ETag"].strip('"'))  # the upstream reports what it got
+        if received != size:
+            raise RuntimeError(f"the upstream received {received} bytes of {size}")
     return time.perf_counter() - started
 
 
@@ -208,6 +211,15 @@ def main() -> int:
             [str(BIN / "iamgate"), "serve", "--config", str(work / "config.yaml")], env=env
         )
         wait_for_port(gateway_port)
+        profile = os.environ.get("IAMGATE_BENCH_PROFILE")
+        spy = (
+            subprocess.Popen(
+                ["py-spy", "record", "-p", str(gateway.pid), "-o", profile, "-f", "speedscope",
+                 "-d", "20"]
+            )
+            if profile
+            else None
+        )
         minted = mint_credentials(
             load_keyring(open_engine(f"sqlite:///{work / 'state.db'}")),
             principal="bench",

@@ -22,7 +22,7 @@ import yaml
 
 from iamgate.config import Config, parse_config
 from iamgate.sandbox import Sandbox
-from iamgate.server import Runtime, build_runtime, serving
+from iamgate.server import Runtime, build_runtime, run, serving
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +196,6 @@ def run_demo(*, port: int, directory: Path, smoke: bool) -> int:
         aws_config.chmod(0o600)
         runtime = build_runtime(config)
         try:
-            return asyncio.run(_serve(runtime, smoke, aws_config, sandbox))
+            return run(_serve(runtime, smoke, aws_config, sandbox))
         except KeyboardInterrupt:
             return 0

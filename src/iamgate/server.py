@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aiohttp import web
 from sqlalchemy import Engine
@@ -21,6 +22,7 @@ from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -84,6 +86,15 @@ async def serving(runtime: Runtime) -> AsyncIterator[web.AppRunner]:
     finally:
         await runner.cleanup()
         runtime.audit.close()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on uvloop where it is available: the proxy is loop-bound."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 async def serve_forever(runtime: Runtime, ready: asyncio.Event | None = None) -> None:

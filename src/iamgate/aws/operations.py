@@ -138,6 +138,9 @@ IAM_ACTION = {
 }
 
 
+_MODEL_CACHE_KEYS = frozenset({"load_service_model", "load_data", "load_data_with_path"})
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
     service: str
@@ -289,6 +292,11 @@ class OperationIndex:
         index = cls()
         for name in names:
             index._add(name, loader.load_service_model(name, "service-2"))
+            # botocore's loader keeps every model it loads; the index needs none of them
+            # once compiled, and holding all ~450 at once would cost hundreds of MiB.
+            cache: dict[tuple[Any, ...], Any] = getattr(loader, "_cache", {})
+            for key in [k for k in cache if k[0] in _MODEL_CACHE_KEYS]:
+                del cache[key]
         for signing in index._by_signing.values():
             for templates in signing.rest.values():
                 templates.sort(key=lambda t: t.specificity, reverse=True)

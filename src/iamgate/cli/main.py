@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -38,13 +37,13 @@ def cli(verbose: bool) -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
 def serve(config_path: Path) -> None:
     """Run the gateway: the AWS API proxy on one port."""
-    from iamgate.server import build_runtime, serve_forever
+    from iamgate.server import build_runtime, run, serve_forever
 
     config = _load(config_path)
     runtime = build_runtime(config)
     click.echo(f"iamgate listening on {config.server.url}", err=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_forever(runtime))
+        run(serve_forever(runtime))
 
 
 @cli.command()
