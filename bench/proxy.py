@@ -211,15 +211,6 @@ def main() -> int:
             [str(BIN / "iamgate"), "serve", "--config", str(work / "config.yaml")], env=env
         )
         wait_for_port(gateway_port)
-        profile = os.environ.get("IAMGATE_BENCH_PROFILE")
-        spy = (
-            subprocess.Popen(
-                ["py-spy", "record", "-p", str(gateway.pid), "-o", profile, "-f", "speedscope",
-                 "-d", "20"]
-            )
-            if profile
-            else None
-        )
         minted = mint_credentials(
             load_keyring(open_engine(f"sqlite:///{work / 'state.db'}")),
             principal="bench",
