@@ -123,22 +123,23 @@ def aws_config_text(config: Config, config_path: Path, profiles: tuple[DemoProfi
     return "\n".join(lines)
 
 
-TRY = (
-    ("dana-prod", "sts get-caller-identity"),
-    ("dana-prod", "s3 ls"),
-    ("dana-prod", "ec2 describe-instances --query Reservations[].Instances[].InstanceId"),
-    ("dana-prod", "rds describe-db-instances --query DBInstances[].DBInstanceIdentifier"),
-    ("ci", "s3 ls"),
-    ("ci", "ec2 run-instances --image-id ami-03cf127a --count 2 --query Instances[].InstanceId"),
-    ("globex", "s3 ls"),
-)
+def commands_to_try(ami_id: str) -> tuple[tuple[str, str], ...]:
+    return (
+        ("dana-prod", "sts get-caller-identity"),
+        ("dana-prod", "s3 ls"),
+        ("dana-prod", "ec2 describe-instances --query Reservations[].Instances[].InstanceId"),
+        ("dana-prod", "rds describe-db-instances --query DBInstances[].DBInstanceIdentifier"),
+        ("ci", "s3 ls"),
+        ("ci", f"ec2 run-instances --image-id {ami_id} --count 2 --query Instances[].InstanceId"),
+        ("globex", "s3 ls"),
+    )
 
 
 async def _serve(runtime: Runtime, smoke: bool, aws_config: Path, sandbox: Sandbox) -> int:
     async with serving(runtime):
         _print_welcome(runtime.config, sandbox, aws_config)
         if smoke:
-            return await asyncio.to_thread(_smoke, aws_config)
+            return await asyncio.to_thread(_smoke, aws_config, commands_to_try(sandbox.ami_id))
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.Event().wait()
     return 0
@@ -152,9 +153,9 @@ def _aws_env(aws_config: Path) -> dict[str, str]:
     return env
 
 
-def _smoke(aws_config: Path) -> int:
+def _smoke(aws_config: Path, commands: tuple[tuple[str, str], ...]) -> int:
     failures = 0
-    for profile, command in TRY:
+    for profile, command in commands:
         print(f"\n$ aws --profile {profile} {command}", flush=True)
         result = subprocess.run(
             ["aws", "--profile", profile, *shlex.split(command)],
@@ -162,7 +163,7 @@ def _smoke(aws_config: Path) -> int:
             check=False,
         )
         failures += result.returncode != 0
-    print(f"\n{len(TRY) - failures} passed, {failures} failed")
+    print(f"\ndemo: {len(commands) - failures} of {len(commands)} commands succeeded")
     return 1 if failures else 0
 
 
@@ -176,7 +177,7 @@ iamgate demo
 In another shell:
   export AWS_CONFIG_FILE={aws_config}
 """)
-    for profile, command in TRY:
+    for profile, command in commands_to_try(sandbox.ami_id):
         print(f"  aws --profile {profile} {command}")
     print("\nEvery call above goes through the gateway, is re-signed with AssumeRole credentials")
     print("for its account, and is audited. Ctrl-C stops the demo.", flush=True)

@@ -532,3 +532,21 @@ def test_over_tls_with_aws_chunked_uploads(
             ).scalars()
         )
     assert any(5 * 1024 < b < 6 * 1024 for b in puts), puts  # chunk framing adds bytes
+
+
+def test_a_client_cannot_switch_moto_accounts(gateway: GatewayProcess) -> None:
+    """moto honours x-moto-account-id; the gateway must never pass it on, signed or not."""
+    creds = gateway.issue("dana", PROD, "ReadOnly")
+    s3 = boto3.Session(
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+        aws_session_token=creds.session_token,
+        region_name="us-east-1",
+    ).client("s3", endpoint_url=gateway.url)
+
+    def add_header(request: Any, **_: Any) -> None:
+        request.headers["x-moto-account-id"] = CI  # signed along with the rest
+
+    s3.meta.events.register_first("before-sign.s3.ListBuckets", add_header)
+    names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert names == {"acme-prod-data", "acme-prod-logs"}
