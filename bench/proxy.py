@@ -203,6 +203,13 @@ def main() -> int:
                 "upstream": {"endpoint_url": f"http://127.0.0.1:{upstream_port}"},
                 "accounts": [{"name": "bench", "id": ACCOUNT}],
             },
+            "roles": [
+                {
+                    "name": "bench",
+                    "allow": {"accounts": {"name": ["bench"]}, "aws_roles": ["Bench"]},
+                }
+            ],
+            "users": [{"name": "bench", "roles": ["bench"]}],
         }
         (work / "config.yaml").write_text(yaml.safe_dump(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

@@ -37,33 +37,16 @@ PROD = "111111111111"
 CI = "222222222222"
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as box:
-        yield box
-
-
-@pytest.fixture(scope="module")
-def gateway(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(sandbox, tmp_path_factory.mktemp("gateway"))
-    gw.start()
-    yield gw
-    gw.stop()
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("home")
-
-
 class Pair:
     """The same CLI command through the gateway and directly against the sandbox."""
 
-    def __init__(self, gw: GatewayProcess, sandbox: Sandbox, home: Path, account: str, role: str):
+    def __init__(
+        self, gw: GatewayProcess, sandbox: Sandbox, home: Path, user: str, account: str, role: str
+    ):
         base = clean_env(home)
         self.gw = gw
-        self.via = creds_env(base, gateway_creds(gw.issue("dana", account, role)))
-        self.direct = creds_env(base, sandbox.assume(account, role, session_name="dana"))
+        self.via = creds_env(base, gateway_creds(gw.issue(user, account, role)))
+        self.direct = creds_env(base, sandbox.assume(account, role, session_name=user))
         self.sandbox = sandbox
 
     def through(self, *args: str, extra: tuple[str, ...] = ()) -> Any:
@@ -79,12 +62,12 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def prod(gateway: GatewayProcess, sandbox: Sandbox, home: Path) -> Pair:
-    return Pair(gateway, sandbox, home, PROD, "ReadOnly")
+    return Pair(gateway, sandbox, home, "dana", PROD, "ReadOnly")
 
 
 @pytest.fixture(scope="module")
 def ci(gateway: GatewayProcess, sandbox: Sandbox, home: Path) -> Pair:
-    return Pair(gateway, sandbox, home, CI, "CIRunner")
+    return Pair(gateway, sandbox, home, "ci-bot", CI, "CIRunner")
 
 
 def test_get_caller_identity_is_the_assumed_role(prod: Pair) -> None:
@@ -363,7 +346,7 @@ def _signed(
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    creds = gateway.issue("carl", CI, "CIRunner")
+    creds = gateway.issue("ci-bot", CI, "CIRunner")
     request = AWSRequest(method=method, url=gateway.url + path, data=body, headers=headers)
     signer = S3SigV4Auth if service == "s3" else SigV4Auth
     signer(
@@ -503,7 +486,7 @@ def test_over_tls_with_aws_chunked_uploads(
     tls_gateway: tuple[GatewayProcess, Path], sandbox: Sandbox, home: Path, tmp_path: Path
 ) -> None:
     gw, ca = tls_gateway
-    env = creds_env(clean_env(home), gateway_creds(gw.issue("carl", CI, "CIRunner")))
+    env = creds_env(clean_env(home), gateway_creds(gw.issue("ci-bot", CI, "CIRunner")))
     tls = ("--ca-bundle", str(ca))
 
     def aws(*args: str) -> Any:

@@ -62,8 +62,54 @@ def gateway_config(
                 for a in sandbox.accounts
             ],
         },
-        "users": [{"name": "dana"}, {"name": "carl"}],
+        "roles": TEST_ROLES,
+        "users": [
+            {"name": "dana", "roles": ["data-scientist"]},
+            {"name": "ci-bot", "roles": ["ci-runner"]},
+            {"name": "carl", "roles": ["contractor"]},
+        ],
     }
+
+
+# The stories of the design, plus what the end-to-end tests of the CI role exercise.
+TEST_ROLES: list[dict[str, Any]] = [
+    {
+        "name": "data-scientist",
+        "allow": {
+            "accounts": {"env": ["prod"]},
+            "aws_roles": ["ReadOnly", "DataScientist"],
+            "access_levels": ["read", "list"],
+        },
+        "deny": {"actions": ["rds:Delete*"]},
+        "max_session_ttl": "1h",
+    },
+    {
+        "name": "ci-runner",
+        "allow": {
+            "accounts": {"name": ["acme-ci"]},
+            "aws_roles": ["CIRunner"],
+            "actions": [
+                "ec2:*",
+                "s3:*",
+                "dynamodb:*",
+                "lambda:List*",
+                "iam:List*",
+                "sqs:*",
+                "kms:*",
+                "sts:GetCallerIdentity",
+            ],
+        },
+        "guardrails": [{"action": "ec2:RunInstances", "max": {"MaxCount": 10}}],
+    },
+    {
+        "name": "contractor",
+        "allow": {
+            "accounts": {"customer": ["globex"]},
+            "aws_roles": ["ReadOnly"],
+            "access_levels": ["read", "list"],
+        },
+    },
+]
 
 
 @dataclass

@@ -25,6 +25,7 @@ class ApiCallEvent:
     resource: str | None
     decision: Decision
     reason: str | None
+    gateway_role: str | None
     status: int
     aws_request_id: str | None
     error_code: str | None

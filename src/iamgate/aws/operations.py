@@ -10,7 +10,6 @@ templates.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections import defaultdict
@@ -154,6 +153,9 @@ class Identified:
     operation: Operation
     params: Mapping[str, object]
     resource: str | None
+    # Why the parameters cannot be read with certainty (a key given twice, a compressed or
+    # unparsable body): guardrails refuse rather than guess.
+    ambiguous: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,20 +380,25 @@ class OperationIndex:
         if signing is None:
             return None
         lower = {k.lower(): v for k, v in headers.items()}
+        encoding = lower.get("content-encoding", "").replace("aws-chunked", "").strip(", ")
+        compressed = f"the body is {encoding}-encoded" if encoding else None
         target = lower.get("x-amz-target")
         if target is not None:
             op = signing.targets.get(target.strip())
-            return Identified(op, _json_params(body), None) if op else None
+            if op is None:
+                return None
+            params, ambiguous = _json_params(None if compressed else body)
+            return Identified(op, params, None, compressed or ambiguous)
         if signing.cbor and path.startswith("/service/") and "/operation/" in path:
             op = signing.cbor.get(path.rsplit("/", 1)[-1])
-            return Identified(op, {}, None) if op else None
+            return Identified(op, {}, None, "CBOR parameters are not read") if op else None
         if signing.actions:
-            params = _form_params(query, lower, body)
-            action = params.get("Action")
+            form, ambiguous = _form_params(query, lower, None if compressed else body)
+            action = form.get("Action")
             if isinstance(action, str):
                 op = signing.actions.get(action)
                 if op is not None:
-                    return Identified(op, params, None)
+                    return Identified(op, form, None, compressed or ambiguous)
                 if not signing.rest:
                     return None
         templates = signing.rest.get(method.upper())
@@ -416,43 +423,79 @@ class OperationIndex:
                 continue
             if any(h not in lower for h in template.required_headers):
                 continue
-            params = _rest_params(template, match, query_map, lower, body)
-            return Identified(template.operation, params, _resource(template.operation, params))
+            params, ambiguous = _rest_params(template, match, query, lower, body)
+            return Identified(
+                template.operation,
+                params,
+                _resource(template.operation, params),
+                compressed or ambiguous,
+            )
         return None
 
 
-def _json_params(body: bytes | None) -> dict[str, object]:
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _json_params(body: bytes | None) -> tuple[dict[str, object], str | None]:
     if not body:
-        return {}
+        return {}, None
     try:
-        parsed = json.loads(body)
+        parsed = json.loads(body, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as dup:
+        return {}, f"the JSON key {dup} appears twice"
     except (ValueError, UnicodeDecodeError):
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
+        return {}, "the body is not valid JSON"
+    return (parsed, None) if isinstance(parsed, dict) else ({}, "the body is not a JSON object")
 
 
 def _form_params(
     query: Sequence[tuple[str, str]], headers: Mapping[str, str], body: bytes | None
-) -> dict[str, object]:
-    params: dict[str, object] = dict(query)
+) -> tuple[dict[str, object], str | None]:
+    pairs = list(query)
     if body and "x-www-form-urlencoded" in headers.get("content-type", ""):
-        with contextlib.suppress(UnicodeDecodeError):
-            params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-    return params
+        try:
+            pairs += parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            return dict(pairs), "the form body is not UTF-8"
+    params: dict[str, object] = {}
+    ambiguous = None
+    for key, value in pairs:
+        if key in params and ambiguous is None:
+            ambiguous = f"the parameter {key} appears twice"
+        params.setdefault(key, value)
+    return params, ambiguous
 
 
 def _rest_params(
     template: _Template,
     match: re.Match[str],
-    query: Mapping[str, str],
+    pairs: Sequence[tuple[str, str]],
     headers: Mapping[str, str],
     body: bytes | None,
-) -> dict[str, object]:
+) -> tuple[dict[str, object], str | None]:
     labels = dict(zip(template.labels, match.groups(), strict=True))
     binding = template.binding
     params: dict[str, object] = {}
+    ambiguous = None
+    query: dict[str, str] = {}
+    for key, value in pairs:
+        if key in query and ambiguous is None:
+            ambiguous = f"the query parameter {key} appears twice"
+        query.setdefault(key, value)
     if template.operation.protocol == "rest-json" and not binding.has_payload_member:
-        params.update(_json_params(body))
+        body_params, body_ambiguous = _json_params(body)
+        params.update(body_params)
+        ambiguous = ambiguous or body_ambiguous
     for label, member in binding.uri:
         if label in labels:
             params[member] = labels[label]
@@ -462,7 +505,7 @@ def _rest_params(
     for header, member in binding.headers:
         if header in headers:
             params[member] = headers[header]
-    return params
+    return params, ambiguous
 
 
 def _resource(operation: Operation, params: Mapping[str, object]) -> str | None:

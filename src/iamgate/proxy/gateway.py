@@ -22,13 +22,14 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from iamgate.access.decisions import decide
 from iamgate.audit.events import ApiCallEvent, Decision
 from iamgate.audit.writer import AuditWriter
 from iamgate.aws.endpoints import resolve_upstream
 from iamgate.aws.errors import render_error
 from iamgate.aws.operations import Identified, OperationIndex
 from iamgate.aws.upstream_credentials import RoleKey, UpstreamCredentialCache
-from iamgate.config import Config
+from iamgate.config import Config, RoleConfig
 from iamgate.identity.credentials import Claims, KeyRing, open_credentials
 from iamgate.proxy.body import BodyStream
 from iamgate.proxy.outbound import (
@@ -92,6 +93,8 @@ class _Call:
     error_code: str | None = None
     decision: Decision = "allowed"
     reason: str | None = None
+    gateway_role: str | None = None
+    rule: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -123,6 +126,12 @@ class Gateway:
         public = urlsplit(config.server.url)
         self._public_host = (public.netloc or "").lower()
         self._override = config.aws.upstream.endpoint_url
+        self._roles = {role.name: role for role in config.roles}
+        self._user_roles = {user.name: tuple(user.roles) for user in config.users}
+
+    def _current_roles(self, principal: str) -> list[RoleConfig]:
+        """The roles the principal holds now, not when the credential was minted."""
+        return [self._roles[r] for r in self._user_roles.get(principal, ()) if r in self._roles]
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -256,22 +265,34 @@ class Gateway:
         call.identified = identified
         action = identified.operation.iam_action
 
-        # 3. authorize. Gateway roles arrive with the access issue; until then every verified
-        #    call is allowed, except those that would mint AWS credentials around the gateway.
+        # 3. authorize: the caller's current gateway roles, explicit deny first, default deny.
         if action in _CREDENTIAL_MINTING:
             raise Refused(
                 Reason.ACCESS_DENIED,
                 f"iamgate: {action} is not available through the gateway; "
                 "credentials are issued by iamgate",
             )
-
-        # 4. upstream credentials: AssumeRole into the account's role, cached.
         account = self.config.aws.account_by_id(claims.account_id)
         if account is None:
             raise Refused(
                 Reason.UNKNOWN_ACCOUNT,
                 f"iamgate: account {claims.account_id} is not configured on this gateway",
             )
+        decision = decide(
+            self._current_roles(claims.principal),
+            account,
+            claims.aws_role,
+            action,
+            auth.scope.region,
+            identified.params,
+            ambiguous=identified.ambiguous,
+        )
+        call.gateway_role = decision.role
+        call.rule = decision.rule
+        if not decision.allowed:
+            raise Refused(Reason.ACCESS_DENIED, f"iamgate: {decision.rule}")
+
+        # 4. upstream credentials: AssumeRole into the account's role, cached.
         role_arn = f"arn:{account.partition}:iam::{account.id}:role/{claims.aws_role}"
         creds = await self.upstream_credentials.get(
             RoleKey(
@@ -486,7 +507,8 @@ class Gateway:
                 iam_action=op.iam_action if op else None,
                 resource=call.identified.resource if call.identified else None,
                 decision=call.decision,
-                reason=call.reason,
+                reason=call.reason or call.rule,
+                gateway_role=call.gateway_role,
                 status=call.status,
                 aws_request_id=call.aws_request_id,
                 error_code=call.error_code,

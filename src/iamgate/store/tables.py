@@ -41,6 +41,7 @@ api_calls = Table(
     Column("resource", Text),
     Column("decision", String(16), nullable=False),
     Column("reason", Text),
+    Column("gateway_role", String(64)),
     Column("status", Integer),
     Column("aws_request_id", String(128)),
     Column("error_code", String(128)),

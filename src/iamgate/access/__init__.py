@@ -1,0 +1,1 @@
+"""Who may do what: gateway roles, action and access-level matching, guardrails (pure)."""
