@@ -30,6 +30,7 @@ class RoleKey:
     source_identity: str
     external_id: str | None = None
     policy: str | None = None
+    policy_arns: tuple[str, ...] = ()
     duration_seconds: int = 3600
 
 
@@ -65,6 +66,8 @@ def botocore_assume_role(endpoint_url: str | None, region: str) -> AssumeRole:
             params["ExternalId"] = key.external_id
         if key.policy:
             params["Policy"] = key.policy
+        if key.policy_arns:
+            params["PolicyArns"] = [{"arn": arn} for arn in key.policy_arns]
         creds = client.assume_role(**params)["Credentials"]
         expiration = creds["Expiration"]
         if expiration.tzinfo is None:

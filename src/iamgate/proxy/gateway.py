@@ -22,7 +22,8 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from iamgate.access.decisions import decide
+from iamgate.access.decisions import decide, role_reaches
+from iamgate.access.session_policy import SessionPolicyError, session_policy_for
 from iamgate.audit.events import ApiCallEvent, Decision
 from iamgate.audit.writer import AuditWriter
 from iamgate.aws.endpoints import resolve_upstream
@@ -292,14 +293,26 @@ class Gateway:
         if not decision.allowed:
             raise Refused(Reason.ACCESS_DENIED, f"iamgate: {decision.rule}")
 
-        # 4. upstream credentials: AssumeRole into the account's role, cached.
+        # 4. upstream credentials: AssumeRole into the account's role with the session policy
+        #    of the roles that reach it, so AWS enforces the same view; cached.
         role_arn = f"arn:{account.partition}:iam::{account.id}:role/{claims.aws_role}"
+        reaching = [
+            r
+            for r in self._current_roles(claims.principal)
+            if role_reaches(r, account, claims.aws_role)
+        ]
+        try:
+            policy = session_policy_for(reaching, partition=account.partition)
+        except SessionPolicyError as exc:
+            raise Refused(Reason.ACCESS_DENIED, f"iamgate: {exc}") from None
         creds = await self.upstream_credentials.get(
             RoleKey(
                 role_arn=role_arn,
                 session_name=claims.principal,
                 source_identity=claims.principal,
                 external_id=account.external_id,
+                policy=policy.policy,
+                policy_arns=policy.policy_arns,
             )
         )
 

@@ -1,4 +1,8 @@
-"""Verifying a signature, and the request's time, as AWS does."""
+"""Verifying a signature, and the request's time, as AWS does.
+
+The signature is checked before the clock, as AWS reports a bad signature first; both are
+always checked. Signatures are compared in constant time.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +23,18 @@ from iamgate.sigv4.canonical import (
 
 SKEW = timedelta(minutes=5)
 S3_SKEW = timedelta(minutes=15)
+BAD_SIGNATURE_MESSAGE = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your key and signing method."
+)
+_STAMP = "%Y%m%dT%H%M%SZ"
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True)
 class Verified:
+    """What a verified request hands on: aws-chunked bodies chain from its signature."""
+
     signing_key: bytes
     seed_signature: str
     auth: Authorization
@@ -32,6 +44,29 @@ def signature_of(signing_key: bytes, to_sign: str) -> str:
     return hmac.new(
         signing_key, to_sign.encode("utf-8", "surrogateescape"), hashlib.sha256
     ).hexdigest()
+
+
+def _signature_matches(
+    auth: Authorization,
+    key: bytes,
+    request: tuple[str, str, str, Sequence[tuple[str, str]], str],
+    s3_style: bool | None,
+    *,
+    token_signed: bool,
+) -> bool:
+    method, raw_path, raw_query, headers, payload_hash = request
+    canonical = canonical_request(
+        auth,
+        method,
+        raw_path,
+        raw_query,
+        headers,
+        payload_hash,
+        s3_style=s3_style,
+        token_signed=token_signed,
+    )
+    expected = signature_of(key, string_to_sign(auth, canonical))
+    return hmac.compare_digest(expected.encode(), auth.signature.encode())
 
 
 def verify_signature(
@@ -48,65 +83,54 @@ def verify_signature(
 ) -> Verified:
     scope = auth.scope
     key = derive_signing_key(secret_access_key, scope.date, scope.region, scope.service)
-    canonical = canonical_request(
-        auth, method, raw_path, raw_query, headers, payload_hash, s3_style=s3_style
-    )
-    good = hmac.compare_digest(signature_of(key, string_to_sign(auth, canonical)), auth.signature)
+    request = (method, raw_path, raw_query, headers, payload_hash)
+    good = _signature_matches(auth, key, request, s3_style, token_signed=True)
     if not good and auth.presigned and auth.session_token is not None:
-        # Some signers append the session token to a presigned URL after signing.
-        canonical = canonical_request(
-            auth,
-            method,
-            raw_path,
-            raw_query,
-            headers,
-            payload_hash,
-            s3_style=s3_style,
-            token_signed=False,
-        )
-        good = hmac.compare_digest(
-            signature_of(key, string_to_sign(auth, canonical)), auth.signature
-        )
+        # Some signers append the session token to a presigned URL after signing. Only a
+        # URL signed without the token can pass here; the token is bound to the key later.
+        good = _signature_matches(auth, key, request, s3_style, token_signed=False)
     if not good:
-        raise Refused(
-            Reason.BAD_SIGNATURE,
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your key and signing method.",
-        )
-    skew = S3_SKEW if is_s3_style(scope.service) else SKEW
-    if auth.presigned:
-        if auth.timestamp - now > S3_SKEW:
-            raise Refused(Reason.SKEWED_CLOCK, "Request is not yet valid")
-        if auth.expires is not None and now > auth.timestamp + timedelta(seconds=auth.expires):
-            raise Refused(Reason.PRESIGN_EXPIRED, "Request has expired")
-    elif abs(now - auth.timestamp) > skew:
-        raise Refused(Reason.SKEWED_CLOCK, _skew_message(auth.amz_date, now, skew))
+        raise Refused(Reason.BAD_SIGNATURE, BAD_SIGNATURE_MESSAGE)
+    check_time(auth, now)
     return Verified(key, auth.signature, auth)
 
 
+def check_time(auth: Authorization, now: datetime) -> None:
+    """Header auth: within 5 minutes of now (15 for S3). Presigned: not past X-Amz-Expires,
+    and not more than 15 minutes in the future."""
+    if auth.presigned:
+        if auth.timestamp - now > S3_SKEW:
+            raise Refused(Reason.SKEWED_CLOCK, _skew_message(auth, now, S3_SKEW))
+        if auth.expires is not None and now > auth.timestamp + timedelta(seconds=auth.expires):
+            raise Refused(Reason.PRESIGN_EXPIRED, "Request has expired")
+        return
+    skew = S3_SKEW if is_s3_style(auth.scope.service) else SKEW
+    if abs(now - auth.timestamp) > skew:
+        raise Refused(Reason.SKEWED_CLOCK, _skew_message(auth, now, skew))
+
+
 def is_sha256_hex(value: str | None) -> bool:
-    return value is not None and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    return value is not None and len(value) == 64 and all(c in _HEX for c in value)
 
 
 def check_payload_sha256(actual_hex: str, declared_hex: str) -> None:
     """The body must be the one whose hash the client signed in x-amz-content-sha256."""
-    if not hmac.compare_digest(actual_hex, declared_hex):
+    if not hmac.compare_digest(actual_hex.encode(), declared_hex.encode("utf-8", "replace")):
         raise Refused(
             Reason.BODY_HASH_MISMATCH,
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         )
 
 
-def _skew_message(amz_date: str, now: datetime, skew: timedelta) -> str:
+def _skew_message(auth: Authorization, now: datetime, skew: timedelta) -> str:
     """The wording AWS uses, which botocore recognises to correct its clock and retry."""
-    stamp = "%Y%m%dT%H%M%SZ"
     minutes = int(skew.total_seconds() // 60)
-    if datetime.strptime(amz_date, stamp).replace(tzinfo=now.tzinfo) < now:
+    if auth.timestamp < now:
         return (
-            f"Signature expired: {amz_date} is now earlier than "
-            f"{(now - skew).strftime(stamp)} ({now.strftime(stamp)} - {minutes} min.)"
+            f"Signature expired: {auth.amz_date} is now earlier than "
+            f"{(now - skew).strftime(_STAMP)} ({now.strftime(_STAMP)} - {minutes} min.)"
         )
     return (
-        f"Signature not yet current: {amz_date} is still later than "
-        f"{(now + skew).strftime(stamp)} ({now.strftime(stamp)} + {minutes} min.)"
+        f"Signature not yet current: {auth.amz_date} is still later than "
+        f"{(now + skew).strftime(_STAMP)} ({now.strftime(_STAMP)} + {minutes} min.)"
     )
