@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,6 +20,8 @@ from iamgate.config import Config
 from iamgate.identity.credentials import KeyRing
 from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
+from iamgate.store.directory import Directory, sync_bootstrap_users
+from iamgate.web.api import Api
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,7 +42,10 @@ def build_runtime(config: Config, *, index: OperationIndex | None = None) -> Run
     upstream = config.aws.upstream
     cache = UpstreamCredentialCache(botocore_assume_role(upstream.endpoint_url, upstream.region))
     audit = AuditWriter(engine)
-    gateway = Gateway(config, keyring, index or OperationIndex.build(), cache, audit)
+    sync_bootstrap_users(engine, config.users)
+    gateway = Gateway(
+        config, keyring, index or OperationIndex.build(), cache, audit, Directory(engine)
+    )
     return Runtime(config, engine, keyring, gateway, audit)
 
 
@@ -57,8 +62,28 @@ def build_app(runtime: Runtime) -> web.Application:
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
-    app.router.add_route("*", "/{tail:.*}", gateway.handle, expect_handler=gateway.expect)
+    api = Api(runtime.config, runtime.engine, runtime.keyring)
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        # SigV4-signed requests are AWS calls, whatever their path (a bucket may be "api").
+        if is_aws_request(request.headers, request.query_string):
+            return await gateway.handle(request)
+        return await api.handle(request)
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        if is_aws_request(request.headers, request.query_string):
+            return await gateway.expect(request)
+        if request.headers.get("Expect", "").lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
+
+    app.router.add_route("*", "/{tail:.*}", dispatch, expect_handler=expect)
     return app
+
+
+def is_aws_request(headers: Mapping[str, str], query: str) -> bool:
+    authorization = headers.get("Authorization", "")
+    return authorization.startswith("AWS") or "X-Amz-" in query or "AWSAccessKeyId=" in query
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:

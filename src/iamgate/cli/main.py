@@ -11,6 +11,16 @@ from pathlib import Path
 
 import click
 
+from iamgate.cli.admin import sessions, users
+from iamgate.cli.people import (
+    env_lines,
+    fetch_credentials,
+    list_access,
+    login,
+    logout,
+    profiles,
+    run_aws,
+)
 from iamgate.config import Config, ConfigError, load_config, parse_duration
 from iamgate.identity.credentials import mint_credentials
 from iamgate.store.database import load_keyring, open_engine
@@ -47,16 +57,33 @@ def serve(config_path: Path) -> None:
 
 
 @cli.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
-@click.option("--issue-for", "principal", required=True, help="User (or bot) to issue for.")
 @click.option("--account", required=True, help="Account name or id.")
 @click.option("--role", "aws_role", required=True, help="IAM role name in that account.")
-@click.option("--ttl", default="1h", show_default=True, help="Lifetime, e.g. 15m or 1h.")
-@click.option("--bot", is_flag=True, help="The principal is a bot, not a person.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Administrators, with --issue-for: mint on the gateway host itself.",
+)
+@click.option("--issue-for", "principal", default=None, help="User or bot to issue for.")
+@click.option("--ttl", default="1h", show_default=True, help="Lifetime, with --issue-for.")
+@click.option("--bot", is_flag=True, help="With --issue-for: the principal is a bot.")
 def credentials(
-    config_path: Path, principal: str, account: str, aws_role: str, ttl: str, bot: bool
+    account: str,
+    aws_role: str,
+    config_path: Path | None,
+    principal: str | None,
+    ttl: str,
+    bot: bool,
 ) -> None:
-    """Print gateway credentials as `credential_process` JSON (administrators)."""
+    """Print `credential_process` JSON for ACCOUNT/ROLE (cached until near expiry)."""
+    if principal is None:
+        json.dump(fetch_credentials(account, aws_role), sys.stdout)
+        sys.stdout.write("\n")
+        return
+    if config_path is None:
+        raise click.UsageError("--issue-for needs --config")
     config = _load(config_path)
     target = config.aws.account_named(account)
     if target is None:
@@ -100,6 +127,10 @@ def demo(port: int, directory: Path, smoke: bool) -> None:
     from iamgate.demo import run_demo
 
     sys.exit(run_demo(port=port, directory=directory, smoke=smoke))
+
+
+for command in (login, logout, list_access, run_aws, env_lines, profiles, users, sessions):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ the upstream.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -52,6 +53,7 @@ from iamgate.sigv4 import (
     query_params,
     verify_signature,
 )
+from iamgate.store.directory import Directory
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ MAX_BUFFERED_BODY = 64 * 1024 * 1024
 # Bodies above this are streamed (S3 only); below it they are read, checked and then sent.
 STREAM_THRESHOLD = 1024 * 1024
 MAX_ERROR_BODY = 256 * 1024
+DIRECTORY_POLL_SECONDS = 0.5
 _ERROR_CODE_XML = re.compile(rb"<Code>([^<]{1,128})</Code>")
 _ERROR_CODE_JSON = re.compile(rb'"(?:__type|code)"\s*:\s*"([^"]{1,256})"')
 
@@ -114,6 +117,7 @@ class Gateway:
         index: OperationIndex,
         upstream_credentials: UpstreamCredentialCache,
         audit: AuditWriter | None,
+        directory: Directory,
         *,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -124,17 +128,32 @@ class Gateway:
         self.audit = audit
         self._clock = clock or (lambda: datetime.now(UTC))
         self._session: aiohttp.ClientSession | None = None
+        self._refresher: asyncio.Task[None] | None = None
         public = urlsplit(config.server.url)
         self._public_host = (public.netloc or "").lower()
         self._override = config.aws.upstream.endpoint_url
         self._roles = {role.name: role for role in config.roles}
-        self._user_roles = {user.name: tuple(user.roles) for user in config.users}
+        self.directory = directory
 
     def _current_roles(self, principal: str) -> list[RoleConfig]:
         """The roles the principal holds now, not when the credential was minted."""
-        return [self._roles[r] for r in self._user_roles.get(principal, ()) if r in self._roles]
+        return [self._roles[r] for r in self.directory.roles_of(principal) if r in self._roles]
+
+    def _open(self, auth: Authorization, call: _Call) -> tuple[Claims, str]:
+        claims, secret = open_credentials(
+            self.keyring, auth.scope.access_key_id, auth.session_token, now=self._clock()
+        )
+        call.claims = claims
+        if self.directory.revoked(claims) or not self.directory.exists(claims.principal):
+            raise Refused(
+                Reason.REVOKED_CREDENTIAL,
+                "The security token included in the request is invalid: iamgate revoked it",
+            )
+        return claims, secret
 
     async def start(self) -> None:
+        await asyncio.to_thread(self.directory.refresh)
+        self._refresher = asyncio.create_task(self._follow_directory())
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300),
             auto_decompress=False,
@@ -142,7 +161,18 @@ class Gateway:
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
 
+    async def _follow_directory(self) -> None:
+        """Revocations and role changes made on any replica apply here within a poll."""
+        while True:
+            await asyncio.sleep(DIRECTORY_POLL_SECONDS)
+            try:
+                await asyncio.to_thread(self.directory.refresh)
+            except Exception:
+                log.exception("could not refresh users and revocations")
+
     async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
         if self._session is not None:
             await self._session.close()
 
@@ -190,10 +220,7 @@ class Gateway:
         if authn is None:
             auth = parse_authorization(request.method, raw_path, raw_query, headers)
             call.auth = auth
-            claims, secret = open_credentials(
-                self.keyring, auth.scope.access_key_id, auth.session_token, now=self._clock()
-            )
-            call.claims = claims
+            claims, secret = self._open(auth, call)
             authn = _Authenticated(auth, claims, secret)
         auth, claims = authn.auth, authn.claims
         signing_name = auth.scope.service
@@ -433,10 +460,7 @@ class Gateway:
         raw_path, _, raw_query = request.raw_path.partition("?")
         auth = parse_authorization(request.method, raw_path, raw_query, _header_pairs(request))
         call.auth = auth
-        claims, secret = open_credentials(
-            self.keyring, auth.scope.access_key_id, auth.session_token, now=self._clock()
-        )
-        call.claims = claims
+        claims, secret = self._open(auth, call)
         content_sha = auth.content_sha256
         if content_sha is not None and (
             is_streaming(content_sha)

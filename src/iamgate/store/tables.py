@@ -51,3 +51,52 @@ api_calls = Table(
     Column("source_ip", String(64)),
     Column("user_agent", Text),
 )
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("totp_secret", String(64), nullable=False),
+    Column("roles", Text, nullable=False, default=""),  # comma-separated gateway roles
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", DateTime(timezone=True)),
+    Column("last_totp_step", BigInteger),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+login_sessions = Table(
+    "login_sessions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("secret_hash", String(64), nullable=False),  # sha256 of the bearer secret
+    Column("user", String(64), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("source_ip", String(64)),
+    Column("user_agent", Text),
+)
+
+issued_credentials = Table(
+    "issued_credentials",
+    metadata,
+    Column("session_id", String(32), primary_key=True),  # the access key id without ASIA
+    Column("principal", String(128), nullable=False, index=True),
+    Column("login_session", String(32), index=True),
+    Column("account_id", String(12), nullable=False),
+    Column("aws_role", String(128), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Append-only: every replica follows it by id, so a revocation reaches all of them.
+revocations = Table(
+    "revocations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # credential | login | user
+    Column("subject", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("by", String(128)),
+)

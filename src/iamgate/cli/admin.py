@@ -1,0 +1,211 @@
+"""Administration on the gateway host: users and sessions, straight in the state store."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine
+
+from iamgate.config import Config, ConfigError, load_config
+from iamgate.identity.passwords import hash_password
+from iamgate.identity.totp import enrolment_uri, new_totp_secret
+from iamgate.store.database import open_engine
+from iamgate.store.directory import (
+    delete_user,
+    get_user,
+    list_login_sessions,
+    list_users,
+    put_user,
+    revoke,
+    set_lock,
+    sync_bootstrap_users,
+)
+
+LOCK_FOREVER = timedelta(days=365 * 100)
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The gateway's configuration (for its state store).",
+)
+
+
+def open_store(config_path: Path) -> tuple[Config, Engine]:
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    engine = open_engine(config.storage.url)
+    sync_bootstrap_users(engine, config.users)
+    return config, engine
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 12:
+        raise click.BadParameter("use at least 12 characters", param_hint="password")
+    return password
+
+
+def _enrol(name: str) -> str:
+    secret = new_totp_secret()
+    click.echo(f"TOTP secret for {name}: {secret}")
+    click.echo(f"Enrol it in an authenticator app: {enrolment_uri(secret, name)}")
+    return secret
+
+
+@click.group()
+def users() -> None:
+    """Add, list, reset, lock and remove users."""
+
+
+@users.command("add")
+@config_option
+@click.argument("name")
+@click.option("--roles", default="", help="Gateway roles, comma-separated.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_add(config_path: Path, name: str, roles: str, password_stdin: bool) -> None:
+    config, engine = open_store(config_path)
+    wanted = [r for r in roles.split(",") if r]
+    unknown = sorted(set(wanted) - {r.name for r in config.roles})
+    if unknown:
+        raise click.BadParameter(f"unknown roles: {', '.join(unknown)}", param_hint="--roles")
+    row = get_user(engine, name)
+    if row is not None and row.has_password:
+        raise click.ClickException(f"user {name} exists; use `iamgate users reset {name}`")
+    password = _read_password(password_stdin)
+    put_user(
+        engine,
+        name,
+        roles=wanted if wanted or row is None else None,
+        password_hash=hash_password(password),
+        totp_secret=_enrol(name),
+    )
+    click.echo(f"user {name} added")
+
+
+@users.command("reset")
+@config_option
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True)
+def users_reset(config_path: Path, name: str, password_stdin: bool) -> None:
+    """A new password and a new TOTP secret; every session of the user ends."""
+    _, engine = open_store(config_path)
+    if get_user(engine, name) is None:
+        raise click.ClickException(f"no user {name}")
+    put_user(
+        engine,
+        name,
+        password_hash=hash_password(_read_password(password_stdin)),
+        totp_secret=_enrol(name),
+    )
+    set_lock(engine, name, None)
+    revoke(engine, "user", name, by="admin")
+    click.echo(f"user {name} reset; their sessions were revoked")
+
+
+@users.command("lock")
+@config_option
+@click.argument("name")
+def users_lock(config_path: Path, name: str) -> None:
+    """Lock the account and end everything it holds, at once."""
+    _, engine = open_store(config_path)
+    if not set_lock(engine, name, datetime.now(UTC) + LOCK_FOREVER):
+        raise click.ClickException(f"no user {name}")
+    revoke(engine, "user", name, by="admin")
+    click.echo(f"user {name} locked; their sessions and credentials were revoked")
+
+
+@users.command("unlock")
+@config_option
+@click.argument("name")
+def users_unlock(config_path: Path, name: str) -> None:
+    _, engine = open_store(config_path)
+    if not set_lock(engine, name, None):
+        raise click.ClickException(f"no user {name}")
+    click.echo(f"user {name} unlocked")
+
+
+@users.command("rm")
+@config_option
+@click.argument("name")
+def users_rm(config_path: Path, name: str) -> None:
+    config, engine = open_store(config_path)
+    if any(u.name == name for u in config.users):
+        raise click.ClickException(f"{name} is a bootstrap user: remove it from {config_path}")
+    if not delete_user(engine, name, by="admin"):
+        raise click.ClickException(f"no user {name}")
+    click.echo(f"user {name} removed; their sessions and credentials were revoked")
+
+
+@users.command("ls")
+@config_option
+def users_ls(config_path: Path) -> None:
+    _, engine = open_store(config_path)
+    table = Table("user", "roles", "can log in", "locked until", "failed logins")
+    now = datetime.now(UTC)
+    for row in list_users(engine):
+        locked = row.record.locked_until
+        table.add_row(
+            row.record.name,
+            ", ".join(row.roles) or "-",
+            "yes" if row.has_password else "no (iamgate users reset)",
+            locked.strftime("%Y-%m-%d %H:%M UTC") if locked and locked > now else "-",
+            str(row.record.failed_logins),
+        )
+    Console().print(table)
+
+
+@click.group()
+def sessions() -> None:
+    """List and revoke login sessions and gateway credentials."""
+
+
+@sessions.command("ls")
+@config_option
+@click.option("--user", default=None)
+def sessions_ls(config_path: Path, user: str | None) -> None:
+    _, engine = open_store(config_path)
+    table = Table("session", "user", "created", "expires", "state")
+    now = datetime.now(UTC)
+    for s in list_login_sessions(engine, user):
+        state = "revoked" if s.revoked_at else ("expired" if s.expires_at <= now else "active")
+        table.add_row(
+            s.id,
+            s.user,
+            s.created_at.strftime("%Y-%m-%d %H:%M"),
+            s.expires_at.strftime("%Y-%m-%d %H:%M"),
+            state,
+        )
+    Console().print(table)
+
+
+@sessions.command("revoke")
+@config_option
+@click.argument("session_id", required=False)
+@click.option("--user", default=None, help="Revoke everything this user holds.")
+@click.option("--access-key", default=None, help="Revoke one gateway credential (ASIA…).")
+def sessions_revoke(
+    config_path: Path, session_id: str | None, user: str | None, access_key: str | None
+) -> None:
+    """Takes effect on the next request, on every replica."""
+    _, engine = open_store(config_path)
+    chosen = [x for x in (session_id, user, access_key) if x]
+    if len(chosen) != 1:
+        raise click.UsageError("give one of SESSION_ID, --user or --access-key")
+    if session_id:
+        revoke(engine, "login", session_id, by="admin")
+    elif user:
+        revoke(engine, "user", user, by="admin")
+    elif access_key:
+        revoke(engine, "credential", access_key.removeprefix("ASIA"), by="admin")
+    click.echo("revoked")

@@ -1,0 +1,275 @@
+"""The CLI for people: log in, see what I may use, and use it with the AWS CLI as it is.
+
+State lives under ~/.iamgate (IAMGATE_HOME overrides it), every file 0600: the login session
+and cached gateway credentials, reused until five minutes before they expire.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+REFRESH_BEFORE = timedelta(minutes=5)
+PROFILE_PREFIX = "iamgate-"
+
+
+def home() -> Path:
+    return Path(os.environ.get("IAMGATE_HOME") or Path.home() / ".iamgate")
+
+
+def _write_private(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    path.chmod(0o600)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _session() -> dict[str, Any]:
+    session = _read(home() / "session.json")
+    if session is None:
+        raise click.ClickException("not logged in: iamgate login URL --user USER")
+    return session
+
+
+def _call(url: str, path: str, body: dict[str, Any] | None, token: str | None) -> Any:
+    if not url.startswith(("http://", "https://")):
+        raise click.ClickException(f"the gateway URL must be http(s)://…, not {url!r}")
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        url.rstrip("/") + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        method="POST" if body is not None else "GET",
+        headers={"Content-Type": "application/json"}
+        | ({"Authorization": f"Bearer {token}"} if token else {}),
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            raw = response.read()
+            return json.loads(raw) if raw else None
+    except urllib.error.HTTPError as err:
+        try:
+            message = json.loads(err.read()).get("message", err.reason)
+        except ValueError:
+            message = err.reason
+        raise click.ClickException(f"{message} (HTTP {err.code})") from None
+    except urllib.error.URLError as err:
+        raise click.ClickException(f"cannot reach {url}: {err.reason}") from None
+
+
+@click.command()
+@click.argument("url")
+@click.option("--user", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--otp", default=None, help="The one-time code (prompted for if not given).")
+def login(url: str, user: str, password_stdin: bool, otp: str | None) -> None:
+    """Log in with password and one-time code; the session is kept under ~/.iamgate."""
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if password_stdin
+        else click.prompt("Password", hide_input=True)
+    )
+    code = otp or click.prompt("One-time code")
+    reply = _call(url, "/api/v1/login", {"user": user, "password": password, "otp": code}, None)
+    _write_private(home() / "session.json", {"url": url, **reply})
+    for cached in (home() / "cache").glob("*.json"):
+        cached.unlink()
+    click.echo(f"logged in to {url} as {user} until {reply['expires_at']}")
+
+
+@click.command()
+def logout() -> None:
+    """End the login session on the server and forget it here."""
+    session = _read(home() / "session.json")
+    if session is not None:
+        try:
+            _call(session["url"], "/api/v1/logout", {}, session["token"])
+        finally:
+            (home() / "session.json").unlink(missing_ok=True)
+            for cached in (home() / "cache").glob("*.json"):
+                cached.unlink()
+    click.echo("logged out")
+
+
+@click.command("ls")
+@click.option("--json", "as_json", is_flag=True)
+def list_access(as_json: bool) -> None:
+    """The accounts and IAM roles I may use now."""
+    session = _session()
+    access = _call(session["url"], "/api/v1/access", None, session["token"])
+    if as_json:
+        click.echo(json.dumps(access, indent=2))
+        return
+    table = Table("account", "id", "labels", "IAM role", "via gateway role", "allows")
+    for account in access["accounts"]:
+        labels = ", ".join(f"{k}={v}" for k, v in account["labels"].items())
+        for role in account["roles"]:
+            table.add_row(
+                account["name"],
+                account["id"],
+                labels,
+                role["aws_role"],
+                role["gateway_role"],
+                role["allows"],
+            )
+    Console().print(table)
+
+
+def fetch_credentials(account: str, role: str) -> dict[str, Any]:
+    """credential_process JSON, from the cache while it has five minutes left."""
+    session = _session()
+    cache = home() / "cache" / f"{account}__{role}.json"
+    cached = _read(cache)
+    if cached is not None:
+        expires = datetime.strptime(cached["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        if expires - datetime.now(UTC) > REFRESH_BEFORE:
+            return cached
+    creds: dict[str, Any] = _call(
+        session["url"],
+        "/api/v1/credentials",
+        {"account": account, "role": role},
+        session["token"],
+    )
+    _write_private(cache, creds)
+    return creds
+
+
+def _aws_env(creds: dict[str, Any]) -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": creds["SessionToken"],
+        "AWS_ENDPOINT_URL": _session()["url"],
+    }
+
+
+@click.command("aws", context_settings={"ignore_unknown_options": True})
+@click.option("--account", required=True)
+@click.option("--role", required=True)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run_aws(account: str, role: str, args: tuple[str, ...]) -> None:
+    """Run `aws ARGS…` with my credentials for ACCOUNT/ROLE, through the gateway."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")}
+    env |= _aws_env(fetch_credentials(account, role))
+    aws = shutil.which("aws", path=env.get("PATH")) or "aws"
+    # --endpoint-url on the command line: CLI v1 ignores the profile's for rds, sqs and others.
+    argv = [aws, *args]
+    if "--endpoint-url" not in args:
+        argv += ["--endpoint-url", env["AWS_ENDPOINT_URL"]]
+    os.execvpe(aws, argv, env)  # noqa: S606 - becomes the aws CLI, as intended
+
+
+@click.command("env")
+@click.option("--account", required=True)
+@click.option("--role", required=True)
+def env_lines(account: str, role: str) -> None:
+    """`export` lines for a shell or a CI job."""
+    for name, value in _aws_env(fetch_credentials(account, role)).items():
+        click.echo(f"export {name}={shlex.quote(value)}")
+
+
+@click.group()
+def profiles() -> None:
+    """AWS CLI profiles for every role I hold."""
+
+
+def iamgate_command() -> str:
+    candidate = Path(sys.argv[0]).resolve()
+    if candidate.name == "iamgate" and candidate.exists():
+        return str(candidate)
+    return shutil.which("iamgate") or str(Path(sys.executable).parent / "iamgate")
+
+
+BEGIN_MARK = "# BEGIN iamgate: managed by `iamgate profiles sync`, edits here are replaced"
+END_MARK = "# END iamgate"
+
+
+def _without_block(text: str) -> str:
+    lines, inside = text.splitlines(keepends=True), False
+    out: list[str] = []
+    for line in lines:
+        if line.strip() == BEGIN_MARK:
+            inside = True
+            if out and not out[-1].strip():
+                out.pop()  # the blank line that sync put before its block
+        elif line.strip() == END_MARK and inside:
+            inside = False
+        elif not inside:
+            out.append(line)
+    return "".join(out)
+
+
+def profiles_block(
+    access: dict[str, Any], url: str, exe: str, region: str, with_plugin: bool
+) -> tuple[str, list[str]]:
+    lines, names = [BEGIN_MARK], []
+    if with_plugin:
+        lines += ["[plugins]", "iamgate = iamgate.awscli_plugin", ""]
+    for account in access["accounts"]:
+        for role in account["roles"]:
+            if any(c in role["aws_role"] for c in "*?"):
+                continue  # a pattern, not a role one can assume by name
+            name = f"{PROFILE_PREFIX}{account['name']}-{role['aws_role']}"
+            if name in names:
+                continue
+            names.append(name)
+            command = shlex.join(
+                [exe, "credentials", "--account", account["name"], "--role", role["aws_role"]]
+            )
+            lines += [
+                f"[profile {name}]",
+                f"region = {region}",
+                f"endpoint_url = {url}",
+                f"credential_process = {command}",
+                "s3 =",
+                "    signature_version = s3v4",
+                "",
+            ]
+    lines.append(END_MARK)
+    return "\n".join(lines) + "\n", names
+
+
+@profiles.command("sync")
+@click.option(
+    "--config-file",
+    type=click.Path(path_type=Path),
+    default=lambda: os.environ.get("AWS_CONFIG_FILE") or Path.home() / ".aws/config",
+)
+@click.option("--region", default="us-east-1", show_default=True)
+def profiles_sync(config_file: Path, region: str) -> None:
+    """Write iamgate's profiles (one per account and IAM role I may use) and drop stale ones;
+    every byte outside iamgate's block stays as it was."""
+    session = _session()
+    access = _call(session["url"], "/api/v1/access", None, session["token"])
+    existing = config_file.read_text() if config_file.exists() else ""
+    rest = _without_block(existing)
+    has_plugins = any(line.strip() == "[plugins]" for line in rest.splitlines())
+    block, names = profiles_block(
+        access, session["url"], iamgate_command(), region, with_plugin=not has_plugins
+    )
+    if rest and not rest.endswith("\n"):
+        rest += "\n"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(rest + ("\n" if rest.strip() else "") + block)
+    config_file.chmod(0o600)
+    for name in names:
+        click.echo(f"aws --profile {name} sts get-caller-identity")

@@ -1,0 +1,333 @@
+"""Users, login sessions, issued credentials and revocations in the state store.
+
+The gateway must answer "which roles does this person hold now, and is this credential
+revoked?" on every request without a database read, yet see a change made on any replica
+at once. So each replica keeps a `Directory` in memory and refreshes it by short polling:
+the users table is small, and revocations are an append-only log followed by id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from iamgate.config import UserConfig
+from iamgate.identity.credentials import Claims
+from iamgate.identity.login import LoginOutcome, UserRecord
+from iamgate.store.tables import issued_credentials, login_sessions, revocations, users
+
+LOGIN_TOKEN_PREFIX = "iglogin1"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything here is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _roles_text(roles: Iterable[str]) -> str:
+    return ",".join(sorted(set(roles)))
+
+
+def _roles_of(text: str) -> tuple[str, ...]:
+    return tuple(r for r in text.split(",") if r)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    record: UserRecord
+    roles: tuple[str, ...]
+    has_password: bool
+
+
+def _row_to_user(row: Any) -> UserRow:
+    return UserRow(
+        UserRecord(
+            name=row.name,
+            password_hash=row.password_hash,
+            totp_secret=row.totp_secret,
+            failed_logins=row.failed_logins,
+            locked_until=_aware(row.locked_until),
+            last_totp_step=row.last_totp_step,
+        ),
+        _roles_of(row.roles),
+        bool(row.password_hash),
+    )
+
+
+# -- users ----------------------------------------------------------------------------------
+
+
+def sync_bootstrap_users(engine: Engine, bootstrap: Iterable[UserConfig]) -> None:
+    """Users listed in the configuration exist, with the configuration's roles."""
+    with engine.begin() as conn:
+        existing = {r.name for r in conn.execute(select(users.c.name))}
+        for user in bootstrap:
+            if user.name in existing:
+                conn.execute(
+                    update(users)
+                    .where(users.c.name == user.name)
+                    .values(roles=_roles_text(user.roles))
+                )
+            else:
+                conn.execute(
+                    insert(users).values(
+                        name=user.name,
+                        password_hash="",
+                        totp_secret="",
+                        roles=_roles_text(user.roles),
+                        failed_logins=0,
+                        created_at=_now(),
+                    )
+                )
+
+
+def get_user(engine: Engine, name: str) -> UserRow | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(users).where(users.c.name == name)).first()
+    return _row_to_user(row) if row else None
+
+
+def list_users(engine: Engine) -> list[UserRow]:
+    with engine.connect() as conn:
+        return [_row_to_user(r) for r in conn.execute(select(users).order_by(users.c.name))]
+
+
+def put_user(
+    engine: Engine,
+    name: str,
+    *,
+    roles: Iterable[str] | None = None,
+    password_hash: str | None = None,
+    totp_secret: str | None = None,
+) -> None:
+    """Create the user, or change what is given."""
+    values: dict[str, Any] = {}
+    if roles is not None:
+        values["roles"] = _roles_text(roles)
+    if password_hash is not None:
+        values["password_hash"] = password_hash
+    if totp_secret is not None:
+        values["totp_secret"] = totp_secret
+        values["last_totp_step"] = None
+    with engine.begin() as conn:
+        exists = conn.execute(select(users.c.name).where(users.c.name == name)).first()
+        if exists:
+            if values:
+                conn.execute(update(users).where(users.c.name == name).values(**values))
+        else:
+            conn.execute(
+                insert(users).values(
+                    name=name,
+                    password_hash=values.get("password_hash", ""),
+                    totp_secret=values.get("totp_secret", ""),
+                    roles=values.get("roles", ""),
+                    failed_logins=0,
+                    created_at=_now(),
+                )
+            )
+
+
+def delete_user(engine: Engine, name: str, *, by: str | None = None) -> bool:
+    with engine.begin() as conn:
+        deleted = conn.execute(users.delete().where(users.c.name == name)).rowcount
+    if deleted:
+        revoke(engine, "user", name, by=by)
+    return bool(deleted)
+
+
+def set_lock(engine: Engine, name: str, until: datetime | None) -> bool:
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(users).where(users.c.name == name).values(locked_until=until, failed_logins=0)
+        ).rowcount
+    return bool(changed)
+
+
+def apply_login_outcome(engine: Engine, name: str, outcome: LoginOutcome) -> None:
+    values: dict[str, Any] = {
+        "failed_logins": outcome.failed_logins,
+        "locked_until": outcome.locked_until,
+    }
+    if outcome.totp_step is not None:
+        values["last_totp_step"] = outcome.totp_step
+    with engine.begin() as conn:
+        conn.execute(update(users).where(users.c.name == name).values(**values))
+
+
+# -- login sessions -------------------------------------------------------------------------
+
+
+def _secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_login_session(
+    engine: Engine, user: str, *, ttl: timedelta, source_ip: str | None, user_agent: str | None
+) -> tuple[str, str, datetime]:
+    """(bearer token, session id, expiry). Only a hash of the token's secret is stored."""
+    session_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    now = _now()
+    with engine.begin() as conn:
+        conn.execute(
+            insert(login_sessions).values(
+                id=session_id,
+                secret_hash=_secret_hash(secret),
+                user=user,
+                created_at=now,
+                expires_at=now + ttl,
+                source_ip=source_ip,
+                user_agent=(user_agent or "")[:512],
+            )
+        )
+    return f"{LOGIN_TOKEN_PREFIX}.{session_id}.{secret}", session_id, now + ttl
+
+
+@dataclass(frozen=True, slots=True)
+class LoginSession:
+    id: str
+    user: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+def open_login_session(engine: Engine, token: str, now: datetime) -> LoginSession | None:
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != LOGIN_TOKEN_PREFIX:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(select(login_sessions).where(login_sessions.c.id == parts[1])).first()
+    if row is None or not hmac.compare_digest(row.secret_hash, _secret_hash(parts[2])):
+        return None
+    session = LoginSession(
+        row.id,
+        row.user,
+        _aware(row.created_at) or now,
+        _aware(row.expires_at) or now,
+        _aware(row.revoked_at),
+    )
+    if session.revoked_at is not None or session.expires_at <= now:
+        return None
+    return session
+
+
+def list_login_sessions(engine: Engine, user: str | None = None) -> list[LoginSession]:
+    query = select(login_sessions).order_by(login_sessions.c.created_at.desc())
+    if user:
+        query = query.where(login_sessions.c.user == user)
+    with engine.connect() as conn:
+        return [
+            LoginSession(
+                r.id,
+                r.user,
+                _aware(r.created_at) or _now(),
+                _aware(r.expires_at) or _now(),
+                _aware(r.revoked_at),
+            )
+            for r in conn.execute(query)
+        ]
+
+
+def record_issued(engine: Engine, claims: Claims) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            insert(issued_credentials).values(
+                session_id=claims.session_id,
+                principal=claims.principal,
+                login_session=claims.login_session,
+                account_id=claims.account_id,
+                aws_role=claims.aws_role,
+                issued_at=claims.issued_at,
+                expires_at=claims.expires_at,
+            )
+        )
+
+
+# -- revocation -----------------------------------------------------------------------------
+
+
+def revoke(engine: Engine, kind: str, subject: str, *, by: str | None = None) -> None:
+    """kind: `credential` (an access key's session id), `login` (a login session and every
+    credential issued under it) or `user` (everything the user holds, as of now)."""
+    if kind not in ("credential", "login", "user"):
+        raise ValueError(f"unknown revocation kind {kind}")
+    now = _now()
+    with engine.begin() as conn:
+        conn.execute(insert(revocations).values(kind=kind, subject=subject, at=now, by=by))
+        if kind == "login":
+            conn.execute(
+                update(login_sessions)
+                .where(login_sessions.c.id == subject, login_sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        elif kind == "user":
+            conn.execute(
+                update(login_sessions)
+                .where(login_sessions.c.user == subject, login_sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+
+
+class Directory:
+    """What a replica knows of users and revocations, refreshed from the store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._roles: dict[str, tuple[str, ...]] = {}
+        self._revoked_credentials: set[str] = set()
+        self._revoked_logins: set[str] = set()
+        self._user_revoked_at: dict[str, datetime] = {}
+        self._last_revocation = 0
+
+    def refresh(self) -> None:
+        with self._engine.connect() as conn:
+            roles = {r.name: _roles_of(r.roles) for r in conn.execute(select(users))}
+            new = list(
+                conn.execute(
+                    select(revocations)
+                    .where(revocations.c.id > self._last_revocation)
+                    .order_by(revocations.c.id)
+                )
+            )
+        with self._lock:
+            self._roles = roles
+            for row in new:
+                at = _aware(row.at) or _now()
+                if row.kind == "credential":
+                    self._revoked_credentials.add(row.subject)
+                elif row.kind == "login":
+                    self._revoked_logins.add(row.subject)
+                elif row.kind == "user":
+                    previous = self._user_revoked_at.get(row.subject)
+                    self._user_revoked_at[row.subject] = max(at, previous) if previous else at
+                self._last_revocation = row.id
+
+    def roles_of(self, user: str) -> tuple[str, ...]:
+        return self._roles.get(user, ())
+
+    def exists(self, user: str) -> bool:
+        return user in self._roles
+
+    def revoked(self, claims: Claims) -> bool:
+        if claims.session_id in self._revoked_credentials:
+            return True
+        if claims.login_session is not None and claims.login_session in self._revoked_logins:
+            return True
+        cutoff = self._user_revoked_at.get(claims.principal)
+        return cutoff is not None and claims.issued_at <= cutoff

@@ -1,0 +1,254 @@
+"""People use iamgate as they use the AWS CLI: log in, sync profiles, run `aws`.
+
+Everything here runs the real `iamgate` and `aws` commands against the real gateway process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from harness import BIN, GatewayProcess, clean_env, run_aws
+
+from iamgate.identity.totp import code_at
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Person:
+    name: str
+    secret: str
+    env: dict[str, str]
+    last_step: int = 0
+
+    def peek(self) -> str:
+        """The next code, for an attempt refused before codes are checked."""
+        step = max(int(time.time()) // 30, self.last_step + 1)
+        return code_at(self.secret, datetime.fromtimestamp(step * 30, UTC))
+
+    def code(self) -> str:
+        """A code for a step not used yet: now, or the next one (accepted as ±1 step)."""
+        step = int(time.time()) // 30
+        if step <= self.last_step:
+            step = self.last_step + 1
+            if step > int(time.time()) // 30 + 1:
+                time.sleep(30)
+                return self.code()
+        self.last_step = step
+        return code_at(self.secret, datetime.fromtimestamp(step * 30, UTC))
+
+
+def iamgate(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "iamgate"), *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def enrol(gateway: GatewayProcess, tmp_path: Path, name: str, roles: str = "") -> Person:
+    env = clean_env(tmp_path)
+    env["IAMGATE_HOME"] = str(tmp_path / f"home-{name}")
+    args = ["users", "add", name, "--config", str(gateway.config_path), "--password-stdin"]
+    if roles:
+        args += ["--roles", roles]
+    added = iamgate(env, *args, stdin=PASSWORD + "\n")
+    assert added.returncode == 0, added.stderr
+    secret = re.search(r"TOTP secret for \S+: ([A-Z2-7]+)", added.stdout)
+    assert secret and "otpauth://totp/" in added.stdout
+    return Person(name, secret.group(1), env)
+
+
+def login(
+    gateway: GatewayProcess, person: Person, password: str = PASSWORD, code: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return iamgate(
+        person.env,
+        "login",
+        gateway.url,
+        "--user",
+        person.name,
+        "--password-stdin",
+        "--otp",
+        code or person.code(),
+        stdin=password + "\n",
+    )
+
+
+def test_dana_logs_in_syncs_profiles_and_uses_the_aws_cli(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    dana = enrol(gateway, tmp_path, "dana")
+    assert login(gateway, dana).returncode == 0
+    session_file = Path(dana.env["IAMGATE_HOME"]) / "session.json"
+    assert session_file.stat().st_mode & 0o777 == 0o600
+
+    listing = iamgate(dana.env, "ls", "--json")
+    assert listing.returncode == 0, listing.stderr
+    import json
+
+    access = json.loads(listing.stdout)
+    assert [(a["name"], [r["aws_role"] for r in a["roles"]]) for a in access["accounts"]] == [
+        ("acme-prod", ["ReadOnly", "DataScientist"]),
+        ("customer-globex", ["ReadOnly", "DataScientist"]),
+    ]
+    table = iamgate(dana.env, "ls")
+    assert "acme-prod" in table.stdout and "acme-ci" not in table.stdout
+
+    aws_config = tmp_path / "aws-config"
+    aws_config.write_text("# my own settings\n[profile mine]\nregion = eu-west-1\n")
+    synced = iamgate(dana.env, "profiles", "sync", "--config-file", str(aws_config))
+    assert synced.returncode == 0, synced.stderr
+    text = aws_config.read_text()
+    assert text.startswith("# my own settings\n[profile mine]\nregion = eu-west-1\n")
+    assert "[profile iamgate-acme-prod-ReadOnly]" in text
+    assert aws_config.stat().st_mode & 0o777 == 0o600
+    again = iamgate(dana.env, "profiles", "sync", "--config-file", str(aws_config))
+    assert again.returncode == 0 and aws_config.read_text() == text  # idempotent
+
+    env = dict(dana.env, AWS_CONFIG_FILE=str(aws_config))
+    profile = ["--profile", "iamgate-acme-prod-ReadOnly"]
+    described = run_aws(["rds", "describe-db-instances", *profile], env=env)
+    assert described.returncode == 0, described.stderr
+    assert described.json()["DBInstances"][0]["DBInstanceIdentifier"] == "acme-prod-db"
+    deleted = run_aws(
+        [
+            "rds",
+            "delete-db-instance",
+            "--db-instance-identifier",
+            "acme-prod-db",
+            "--skip-final-snapshot",
+            *profile,
+        ],
+        env=env,
+    )
+    assert "iamgate: role data-scientist denies rds:DeleteDBInstance" in deleted.stderr
+
+    cache = list((Path(dana.env["IAMGATE_HOME"]) / "cache").glob("*.json"))
+    assert cache and all(p.stat().st_mode & 0o777 == 0o600 for p in cache)
+
+    via_wrapper = iamgate(
+        dana.env,
+        "aws",
+        "--account",
+        "acme-prod",
+        "--role",
+        "ReadOnly",
+        "--",
+        "sqs",
+        "list-queues",
+        "--region",
+        "us-east-1",
+    )
+    assert via_wrapper.returncode == 0, via_wrapper.stderr
+    exports = iamgate(dana.env, "env", "--account", "acme-prod", "--role", "ReadOnly")
+    assert "export AWS_ACCESS_KEY_ID=ASIA" in exports.stdout
+    assert f"export AWS_ENDPOINT_URL={gateway.url}" in exports.stdout
+
+    refused = iamgate(dana.env, "credentials", "--account", "acme-ci", "--role", "CIRunner")
+    assert refused.returncode != 0
+    assert "no role of yours allows CIRunner in account acme-ci" in refused.stderr
+
+    # Logging out ends the session on the server: its credentials stop working too.
+    cached = json.loads(cache[0].read_text())
+    assert iamgate(dana.env, "logout").returncode == 0
+    assert not list((Path(dana.env["IAMGATE_HOME"]) / "cache").glob("*.json"))
+    time.sleep(1.2)
+    creds_env = {**dana.env}
+    creds_env |= {
+        "AWS_ACCESS_KEY_ID": cached["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": cached["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": cached["SessionToken"],
+    }
+    after = run_aws(["sts", "get-caller-identity"], env=creds_env, endpoint_url=gateway.url)
+    assert after.returncode != 0 and "(InvalidClientTokenId)" in after.stderr
+
+
+def test_login_errors_and_lockout(gateway: GatewayProcess, tmp_path: Path) -> None:
+    erin = enrol(gateway, tmp_path, "erin", roles="contractor")
+
+    def error_of(result: subprocess.CompletedProcess[str]) -> str:
+        assert result.returncode != 0
+        return result.stderr
+
+    unknown = Person("nobody", erin.secret, erin.env)
+    assert "invalid user name or password (HTTP 401)" in error_of(login(gateway, unknown))
+    assert "invalid user name or password (HTTP 401)" in error_of(
+        login(gateway, erin, password="wrong password!", code="000000")
+    )
+    assert "invalid one-time code (HTTP 401)" in error_of(login(gateway, erin, code="000000"))
+    code = erin.code()
+    assert login(gateway, erin, code=code).returncode == 0
+    assert "already used" in error_of(login(gateway, erin, code=code))
+    # Failures so far since the success: 1 (the reused code). Three more wrong passwords...
+    for _ in range(3):
+        assert "invalid user name or password" in error_of(
+            login(gateway, erin, password="still wrong!!", code="000000")
+        )
+    # ...the fifth failure locks the account; the sixth attempt is refused as locked,
+    # even with the right password and a fresh code.
+    assert "invalid user name or password" in error_of(
+        login(gateway, erin, password="nope!!", code="000000")
+    )
+    assert "this account is locked (HTTP 423)" in error_of(login(gateway, erin, code=erin.peek()))
+    unlocked = iamgate(erin.env, "users", "unlock", "erin", "--config", str(gateway.config_path))
+    assert unlocked.returncode == 0
+    assert login(gateway, erin).returncode == 0
+
+
+def test_revoking_a_user_stops_their_credentials_on_the_next_call(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    frank = enrol(gateway, tmp_path, "frank", roles="contractor")
+    assert login(gateway, frank).returncode == 0
+    creds = iamgate(frank.env, "env", "--account", "customer-globex", "--role", "ReadOnly")
+    env = dict(frank.env)
+    for line in creds.stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value.strip("'")
+    first = run_aws(["s3", "ls"], env=env)
+    assert first.returncode == 0, first.stderr
+    revoked = iamgate(
+        frank.env, "sessions", "revoke", "--user", "frank", "--config", str(gateway.config_path)
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    time.sleep(1.2)  # one directory poll
+    second = run_aws(["s3", "ls"], env=env)
+    assert second.returncode != 0 and "(InvalidToken)" in second.stderr
+    # A new login after the revocation works again.
+    time.sleep(1.1)
+    assert login(gateway, frank).returncode == 0
+    assert (
+        iamgate(
+            frank.env, "credentials", "--account", "customer-globex", "--role", "ReadOnly"
+        ).returncode
+        == 0
+    )
+
+
+def test_an_expired_login_session_issues_nothing(gateway: GatewayProcess, tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    env["IAMGATE_HOME"] = str(tmp_path / "home")
+    Path(env["IAMGATE_HOME"]).mkdir()
+    (Path(env["IAMGATE_HOME"]) / "session.json").write_text(
+        '{"url": "%s", "token": "iglogin1.deadbeefdeadbeef.forged", "user": "dana", '
+        '"expires_at": "%s"}'
+        % (gateway.url, (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    )
+    result = iamgate(env, "credentials", "--account", "acme-prod", "--role", "ReadOnly")
+    assert result.returncode != 0 and "log in first" in result.stderr
+    assert not os.path.exists(Path(env["IAMGATE_HOME"]) / "cache")
