@@ -5,6 +5,7 @@ Everything here runs the real `iamgate` and `aws` commands against the real gate
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -99,8 +100,6 @@ def test_dana_logs_in_syncs_profiles_and_uses_the_aws_cli(
 
     listing = iamgate(dana.env, "ls", "--json")
     assert listing.returncode == 0, listing.stderr
-    import json
-
     access = json.loads(listing.stdout)
     assert [(a["name"], [r["aws_role"] for r in a["roles"]]) for a in access["accounts"]] == [
         ("acme-prod", ["ReadOnly", "DataScientist"]),
@@ -244,11 +243,14 @@ def test_an_expired_login_session_issues_nothing(gateway: GatewayProcess, tmp_pa
     env = clean_env(tmp_path)
     env["IAMGATE_HOME"] = str(tmp_path / "home")
     Path(env["IAMGATE_HOME"]).mkdir()
-    (Path(env["IAMGATE_HOME"]) / "session.json").write_text(
-        '{"url": "%s", "token": "iglogin1.deadbeefdeadbeef.forged", "user": "dana", '
-        '"expires_at": "%s"}'
-        % (gateway.url, (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    )
+    expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    session = {
+        "url": gateway.url,
+        "token": "iglogin1.deadbeefdeadbeef.forged",
+        "user": "dana",
+        "expires_at": expires,
+    }
+    (Path(env["IAMGATE_HOME"]) / "session.json").write_text(json.dumps(session))
     result = iamgate(env, "credentials", "--account", "acme-prod", "--role", "ReadOnly")
     assert result.returncode != 0 and "log in first" in result.stderr
     assert not os.path.exists(Path(env["IAMGATE_HOME"]) / "cache")
