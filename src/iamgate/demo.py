@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -21,8 +22,11 @@ from pathlib import Path
 import yaml
 
 from iamgate.config import Config, parse_config
+from iamgate.identity.passwords import hash_password
+from iamgate.identity.totp import new_totp_secret
 from iamgate.sandbox import Sandbox
 from iamgate.server import Runtime, build_runtime, run, serving
+from iamgate.store.directory import put_user
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +41,9 @@ class DemoProfile:
 PROFILES = (
     DemoProfile("dana-prod", "dana", "acme-prod", "ReadOnly", "dana's read-only view of prod"),
     DemoProfile("ci", "ci-bot", "acme-ci", "CIRunner", "the CI job in acme-ci"),
-    DemoProfile("globex", "dana", "customer-globex", "ReadOnly", "a customer account"),
+    DemoProfile("carl-globex", "carl", "customer-globex", "ReadOnly", "carl, a contractor"),
 )
+PEOPLE = ("admin", "dana", "carl")
 
 
 def demo_config(sandbox: Sandbox, *, port: int, directory: Path) -> dict[str, object]:
@@ -69,13 +74,32 @@ def demo_config(sandbox: Sandbox, *, port: int, directory: Path) -> dict[str, ob
                 "allow": {
                     "accounts": {"name": ["acme-ci"]},
                     "aws_roles": ["CIRunner"],
-                    "actions": ["ec2:*", "s3:*"],
+                    "actions": ["ec2:*", "s3:*", "sts:GetCallerIdentity"],
                 },
                 "guardrails": [{"action": "ec2:RunInstances", "max": {"MaxCount": 10}}],
             },
+            {
+                "name": "contractor",
+                "description": "a contractor working in the customer's account, read-only",
+                "allow": {
+                    "accounts": {"customer": ["globex"]},
+                    "aws_roles": ["ReadOnly"],
+                    "access_levels": ["read", "list"],
+                },
+                "max_session_ttl": "1h",
+            },
+            {
+                "name": "admin",
+                "allow": {
+                    "accounts": {"name": [a.name for a in sandbox.accounts]},
+                    "aws_roles": ["Admin", "ReadOnly"],
+                },
+            },
         ],
         "users": [
+            {"name": "admin", "roles": ["admin"]},
             {"name": "dana", "roles": ["data-scientist"]},
+            {"name": "carl", "roles": ["contractor"]},
             {"name": "ci-bot", "roles": ["ci-runner"]},
         ],
     }
@@ -123,21 +147,46 @@ def aws_config_text(config: Config, config_path: Path, profiles: tuple[DemoProfi
     return "\n".join(lines)
 
 
-def commands_to_try(ami_id: str) -> tuple[tuple[str, str], ...]:
+@dataclass(frozen=True, slots=True)
+class Try:
+    profile: str
+    command: str
+    works: bool  # or is refused, by design
+    why: str
+
+
+def commands_to_try(ami_id: str) -> tuple[Try, ...]:
+    run = f"ec2 run-instances --image-id {ami_id} --query Instances[].InstanceId --count"
     return (
-        ("dana-prod", "sts get-caller-identity"),
-        ("dana-prod", "s3 ls"),
-        ("dana-prod", "ec2 describe-instances --query Reservations[].Instances[].InstanceId"),
-        ("dana-prod", "rds describe-db-instances --query DBInstances[].DBInstanceIdentifier"),
-        ("ci", "s3 ls"),
-        ("ci", f"ec2 run-instances --image-id {ami_id} --count 2 --query Instances[].InstanceId"),
-        ("globex", "s3 ls"),
+        Try("dana-prod", "sts get-caller-identity", True, "who am I, in acme-prod"),
+        Try("dana-prod", "s3 ls", True, "read-only view: reading works"),
+        Try(
+            "dana-prod",
+            "rds describe-db-instances --query DBInstances[].DBInstanceIdentifier",
+            True,
+            "read-only view: describing works",
+        ),
+        Try(
+            "dana-prod",
+            "rds delete-db-instance --db-instance-identifier acme-prod-db --skip-final-snapshot",
+            False,
+            "story 1: deleting the prod database is refused",
+        ),
+        Try("ci", f"{run} 10", True, "story 2: the CI job starts the 10 instances it needs"),
+        Try("ci", f"{run} 1000", False, "story 2: ...and 1000 are refused by the guardrail"),
+        Try("carl-globex", "s3 ls", True, "story 4: the contractor in the customer's account"),
     )
 
 
-async def _serve(runtime: Runtime, smoke: bool, aws_config: Path, sandbox: Sandbox) -> int:
+async def _serve(
+    runtime: Runtime,
+    smoke: bool,
+    aws_config: Path,
+    sandbox: Sandbox,
+    people: dict[str, tuple[str, str]],
+) -> int:
     async with serving(runtime):
-        _print_welcome(runtime.config, sandbox, aws_config)
+        _print_welcome(runtime.config, sandbox, aws_config, people)
         if smoke:
             return await asyncio.to_thread(_smoke, aws_config, commands_to_try(sandbox.ami_id))
         with contextlib.suppress(asyncio.CancelledError):
@@ -153,21 +202,30 @@ def _aws_env(aws_config: Path) -> dict[str, str]:
     return env
 
 
-def _smoke(aws_config: Path, commands: tuple[tuple[str, str], ...]) -> int:
-    failures = 0
-    for profile, command in commands:
-        print(f"\n$ aws --profile {profile} {command}", flush=True)
+def _smoke(aws_config: Path, commands: tuple[Try, ...]) -> int:
+    unexpected = 0
+    for step in commands:
+        print(f"\n# {step.why}\n$ aws --profile {step.profile} {step.command}", flush=True)
         result = subprocess.run(
-            ["aws", "--profile", profile, *shlex.split(command)],
+            [
+                "aws",
+                "--profile",
+                step.profile,
+                *shlex.split(step.command),
+                "--cli-connect-timeout",
+                "5",
+            ],
             env=_aws_env(aws_config),
             check=False,
         )
-        failures += result.returncode != 0
-    print(f"\ndemo: {len(commands) - failures} of {len(commands)} commands succeeded")
-    return 1 if failures else 0
+        unexpected += (result.returncode == 0) != step.works
+    print(f"\ndemo: {len(commands) - unexpected} of {len(commands)} commands behaved as designed")
+    return 1 if unexpected else 0
 
 
-def _print_welcome(config: Config, sandbox: Sandbox, aws_config: Path) -> None:
+def _print_welcome(
+    config: Config, sandbox: Sandbox, aws_config: Path, people: dict[str, tuple[str, str]]
+) -> None:
     print(f"""
 iamgate demo
   gateway   {config.server.url}   (the AWS API endpoint for the profiles below)
@@ -177,10 +235,35 @@ iamgate demo
 In another shell:
   export AWS_CONFIG_FILE={aws_config}
 """)
-    for profile, command in commands_to_try(sandbox.ami_id):
-        print(f"  aws --profile {profile} {command}")
+    for step in commands_to_try(sandbox.ami_id):
+        print(f"  aws --profile {step.profile} {step.command}")
+        print(f"      # {step.why}{'' if step.works else ' (refused)'}")
+    print(f"""
+People log in with a password and a one-time code (TOTP). For the demo:
+  {"user":8}{"password":28}TOTP secret (add it to an authenticator app)""")
+    for name, (password, secret) in people.items():
+        print(f"  {name:8}{password:28}{secret}")
+    print(f"""  a current code without a phone:  {Path(sys.executable).parent / "python"} -c \\
+      "import pyotp; print(pyotp.TOTP('SECRET').now())"
+
+  iamgate login {config.server.url} --user dana
+  iamgate ls
+  iamgate profiles sync --config-file {aws_config.parent / "my-aws-config"}
+  iamgate aws --account acme-prod --role ReadOnly -- rds describe-db-instances
+  iamgate sessions revoke --user carl --config {aws_config.parent / "config.yaml"}
+      # revocation: carl's credentials stop working on their next call""")
     print("\nEvery call above goes through the gateway, is re-signed with AssumeRole credentials")
     print("for its account, and is audited. Ctrl-C stops the demo.", flush=True)
+
+
+def seed_people(runtime: Runtime) -> dict[str, tuple[str, str]]:
+    """Passwords and TOTP secrets for the demo's people, made anew on every start."""
+    people = {}
+    for name in PEOPLE:
+        password, secret = secrets.token_urlsafe(12), new_totp_secret()
+        put_user(runtime.engine, name, password_hash=hash_password(password), totp_secret=secret)
+        people[name] = (password, secret)
+    return people
 
 
 def run_demo(*, port: int, directory: Path, smoke: bool) -> int:
@@ -196,7 +279,8 @@ def run_demo(*, port: int, directory: Path, smoke: bool) -> int:
         aws_config.write_text(aws_config_text(config, config_path, PROFILES))
         aws_config.chmod(0o600)
         runtime = build_runtime(config)
+        people = seed_people(runtime)
         try:
-            return run(_serve(runtime, smoke, aws_config, sandbox))
+            return run(_serve(runtime, smoke, aws_config, sandbox, people))
         except KeyboardInterrupt:
             return 0

@@ -29,7 +29,10 @@ def test_demo_smoke(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "demo: 7 of 7 commands succeeded" in done.stdout
+    assert "demo: 7 of 7 commands behaved as designed" in done.stdout
+    assert "role data-scientist denies rds:DeleteDBInstance" in done.stderr + done.stdout
+    assert "MaxCount=1000 is above the limit of 10" in done.stderr + done.stdout
+    assert "TOTP secret" in done.stdout
     assert "arn:aws:sts::111111111111:assumed-role/ReadOnly/dana" in done.stdout
     assert "customer-globex-data" in done.stdout
     config = tmp_path / "demo" / "aws-config"
