@@ -254,3 +254,49 @@ def test_an_expired_login_session_issues_nothing(gateway: GatewayProcess, tmp_pa
     result = iamgate(env, "credentials", "--account", "acme-prod", "--role", "ReadOnly")
     assert result.returncode != 0 and "log in first" in result.stderr
     assert not os.path.exists(Path(env["IAMGATE_HOME"]) / "cache")
+
+
+def _env_for(person: Person, account: str, role: str) -> dict[str, str]:
+    exported = iamgate(person.env, "env", "--account", account, "--role", role)
+    assert exported.returncode == 0, exported.stderr
+    env = dict(person.env)
+    for line in exported.stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value.strip("'")
+    return env
+
+
+def test_roles_and_locks_apply_on_the_next_call(gateway: GatewayProcess, tmp_path: Path) -> None:
+    gina = enrol(gateway, tmp_path, "gina", roles="contractor")
+    assert login(gateway, gina).returncode == 0
+    listing = json.loads(iamgate(gina.env, "ls", "--json").stdout)
+    assert [(a["name"], [r["aws_role"] for r in a["roles"]]) for a in listing["accounts"]] == [
+        ("customer-globex", ["ReadOnly"])
+    ]
+    env = _env_for(gina, "customer-globex", "ReadOnly")
+    assert run_aws(["s3", "ls"], env=env).returncode == 0
+    config = ["--config", str(gateway.config_path)]
+
+    users = iamgate(gina.env, "users", "ls", *config)
+    assert re.search(r"gina\s.*contractor", users.stdout), users.stdout
+
+    assert iamgate(gina.env, "users", "roles", "gina", *config).returncode == 0
+    time.sleep(1.2)
+    refused = run_aws(["s3", "ls"], env=env)
+    assert refused.returncode != 0
+    assert "no role of yours allows ReadOnly in account customer-globex" in refused.stderr
+
+    assert iamgate(gina.env, "users", "roles", "gina", "contractor", *config).returncode == 0
+    time.sleep(1.2)
+    assert run_aws(["s3", "ls"], env=env).returncode == 0
+
+    locked = iamgate(gina.env, "users", "lock", "gina", *config)
+    assert locked.returncode == 0, locked.stderr
+    time.sleep(1.2)
+    assert "(InvalidToken)" in run_aws(["s3", "ls"], env=env).stderr
+    assert "locked" in login(gateway, gina, code=gina.peek()).stderr
+
+    assert iamgate(gina.env, "users", "rm", "gina", *config).returncode == 0
+    assert "gina" not in iamgate(gina.env, "users", "ls", *config).stdout
+    bootstrap = iamgate(gina.env, "users", "rm", "dana", *config)
+    assert bootstrap.returncode != 0 and "bootstrap user" in bootstrap.stderr

@@ -64,3 +64,11 @@ def test_the_fifth_failure_locks_for_thirty_minutes(dana: UserRecord) -> None:
 def test_unknown_users_cost_a_full_password_check() -> None:
     assert verify_password(None, "anything") is False
     assert verify_password(hash_password("pw-pw-pw-pw"), "pw-pw-pw-pw") is True
+
+
+def test_the_per_address_rate_limit() -> None:
+    from iamgate.web.api import RateLimiter
+
+    limiter = RateLimiter(limit=3, window=60)
+    assert [limiter.allow("127.0.0.1") for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow("::1")  # another address has its own budget

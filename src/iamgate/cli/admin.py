@@ -135,6 +135,24 @@ def users_unlock(config_path: Path, name: str) -> None:
     click.echo(f"user {name} unlocked")
 
 
+@users.command("roles")
+@config_option
+@click.argument("name")
+@click.argument("roles", nargs=-1)
+def users_roles(config_path: Path, name: str, roles: tuple[str, ...]) -> None:
+    """Set the user's gateway roles (none: no access). Applies on the user's next call."""
+    config, engine = open_store(config_path)
+    if any(u.name == name for u in config.users):
+        raise click.ClickException(f"{name} is a bootstrap user: edit its roles in {config_path}")
+    unknown = sorted(set(roles) - {r.name for r in config.roles})
+    if unknown:
+        raise click.BadParameter(f"unknown roles: {', '.join(unknown)}", param_hint="ROLES")
+    if get_user(engine, name) is None:
+        raise click.ClickException(f"no user {name}")
+    put_user(engine, name, roles=roles)
+    click.echo(f"user {name} now holds: {', '.join(roles) or 'no roles'}")
+
+
 @users.command("rm")
 @config_option
 @click.argument("name")
