@@ -300,3 +300,15 @@ def test_roles_and_locks_apply_on_the_next_call(gateway: GatewayProcess, tmp_pat
     assert "gina" not in iamgate(gina.env, "users", "ls", *config).stdout
     bootstrap = iamgate(gina.env, "users", "rm", "dana", *config)
     assert bootstrap.returncode != 0 and "bootstrap user" in bootstrap.stderr
+
+
+def test_ls_shows_an_admin_every_account(gateway: GatewayProcess, tmp_path: Path) -> None:
+    ada = enrol(gateway, tmp_path, "ada", roles="admin")
+    assert login(gateway, ada).returncode == 0
+    listing = json.loads(iamgate(ada.env, "ls", "--json").stdout)
+    assert [(a["name"], [r["aws_role"] for r in a["roles"]]) for a in listing["accounts"]] == [
+        ("acme-prod", ["Admin", "ReadOnly"]),
+        ("acme-ci", ["Admin", "ReadOnly"]),
+        ("customer-globex", ["Admin", "ReadOnly"]),
+    ]
+    assert {r["allows"] for a in listing["accounts"] for r in a["roles"]} == {"all actions"}

@@ -102,6 +102,13 @@ TEST_ROLES: list[dict[str, Any]] = [
         "guardrails": [{"action": "ec2:RunInstances", "max": {"MaxCount": 10}}],
     },
     {
+        "name": "admin",
+        "allow": {
+            "accounts": {"name": ["acme-prod", "acme-ci", "customer-globex"]},
+            "aws_roles": ["Admin", "ReadOnly"],
+        },
+    },
+    {
         "name": "contractor",
         "allow": {
             "accounts": {"customer": ["globex"]},
