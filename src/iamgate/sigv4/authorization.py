@@ -180,12 +180,13 @@ def _index_headers(headers: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 def _single(index: dict[str, list[str]], name: str) -> str | None:
+    """The header's value without the optional white space around it (RFC 9110 5.5)."""
     values = index.get(name)
     if values is None:
         return None
     if len(values) > 1:
         raise _malformed(f"The {name} header may be given only once")
-    return values[0]
+    return values[0].strip(" \t")
 
 
 def _require_present(signed: tuple[str, ...], index: dict[str, list[str]]) -> None:
@@ -219,6 +220,9 @@ def _from_header(
     if amz_date is None:
         raise _malformed("Authorization requires an X-Amz-Date header")
     signed = _signed_headers(fields["SignedHeaders"])
+    signature = _check_signature_text(fields["Signature"])
+    timestamp = _parse_time(amz_date)
+    scope = _parse_scope(fields["Credential"], amz_date)
     unsigned = sorted(
         n for n in index if n.startswith("x-amz-") and n not in signed and n not in _MAY_BE_UNSIGNED
     )
@@ -230,11 +234,11 @@ def _from_header(
         )
     _require_present(signed, index)
     return Authorization(
-        scope=_parse_scope(fields["Credential"], amz_date),
+        scope=scope,
         signed_headers=signed,
-        signature=_check_signature_text(fields["Signature"]),
+        signature=signature,
         amz_date=amz_date,
-        timestamp=_parse_time(amz_date),
+        timestamp=timestamp,
         presigned=False,
         expires=None,
         session_token=_single(index, "x-amz-security-token"),
@@ -264,14 +268,17 @@ def _from_query(
     expires = _parse_expires(params.get("X-Amz-Expires"))
     amz_date = params["X-Amz-Date"]
     signed = _signed_headers(params["X-Amz-SignedHeaders"])
+    signature = _check_signature_text(params["X-Amz-Signature"])
+    timestamp = _parse_time(amz_date)
+    scope = _parse_scope(params["X-Amz-Credential"], amz_date)
     _require_present(signed, index)
     token = params.get("X-Amz-Security-Token")
     return Authorization(
-        scope=_parse_scope(params["X-Amz-Credential"], amz_date),
+        scope=scope,
         signed_headers=signed,
-        signature=_check_signature_text(params["X-Amz-Signature"]),
+        signature=signature,
         amz_date=amz_date,
-        timestamp=_parse_time(amz_date),
+        timestamp=timestamp,
         presigned=True,
         expires=expires,
         session_token=token if token is not None else _single(index, "x-amz-security-token"),

@@ -1,10 +1,15 @@
 """Decoding aws-chunked request bodies into the plain body the upstream receives.
 
-Two framings arrive from real clients: signed chunks (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`,
-each chunk signed in a chain seeded by the request signature, optionally with a signed
-trailer) and unsigned chunks with a checksum trailer (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`,
-what botocore sends over TLS). Data of a signed chunk is released only after its signature
-verifies; a checksum trailer is checked against the decoded bytes at the end.
+Three framings arrive from real clients: signed chunks (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`,
+each chunk signed in a chain seeded by the request signature), the same with a signed
+trailer (`...-PAYLOAD-TRAILER`), and unsigned chunks with a checksum trailer
+(`STREAMING-UNSIGNED-PAYLOAD-TRAILER`, what botocore sends over TLS). Data of a signed chunk
+is released only after its signature verifies; unsigned data is released as it arrives and
+its checksum trailer is checked at the end, so the caller must hold back the tail of the body
+until `finish` returns.
+
+Input is appended once to a buffer and parsed by offset, with one prefix deletion per `feed`,
+so the cost stays linear in the body size whatever the split of the input.
 """
 
 from __future__ import annotations
@@ -26,8 +31,17 @@ SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
 UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 STREAMING_MODES = frozenset({SIGNED, SIGNED_TRAILER, UNSIGNED_TRAILER})
+TRAILER_SIGNATURE = "x-amz-trailer-signature"
+CHECKSUM_PREFIX = "x-amz-checksum-"
 MAX_LINE = 4096
+MAX_TRAILERS = 16
 MAX_CHUNK = 64 * 1024 * 1024
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+_SIGNATURE_DIGITS = frozenset(b"0123456789abcdef")
+_CHUNK_SIGNATURE = b"chunk-signature="
+
+# Parser states.
+_SIZE, _DATA, _DATA_END, _TRAILER, _DONE, _FAILED = range(6)
 
 
 def is_streaming(content_sha256: str | None) -> bool:
@@ -35,50 +49,60 @@ def is_streaming(content_sha256: str | None) -> bool:
 
 
 class _Checksum(Protocol):
-    def update(self, data: bytes) -> None: ...
-    def digest_b64(self) -> str: ...
+    def update(self, data: memoryview) -> None: ...
+    def digest_b64(self) -> bytes: ...
 
 
 class _Crc:
-    def __init__(self, fn: Callable[[bytes, int], int], width: int) -> None:
+    def __init__(self, fn: Callable[[memoryview, int], int], width: int) -> None:
         self._fn, self._width, self._value = fn, width, 0
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: memoryview) -> None:
         self._value = self._fn(data, self._value)
 
-    def digest_b64(self) -> str:
-        return base64.b64encode(self._value.to_bytes(self._width, "big")).decode()
+    def digest_b64(self) -> bytes:
+        return base64.b64encode(self._value.to_bytes(self._width, "big"))
 
 
 class _Hash:
     def __init__(self, name: str) -> None:
         self._hash = hashlib.new(name)
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: memoryview) -> None:
         self._hash.update(data)
 
-    def digest_b64(self) -> str:
-        return base64.b64encode(self._hash.digest()).decode()
+    def digest_b64(self) -> bytes:
+        return base64.b64encode(self._hash.digest())
 
 
-def _checksum_for(trailer: str) -> _Checksum | None:
-    algorithm = trailer.removeprefix("x-amz-checksum-")
+def _checksum_for(trailer: str) -> _Checksum:
+    algorithm = trailer.removeprefix(CHECKSUM_PREFIX)
     if algorithm == "crc32":
         return _Crc(zlib.crc32, 4)
     if algorithm == "crc32c":
         return _Crc(checksums.crc32c, 4)
     if algorithm == "crc64nvme":
         return _Crc(checksums.crc64nvme, 8)
-    if algorithm in ("sha1", "sha256", "sha512"):
+    if algorithm in ("sha1", "sha256"):
         return _Hash(algorithm)
-    return None
+    raise _incomplete(f"The checksum algorithm of the trailer {trailer} is not supported")
 
 
 def _incomplete(message: str) -> Refused:
     return Refused(Reason.INCOMPLETE_BODY, message)
 
 
+def _bad_signature(what: str) -> Refused:
+    return Refused(
+        Reason.BAD_SIGNATURE,
+        f"The {what} signature we calculated does not match the signature you provided.",
+    )
+
+
 class ChunkedDecoder:
+    """Push decoder: `feed` the body as it arrives, then `finish`. After a refusal every
+    further call is refused too, so a caller cannot carry on past a failure by mistake."""
+
     def __init__(
         self,
         content_sha256: str,
@@ -89,156 +113,211 @@ class ChunkedDecoder:
     ) -> None:
         if content_sha256 not in STREAMING_MODES:
             raise ValueError(f"not an aws-chunked mode: {content_sha256}")
-        self._signed = content_sha256 in (SIGNED, SIGNED_TRAILER)
+        self._signed = content_sha256 != UNSIGNED_TRAILER
+        self._signed_trailer = content_sha256 == SIGNED_TRAILER
         if self._signed and verified is None:
             raise ValueError("signed chunks need the verified request signature")
         self._verified = verified
-        self._previous = verified.seed_signature if verified else ""
-        self._trailer_names = [n.lower() for n in trailer_names]
+        self._previous = verified.seed_signature if verified is not None else ""
+        names = [n.strip().lower() for n in trailer_names]
+        self._trailer_names = tuple(dict.fromkeys(n for n in names if n))
+        if content_sha256 == SIGNED and self._trailer_names:
+            raise _incomplete(f"x-amz-trailer needs x-amz-content-sha256: {SIGNED_TRAILER}")
         self._checksums = {
-            name: c for name in self._trailer_names if (c := _checksum_for(name)) is not None
+            name: _checksum_for(name)
+            for name in self._trailer_names
+            if name.startswith(CHECKSUM_PREFIX)
         }
         self._decoded_length = decoded_length
         self._buffer = bytearray()
-        self._state = "size"  # size -> data -> size ... -> trailer -> done
-        self._chunk_size = 0
-        self._chunk_signature = ""
+        self._state = _SIZE
+        self._remaining = 0  # bytes of the current chunk's data still to come
+        self._chunk_signature = b""
+        self._chunk_hash = hashlib.sha256()
+        self._pending: list[bytes] = []  # signed chunk data awaiting its signature
         self._decoded = 0
-        self._trailers: dict[str, str] = {}
         self._trailer_lines: list[bytes] = []
+        self._trailers: dict[str, str] = {}
 
     def feed(self, data: bytes) -> bytes:
-        if self._state == "done" and data:
-            raise _incomplete("Data after the end of the aws-chunked body")
+        """The decoded bytes now released (often b"")."""
+        if self._state == _FAILED:
+            raise _incomplete("The aws-chunked body was already refused")
+        if self._state == _DONE:
+            if data:
+                raise _incomplete("Data after the end of the aws-chunked body")
+            return b""
         self._buffer += data
-        out = bytearray()
-        while True:
-            if self._state == "size":
-                line = self._line()
-                if line is None:
-                    break
-                self._start_chunk(line)
-            elif self._state == "data":
-                if len(self._buffer) < self._chunk_size + 2:
-                    break
-                chunk = bytes(self._buffer[: self._chunk_size])
-                if self._buffer[self._chunk_size : self._chunk_size + 2] != b"\r\n":
-                    raise _incomplete("Chunk data must end with CRLF")
-                del self._buffer[: self._chunk_size + 2]
-                self._check_chunk(chunk)
-                out += chunk
-                self._state = "size"
-            elif self._state == "trailer":
-                line = self._line()
-                if line is None:
-                    break
-                if line == b"":
-                    self._end_trailers()
-                    self._state = "done"
-                else:
-                    self._trailer_lines.append(line)
-            else:
-                break
-        return bytes(out)
+        out: list[bytes] = []
+        view = memoryview(self._buffer)
+        try:
+            consumed = self._parse(view, out)
+        except Refused:
+            self._state = _FAILED
+            raise
+        finally:
+            view.release()
+        del self._buffer[:consumed]
+        return b"".join(out)
 
-    def _line(self) -> bytes | None:
-        end = self._buffer.find(b"\r\n")
-        if end < 0:
-            if len(self._buffer) > MAX_LINE:
-                raise _incomplete("aws-chunked framing line too long")
-            return None
-        line = bytes(self._buffer[:end])
-        del self._buffer[: end + 2]
-        return line
+    def finish(self) -> dict[str, str]:
+        """At the end of input: the body must have been complete. Returns the trailers."""
+        if self._state != _DONE:
+            self._state = _FAILED
+            raise _incomplete("The aws-chunked body ended before its final chunk")
+        return dict(self._trailers)
+
+    # -- parsing ------------------------------------------------------------------------
+
+    def _parse(self, view: memoryview, out: list[bytes]) -> int:
+        pos, end = 0, len(view)
+        while pos < end:
+            state = self._state
+            if state == _DATA:
+                take = min(self._remaining, end - pos)
+                self._take(view[pos : pos + take], out)
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._state = _DATA_END
+            elif state == _DATA_END:
+                if end - pos < 2:
+                    break
+                if self._buffer[pos : pos + 2] != b"\r\n":
+                    raise _incomplete("Chunk data must end with CRLF")
+                pos += 2
+                self._end_chunk(out)
+                self._state = _SIZE
+            elif state in (_SIZE, _TRAILER):
+                crlf = self._buffer.find(b"\r\n", pos, min(end, pos + MAX_LINE + 2))
+                if crlf < 0:
+                    if end - pos > MAX_LINE + 1:  # a CR may await its LF
+                        raise _incomplete("aws-chunked framing line too long")
+                    break
+                line = bytes(view[pos:crlf])
+                pos = crlf + 2
+                if state == _SIZE:
+                    self._start_chunk(line)
+                else:
+                    self._trailer_line(line)
+            else:
+                raise _incomplete("Data after the end of the aws-chunked body")
+        return pos
 
     def _start_chunk(self, line: bytes) -> None:
-        size_text, _, extension = line.partition(b";")
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise _incomplete("Invalid aws-chunked chunk size") from None
-        if size < 0 or size > MAX_CHUNK:
+        size_text, semicolon, extension = line.partition(b";")
+        if not 0 < len(size_text) <= 16 or not all(c in _HEX_DIGITS for c in size_text):
+            raise _incomplete("Invalid aws-chunked chunk size")
+        size = int(size_text, 16)
+        if size > MAX_CHUNK:
             raise _incomplete("aws-chunked chunk too large")
         if self._signed:
-            key, eq, signature = extension.partition(b"=")
-            if key != b"chunk-signature" or not eq or len(signature) != 64:
+            signature = extension.removeprefix(_CHUNK_SIGNATURE)
+            if (
+                not semicolon
+                or not extension.startswith(_CHUNK_SIGNATURE)
+                or len(signature) != 64
+                or not all(c in _SIGNATURE_DIGITS for c in signature)
+            ):
                 raise _incomplete("Each chunk must carry a chunk-signature")
-            self._chunk_signature = signature.decode("ascii", "replace")
-        self._chunk_size = size
-        if size == 0:
-            self._check_chunk(b"")
-            self._state = "trailer"
+            self._chunk_signature = signature
+            self._chunk_hash = hashlib.sha256()
+        if size:
+            self._remaining = size
+            self._state = _DATA
         else:
-            self._state = "data"
+            self._end_chunk([])
+            self._state = _TRAILER
 
-    def _check_chunk(self, chunk: bytes) -> None:
-        if self._signed:
-            expected = self._chain("AWS4-HMAC-SHA256-PAYLOAD", EMPTY_SHA256, chunk)
-            if not hmac.compare_digest(expected, self._chunk_signature):
-                raise Refused(
-                    Reason.BAD_SIGNATURE,
-                    "The chunk signature we calculated does not match the signature you provided.",
-                )
-            self._previous = expected
-        self._decoded += len(chunk)
+    def _take(self, piece: memoryview, out: list[bytes]) -> None:
+        self._decoded += len(piece)
         if self._decoded_length is not None and self._decoded > self._decoded_length:
             raise _incomplete("More data than x-amz-decoded-content-length declares")
         for checksum in self._checksums.values():
-            checksum.update(chunk)
+            checksum.update(piece)
+        if self._signed:
+            self._chunk_hash.update(piece)
+            self._pending.append(bytes(piece))
+        else:
+            out.append(bytes(piece))
 
-    def _chain(self, algorithm: str, middle: str, data: bytes) -> str:
+    def _end_chunk(self, out: list[bytes]) -> None:
+        if not self._signed:
+            return
+        expected = self._chain(
+            "AWS4-HMAC-SHA256-PAYLOAD", EMPTY_SHA256, self._chunk_hash.hexdigest()
+        )
+        if not hmac.compare_digest(expected.encode(), self._chunk_signature):
+            raise _bad_signature("chunk")
+        self._previous = expected
+        out.extend(self._pending)
+        self._pending.clear()
+
+    def _chain(self, algorithm: str, middle: str | None, data_hash: str) -> str:
         assert self._verified is not None
         auth = self._verified.auth
-        to_sign = "\n".join(
-            (
-                algorithm,
-                auth.amz_date,
-                auth.scope.as_string(),
-                self._previous,
-                *((middle,) if middle else ()),
-                hashlib.sha256(data).hexdigest(),
-            )
-        )
-        return signature_of(self._verified.signing_key, to_sign)
+        lines = [algorithm, auth.amz_date, auth.scope.as_string(), self._previous]
+        if middle is not None:
+            lines.append(middle)
+        lines.append(data_hash)
+        return signature_of(self._verified.signing_key, "\n".join(lines))
+
+    # -- trailers -----------------------------------------------------------------------
+
+    def _trailer_line(self, line: bytes) -> None:
+        if line:
+            if len(self._trailer_lines) >= MAX_TRAILERS:
+                raise _incomplete("Too many aws-chunked trailers")
+            self._trailer_lines.append(line)
+            return
+        self._end_trailers()
+        self._state = _DONE
 
     def _end_trailers(self) -> None:
-        signature: str | None = None
-        signed_part = b""
+        signature: bytes | None = None
+        canonical = bytearray()
         for line in self._trailer_lines:
-            name, colon, value = line.partition(b":")
-            if not colon:
-                raise _incomplete("Malformed trailer line")
-            key = name.decode("ascii", "replace").strip().lower()
-            if key == "x-amz-trailer-signature":
-                signature = value.decode("ascii", "replace").strip()
+            name_bytes, colon, value_bytes = line.partition(b":")
+            try:
+                name = name_bytes.decode("ascii").strip().lower()
+                value = value_bytes.decode("ascii").strip()
+            except UnicodeDecodeError:
+                raise _incomplete("aws-chunked trailers must be ASCII") from None
+            if not colon or not name:
+                raise _incomplete("Malformed aws-chunked trailer line")
+            if name == TRAILER_SIGNATURE and signature is None:
+                signature = value.encode()
                 continue
-            signed_part += line + b"\n"
-            self._trailers[key] = value.decode("utf-8", "replace").strip()
-        if self._signed and self._trailer_lines:
-            expected = self._chain("AWS4-HMAC-SHA256-TRAILER", "", signed_part)
-            if signature is None or not hmac.compare_digest(expected, signature):
-                raise Refused(
-                    Reason.BAD_SIGNATURE,
-                    "The trailer signature we calculated does not match the signature you "
-                    "provided.",
-                )
-
-    def finish(self) -> dict[str, str]:
-        if self._state != "done" or self._buffer:
-            raise _incomplete("The aws-chunked body ended before its final chunk")
+            if name in self._trailers or name not in self._trailer_names:
+                raise _incomplete(f"The trailer {name} was not announced in x-amz-trailer")
+            self._trailers[name] = value
+            canonical += f"{name}:{value}\n".encode()
+        self._check_trailer_signature(signature, bytes(canonical))
+        for name in self._trailer_names:
+            if name not in self._trailers:
+                raise _incomplete(f"The trailer {name} announced in x-amz-trailer is missing")
         if self._decoded_length is not None and self._decoded != self._decoded_length:
             raise _incomplete(
                 f"The body has {self._decoded} bytes but x-amz-decoded-content-length says "
                 f"{self._decoded_length}"
             )
-        for name in self._trailer_names:
-            if name not in self._trailers:
-                raise _incomplete(f"The trailer {name} announced in x-amz-trailer is missing")
         for name, checksum in self._checksums.items():
-            if not hmac.compare_digest(checksum.digest_b64(), self._trailers[name]):
+            if not hmac.compare_digest(checksum.digest_b64(), self._trailers[name].encode()):
                 raise Refused(
                     Reason.BAD_DIGEST,
-                    f"The {name.removeprefix('x-amz-checksum-').upper()} you specified did "
+                    f"The {name.removeprefix(CHECKSUM_PREFIX).upper()} you specified did "
                     "not match the calculated checksum.",
                 )
-        return dict(self._trailers)
+
+    def _check_trailer_signature(self, signature: bytes | None, canonical: bytes) -> None:
+        if not self._signed_trailer:
+            if signature is not None:
+                raise _incomplete(f"{TRAILER_SIGNATURE} is only valid with {SIGNED_TRAILER}")
+            return
+        if signature is None:
+            raise _incomplete(f"The trailer must end with {TRAILER_SIGNATURE}")
+        expected = self._chain(
+            "AWS4-HMAC-SHA256-TRAILER", None, hashlib.sha256(canonical).hexdigest()
+        )
+        if not hmac.compare_digest(expected.encode(), signature):
+            raise _bad_signature("trailer")
