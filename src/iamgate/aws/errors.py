@@ -9,6 +9,7 @@ both right is what makes `aws` and boto3 print a clear message instead of a pars
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -23,7 +24,7 @@ _CODES: dict[Reason, dict[str, tuple[int, str]]] = {
     Reason.MISSING_AUTH: {
         _S3: (403, "AccessDenied"),
         _QUERY: (403, "MissingAuthenticationToken"),
-        _JSON: (403, "MissingAuthenticationTokenException"),
+        _JSON: (400, "MissingAuthenticationTokenException"),
     },
     Reason.MALFORMED_AUTH: {
         _S3: (400, "AuthorizationHeaderMalformed"),
@@ -114,12 +115,12 @@ _CODES: dict[Reason, dict[str, tuple[int, str]]] = {
     Reason.UPSTREAM_UNAVAILABLE: {
         _S3: (503, "ServiceUnavailable"),
         _QUERY: (503, "ServiceUnavailable"),
-        _JSON: (503, "ServiceUnavailableException"),
+        _JSON: (503, "ServiceUnavailable"),
     },
     Reason.AUDIT_UNAVAILABLE: {
         _S3: (503, "ServiceUnavailable"),
         _QUERY: (503, "ServiceUnavailable"),
-        _JSON: (503, "ServiceUnavailableException"),
+        _JSON: (503, "ServiceUnavailable"),
     },
     Reason.INTERNAL: {
         _S3: (500, "InternalError"),
@@ -128,16 +129,39 @@ _CODES: dict[Reason, dict[str, tuple[int, str]]] = {
     },
 }
 
-# EC2 has its own names for a few of these.
+# EC2 has its own names for a few of these (its API reference, "Error codes"): AuthFailure
+# (401) for credentials it cannot validate, RequestExpired for a request or temporary
+# credential past its time, UnauthorizedOperation where others say AccessDenied.
 _EC2 = {
     Reason.UNKNOWN_KEY: (401, "AuthFailure"),
     Reason.BAD_TOKEN: (401, "AuthFailure"),
     Reason.REVOKED_CREDENTIAL: (401, "AuthFailure"),
+    Reason.BAD_SIGNATURE: (401, "AuthFailure"),
+    Reason.UNSIGNED_HEADER: (401, "AuthFailure"),
+    Reason.EXPIRED_CREDENTIAL: (400, "RequestExpired"),
+    Reason.SKEWED_CLOCK: (400, "RequestExpired"),
+    Reason.PRESIGN_EXPIRED: (400, "RequestExpired"),
     Reason.ACCESS_DENIED: (403, "UnauthorizedOperation"),
     Reason.UNKNOWN_ACCOUNT: (403, "UnauthorizedOperation"),
-    Reason.BAD_SIGNATURE: (401, "AuthFailure"),
-    Reason.EXPIRED_CREDENTIAL: (400, "RequestExpired"),
+    Reason.INTERNAL: (500, "InternalError"),
 }
+
+# awsJson services (DynamoDB, KMS) answer authentication failures with 400; the rest-json
+# services behind AWS's HTTP front door (Lambda, ...) with 403, under the same codes.
+_REST_JSON_FORBIDDEN = frozenset(
+    {
+        "MissingAuthenticationTokenException",
+        "IncompleteSignatureException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+        "AccessDeniedException",
+    }
+)
+
+# Signing names whose rest-xml errors are S3's bare <Error> document with S3's codes
+# (s3control signs as "s3"; S3 Tables and Vectors are rest-json and answer like JSON).
+_S3_SIGNING_NAMES = frozenset({"s3", "s3-outposts", "s3express", "s3-object-lambda"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,20 +171,37 @@ class ErrorResponse:
     body: bytes
 
 
+def _is_s3(signing_name: str, protocol: str) -> bool:
+    return signing_name in _S3_SIGNING_NAMES and protocol == "rest-xml"
+
+
 def _family(signing_name: str, protocol: str) -> str:
-    if signing_name.startswith("s3"):
+    if _is_s3(signing_name, protocol):
         return _S3
     return _JSON if protocol in ("json", "rest-json", "smithy-rpc-v2-cbor") else _QUERY
 
 
 def error_code_for(reason: Reason, signing_name: str, protocol: str) -> tuple[int, str]:
+    """(HTTP status, error code) as the service itself would answer the refusal."""
     if protocol == "ec2" and reason in _EC2:
         return _EC2[reason]
-    return _CODES[reason][_family(signing_name, protocol)]
+    status, code = _CODES[reason][_family(signing_name, protocol)]
+    if protocol == "rest-json" and code in _REST_JSON_FORBIDDEN:
+        return 403, code
+    return status, code
+
+
+# Characters XML 1.0 cannot carry even escaped; a message naming a caller-chosen value
+# (a key, a role) must not turn the error document into one no client can parse.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    return escape(_NOT_XML.sub("\ufffd", text))
 
 
 def _cbor_text(text: str) -> bytes:
-    raw = text.encode()
+    raw = text.encode("utf-8", "replace")  # a lone surrogate cannot be UTF-8
     n = len(raw)
     if n < 24:
         head = bytes([0x60 | n])
@@ -184,10 +225,13 @@ def render_error(
     head: bool = False,
     json_version: str = "1.0",
 ) -> ErrorResponse:
+    """The refusal in the shape the service's clients parse, so `aws` and boto3 print
+    `An error occurred (Code) when calling the Op operation: message` rather than a parse
+    failure. HEAD answers carry no body, as S3's do; clients then go by the status."""
     status, code = error_code_for(reason, signing_name, protocol)
-    msg, rid = escape(message), escape(request_id)
+    msg, rid = _xml_text(message), _xml_text(request_id)
     headers: dict[str, str] = {}
-    if signing_name.startswith("s3"):
+    if _is_s3(signing_name, protocol):
         headers["x-amz-request-id"] = request_id
         headers["x-amz-id-2"] = request_id
         headers["Content-Type"] = "application/xml"
@@ -207,7 +251,7 @@ def render_error(
         headers["Content-Type"] = "text/xml"
         fault = "Receiver" if status >= 500 else "Sender"
         body = (
-            f'<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error>'
+            "<ErrorResponse><Error>"
             f"<Type>{fault}</Type><Code>{code}</Code><Message>{msg}</Message></Error>"
             f"<RequestId>{rid}</RequestId></ErrorResponse>"
         ).encode()

@@ -4,21 +4,30 @@ Authorization is only as good as this answer, so it comes from the same service 
 the SDKs use to build requests, for every protocol: `Action=` for query and ec2, the
 `X-Amz-Target` header for json, the `/service/S/operation/O` path for smithy-rpc-v2-cbor,
 and method + URI template (+ required query keys and headers) for rest-json and rest-xml.
-The index is built once; a lookup is a dictionary hit or a short scan of precompiled
-templates.
+
+Loading every model costs seconds (it is mostly JSON parsing of ~450 files, ec2's alone
+is megabytes), so `build()` reads only each model's `metadata` object (tens of ms for all
+services) and compiles the operations of a signing name the first time a request for it
+arrives, under a lock; `preload()` compiles ahead of time for a predictable first request.
+Once compiled, a lookup is a dictionary hit (query, json, cbor) or a scan of the few REST
+templates that share the request's first path segment and query keys.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import struct
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote
 
 from botocore.loaders import Loader, create_loader
+from botocore.utils import PRIORITY_ORDERED_SUPPORTED_PROTOCOLS
 
 # Signing names whose IAM service prefix differs (from IAM's service authorization data).
 IAM_PREFIX = {
@@ -108,8 +117,6 @@ IAM_ACTION = {
     ("s3", "RenameObject"): "s3express:RenameObject",
     ("s3", "UpdateObjectEncryption"): "s3:PutObject",
     ("s3", "GetBucketMetadataTableConfiguration"): "s3:GetBucketMetadataTableConfiguration",
-    ("s3", "GetBucketAbac"): "s3:GetBucketABAC",
-    ("s3", "PutBucketAbac"): "s3:PutBucketABAC",
     ("s3", "GetBucketMetadataConfiguration"): "s3:GetBucketMetadataTableConfiguration",
     ("s3", "CreateBucketMetadataConfiguration"): "s3:CreateBucketMetadataTableConfiguration",
     ("s3", "DeleteBucketMetadataConfiguration"): "s3:DeleteBucketMetadataTableConfiguration",
@@ -136,8 +143,15 @@ IAM_ACTION = {
     ("sts", "GetCallerIdentity"): "sts:GetCallerIdentity",
 }
 
+# Signing names of no botocore service, or asked before anything matched: what their
+# clients most likely speak, so an early refusal still parses.
+_FALLBACK_PROTOCOL = {"s3": "rest-xml", "s3-outposts": "rest-xml", "ec2": "ec2"}
+_QUERY_SIGNING_NAMES = frozenset(
+    {"sts", "iam", "rds", "sns", "elasticache", "cloudformation", "autoscaling", "redshift"}
+)
 
 _MODEL_CACHE_KEYS = frozenset({"load_service_model", "load_data", "load_data_with_path"})
+_METADATA_HEAD = 65536  # botocore writes `metadata` first; it is a few hundred bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +177,12 @@ class _Binding:
     """Where the input members of a REST operation travel on the wire."""
 
     uri: tuple[tuple[str, str], ...] = ()  # (label, member)
-    query: tuple[tuple[str, str], ...] = ()  # (query key, member)
+    query: tuple[tuple[str, str, bool], ...] = ()  # (query key, member, is a list)
     headers: tuple[tuple[str, str], ...] = ()  # (lower-case header, member)
-    has_payload_member: bool = False
+    # The member the whole body is, if any, and whether it is a JSON structure (a blob or
+    # string payload such as Lambda's Invoke Payload is the caller's data, not parameters).
+    payload: str | None = None
+    payload_is_structure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,30 +192,45 @@ class _Template:
     labels: tuple[str, ...]
     query_values: tuple[tuple[str, str | None], ...]  # required key, exact value or None
     required_headers: tuple[str, ...]
+    x_id: str | None  # botocore's `?x-id=Op` marker: a tie-breaker, never required
     binding: _Binding
+    first_segment: str | None  # literal first path segment, None when it holds a label
     specificity: tuple[int, ...]
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Service:
+    """A service as its metadata describes it: enough to route and render errors."""
+
     name: str
-    protocols: tuple[str, ...]
+    protocols: tuple[str, ...]  # as listed by the model
+    protocol: str  # the one botocore itself speaks (its priority order)
     signing_name: str
     endpoint_prefix: str
+    api_version: str
     target_prefix: str | None
     query_compatible: bool
     json_version: str | None
 
 
 @dataclass
+class _RestIndex:
+    """One method's templates, best first, and where to find candidates among them."""
+
+    templates: list[_Template] = field(default_factory=list)
+    # (literal first segment or None, anchoring required query key or None) -> positions
+    buckets: dict[tuple[str | None, str | None], list[int]] = field(default_factory=dict)
+
+
+@dataclass
 class _SigningIndex:
     """Everything for one signing name: several botocore services may share it."""
 
-    services: list[_Service] = field(default_factory=list)
-    actions: dict[str, Operation] = field(default_factory=dict)  # query/ec2 Action
+    services: tuple[_Service, ...]
+    actions: dict[str, list[Operation]] = field(default_factory=dict)  # query/ec2 Action
     targets: dict[str, Operation] = field(default_factory=dict)  # json X-Amz-Target
-    cbor: dict[str, Operation] = field(default_factory=dict)  # cbor operation name
-    rest: dict[str, list[_Template]] = field(default_factory=lambda: defaultdict(list))
+    cbor: dict[tuple[str, str], Operation] = field(default_factory=dict)  # (prefix, op)
+    rest: dict[str, _RestIndex] = field(default_factory=dict)  # method -> templates
 
 
 def iam_action_for(service: str, signing_name: str, operation: str) -> str:
@@ -208,8 +240,63 @@ def iam_action_for(service: str, signing_name: str, operation: str) -> str:
     return f"{IAM_PREFIX.get(signing_name, signing_name)}:{operation}"
 
 
+def _resolved_protocol(meta: Mapping[str, Any]) -> str:
+    """The protocol botocore picks for the service, i.e. what `aws` and boto3 send."""
+    listed = meta.get("protocols") or ()
+    for protocol in PRIORITY_ORDERED_SUPPORTED_PROTOCOLS:
+        if protocol in listed:
+            return protocol
+    return str(meta["protocol"])
+
+
+def _service_from_metadata(name: str, meta: Mapping[str, Any]) -> _Service:
+    return _Service(
+        name=name,
+        protocols=tuple(meta.get("protocols") or (meta["protocol"],)),
+        protocol=_resolved_protocol(meta),
+        signing_name=meta.get("signingName") or meta["endpointPrefix"],
+        endpoint_prefix=meta["endpointPrefix"],
+        api_version=meta.get("apiVersion", ""),
+        target_prefix=meta.get("targetPrefix"),
+        query_compatible="awsQueryCompatible" in meta,
+        json_version=meta.get("jsonVersion"),
+    )
+
+
+def _read_metadata(loader: Loader, name: str) -> Mapping[str, Any]:
+    """The `metadata` object of a service model without parsing the whole model."""
+    version = loader.determine_latest_version(name, "service-2")
+    for base in loader.search_paths:
+        for suffix, opener in ((".json", open), (".json.gz", gzip.open)):
+            path = f"{base}/{name}/{version}/service-2{suffix}"
+            try:
+                with opener(path, "rb") as handle:
+                    head = handle.read(_METADATA_HEAD).decode("utf-8", "replace")
+            except OSError:
+                continue
+            start = head.find("{", head.find('"metadata"'))
+            try:
+                meta, _ = json.JSONDecoder().raw_decode(head, start)
+            except ValueError:
+                break  # not where expected: read it the slow, certain way
+            if isinstance(meta, dict) and "endpointPrefix" in meta and "protocol" in meta:
+                return meta
+            break
+    model = loader.load_service_model(name, "service-2")
+    _forget_models(loader)
+    return dict(model["metadata"])
+
+
+def _forget_models(loader: Loader) -> None:
+    """botocore's loader keeps every model it loads; the index needs none of them once
+    compiled, and holding all ~450 at once would cost hundreds of MiB."""
+    cache: dict[tuple[Any, ...], Any] = getattr(loader, "_cache", {})
+    for key in [k for k in cache if k[0] in _MODEL_CACHE_KEYS]:
+        del cache[key]
+
+
 def _compile_path(path_template: str) -> tuple[re.Pattern[str], tuple[str, ...], int]:
-    """A URI template as a regex over the decoded path; also its literal length."""
+    """A URI template as a regex over the path; also its literal length."""
     pattern = ""
     labels: list[str] = []
     literal = 0
@@ -223,7 +310,7 @@ def _compile_path(path_template: str) -> tuple[re.Pattern[str], tuple[str, ...],
             pattern += re.escape(piece)
             literal += len(piece)
     # A trailing slash is the same resource (`/bucket` and `/bucket/`).
-    return re.compile("^" + pattern.rstrip("/") + "/?$"), tuple(labels), literal
+    return re.compile("^" + pattern.rstrip("/") + "/?$", re.DOTALL), tuple(labels), literal
 
 
 def _rest_template(
@@ -233,26 +320,32 @@ def _rest_template(
     request_uri: str = http.get("requestUri", "/")
     path_part, _, query_part = request_uri.partition("?")
     query_values: list[tuple[str, str | None]] = []
+    x_id = None
     for item in filter(None, query_part.split("&")):
         key, eq, value = item.partition("=")
-        if key == "x-id":  # botocore adds it, other clients do not: never required
+        if key == "x-id":  # botocore may add it, other clients do not: never required
+            x_id = value
             continue
         query_values.append((key, value if eq else None))
     shapes = model["shapes"]
     input_shape = shapes.get(op.get("input", {}).get("shape", ""), {})
     required = set(input_shape.get("required", ()))
     uri: list[tuple[str, str]] = []
-    query: list[tuple[str, str]] = []
+    query: list[tuple[str, str, bool]] = []
     headers: list[tuple[str, str]] = []
     required_headers: list[str] = []
-    has_payload = "payload" in input_shape
+    payload = input_shape.get("payload")
+    payload_is_structure = False
     for member, spec in input_shape.get("members", {}).items():
         location = spec.get("location")
         wire = spec.get("locationName", member)
+        member_type = shapes.get(spec.get("shape", ""), {}).get("type")
+        if member == payload:
+            payload_is_structure = member_type == "structure"
         if location == "uri":
             uri.append((wire, member))
         elif location == "querystring":
-            query.append((wire, member))
+            query.append((wire, member, member_type == "list"))
             if member in required and all(wire != k for k, _ in query_values):
                 query_values.append((wire, None))
         elif location == "header":
@@ -260,6 +353,7 @@ def _rest_template(
             if member in required:
                 required_headers.append(wire.lower())
     regex, labels, literal = _compile_path(path_part)
+    first = path_part[1:].partition("/")[0]
     operation = Operation(
         service.name, name, protocol, iam_action_for(service.name, service.signing_name, name)
     )
@@ -269,89 +363,140 @@ def _rest_template(
         labels=labels,
         query_values=tuple(query_values),
         required_headers=tuple(required_headers),
-        binding=_Binding(tuple(uri), tuple(query), tuple(headers), has_payload),
+        x_id=x_id,
+        binding=_Binding(tuple(uri), tuple(query), tuple(headers), payload, payload_is_structure),
+        first_segment=None if "{" in first else first,
         specificity=(
             len(query_values) + len(required_headers),
             literal,
             -sum(1 for label in labels if label),
+            # A deprecated operation that shares its request with its successor
+            # (GetBucketLifecycle, GetBucketNotification) yields to it.
+            0 if op.get("deprecated") else 1,
         ),
     )
 
 
+def _index_rest(templates: list[_Template]) -> _RestIndex:
+    # Stable: among equally specific templates the model's order (and the service named
+    # like the signing name, which is added first) wins.
+    ordered = sorted(templates, key=lambda t: t.specificity, reverse=True)
+    buckets: dict[tuple[str | None, str | None], list[int]] = defaultdict(list)
+    for position, template in enumerate(ordered):
+        # Any one required key will do as the anchor: a request lacking it cannot match.
+        anchor = template.query_values[0][0] if template.query_values else None
+        buckets[(template.first_segment, anchor)].append(position)
+    return _RestIndex(ordered, dict(buckets))
+
+
 class OperationIndex:
-    def __init__(self) -> None:
-        self._by_signing: dict[str, _SigningIndex] = {}
-        self._services: dict[str, _Service] = {}
+    """Signing name -> botocore services -> operations, compiled on first use."""
+
+    def __init__(self, loader: Loader, services: Iterable[_Service]) -> None:
+        self._loader = loader
+        self._services: dict[str, _Service] = {s.name: s for s in services}
+        by_signing: dict[str, list[_Service]] = defaultdict(list)
+        for service in self._services.values():
+            by_signing[service.signing_name].append(service)
+        # The service named like its signing name wins shared lookups (rds over neptune).
+        self._by_signing: dict[str, tuple[_Service, ...]] = {
+            signing: tuple(
+                sorted(group, key=lambda s: (s.name != signing, s.name != s.endpoint_prefix))
+            )
+            for signing, group in by_signing.items()
+        }
+        self._compiled: dict[str, _SigningIndex] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def build(
         cls, services: Iterable[str] | None = None, *, loader: Loader | None = None
     ) -> OperationIndex:
+        """Reads each service's metadata now; operations are compiled on first use."""
         loader = loader or create_loader()
         names = (
             list(services) if services is not None else loader.list_available_services("service-2")
         )
-        index = cls()
-        for name in names:
-            index._add(name, loader.load_service_model(name, "service-2"))
-            # botocore's loader keeps every model it loads; the index needs none of them
-            # once compiled, and holding all ~450 at once would cost hundreds of MiB.
-            cache: dict[tuple[Any, ...], Any] = getattr(loader, "_cache", {})
-            for key in [k for k in cache if k[0] in _MODEL_CACHE_KEYS]:
-                del cache[key]
-        for signing in index._by_signing.values():
-            for templates in signing.rest.values():
-                templates.sort(key=lambda t: t.specificity, reverse=True)
-        return index
-
-    def _add(self, name: str, model: Mapping[str, Any]) -> None:
-        meta = model["metadata"]
-        protocols = tuple(meta.get("protocols") or (meta["protocol"],))
-        service = _Service(
-            name=name,
-            protocols=protocols,
-            signing_name=meta.get("signingName") or meta["endpointPrefix"],
-            endpoint_prefix=meta["endpointPrefix"],
-            target_prefix=meta.get("targetPrefix"),
-            query_compatible="awsQueryCompatible" in meta,
-            json_version=meta.get("jsonVersion"),
+        return cls(
+            loader, [_service_from_metadata(name, _read_metadata(loader, name)) for name in names]
         )
-        self._services[name] = service
-        signing = self._by_signing.setdefault(service.signing_name, _SigningIndex())
-        # The service named like its signing name wins shared lookups (rds over neptune).
-        if name == service.signing_name:
-            signing.services.insert(0, service)
-        else:
-            signing.services.append(service)
-        preferred = name == service.signing_name
-        for op_name, op in model["operations"].items():
-            action = iam_action_for(name, service.signing_name, op_name)
-            for protocol in protocols:
-                operation = Operation(name, op_name, protocol, action)
-                if protocol in ("query", "ec2"):
-                    if preferred or op_name not in signing.actions:
-                        signing.actions[op_name] = operation
-                elif protocol == "json" and service.target_prefix:
-                    signing.targets[f"{service.target_prefix}.{op_name}"] = operation
-                elif protocol == "smithy-rpc-v2-cbor":
-                    signing.cbor[op_name] = operation
-                elif protocol in ("rest-json", "rest-xml"):
-                    method = op.get("http", {}).get("method", "POST").upper()
-                    signing.rest[method].append(
-                        _rest_template(service, model, op_name, op, protocol)
-                    )
 
-    # -- queries --------------------------------------------------------------------------
+    def preload(self, signing_names: Iterable[str] | None = None) -> None:
+        """Compile now (all signing names by default) so no request waits for a model."""
+        for signing_name in self._by_signing if signing_names is None else signing_names:
+            self._signing(signing_name)
+
+    def _signing(self, signing_name: str) -> _SigningIndex | None:
+        compiled = self._compiled.get(signing_name)
+        if compiled is not None:
+            return compiled
+        services = self._by_signing.get(signing_name)
+        if services is None:
+            return None
+        with self._lock:
+            compiled = self._compiled.get(signing_name)
+            if compiled is None:
+                compiled = self._compile(services)
+                self._compiled[signing_name] = compiled
+        return compiled
+
+    def _compile(self, services: tuple[_Service, ...]) -> _SigningIndex:
+        signing = _SigningIndex(services)
+        rest: dict[str, list[_Template]] = defaultdict(list)
+        for service in services:
+            model = self._loader.load_service_model(service.name, "service-2")
+            _forget_models(self._loader)
+            for op_name, op in model["operations"].items():
+                action = iam_action_for(service.name, service.signing_name, op_name)
+                for protocol in service.protocols:
+                    operation = Operation(service.name, op_name, protocol, action)
+                    if protocol in ("query", "ec2"):
+                        signing.actions.setdefault(op_name, []).append(operation)
+                    elif protocol == "json" and service.target_prefix:
+                        signing.targets[f"{service.target_prefix}.{op_name}"] = operation
+                    elif protocol == "smithy-rpc-v2-cbor" and service.target_prefix:
+                        signing.cbor[(service.target_prefix, op_name)] = operation
+                    elif protocol in ("rest-json", "rest-xml"):
+                        method = op.get("http", {}).get("method", "POST").upper()
+                        rest[method].append(_rest_template(service, model, op_name, op, protocol))
+        signing.rest = {method: _index_rest(templates) for method, templates in rest.items()}
+        return signing
+
+    # -- metadata: answered without compiling anything ----------------------------------
 
     def services_for(self, signing_name: str) -> tuple[str, ...]:
-        signing = self._by_signing.get(signing_name)
-        return tuple(s.name for s in signing.services) if signing else ()
+        return tuple(s.name for s in self._by_signing.get(signing_name, ()))
 
-    def protocol_for(self, signing_name: str) -> str:
-        signing = self._by_signing.get(signing_name)
-        if not signing:
-            return "json" if signing_name not in ("s3", "sts", "iam") else "query"
-        return signing.services[0].protocols[0]
+    def protocol_for(
+        self,
+        signing_name: str,
+        *,
+        path: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """The protocol to answer in when no operation matched (the request may not even
+        have been authenticated). The request's own shape decides when it says something
+        (an X-Amz-Target header is json, `/service/S/operation/O` is CBOR, a form body is
+        query); otherwise the protocol botocore speaks to the service named like the
+        signing name, e.g. `json` for SQS and CloudWatch, whose models list others too."""
+        services = self._by_signing.get(signing_name)
+        if not services:
+            if signing_name in _FALLBACK_PROTOCOL:
+                return _FALLBACK_PROTOCOL[signing_name]
+            return "query" if signing_name in _QUERY_SIGNING_NAMES else "json"
+        spoken = {p for s in services for p in s.protocols}
+        lower = {k.lower(): v for k, v in (headers or {}).items()}
+        if "x-amz-target" in lower and "json" in spoken:
+            return "json"
+        if (
+            lower.get("smithy-protocol") == "rpc-v2-cbor" or _cbor_path(path or "") is not None
+        ) and "smithy-rpc-v2-cbor" in spoken:
+            return "smithy-rpc-v2-cbor"
+        if "x-www-form-urlencoded" in lower.get("content-type", ""):
+            for form in ("query", "ec2"):
+                if form in spoken:
+                    return form
+        return services[0].protocol
 
     def query_compatible(self, service: str) -> bool:
         known = self._services.get(service)
@@ -365,6 +510,8 @@ class OperationIndex:
         known = self._services.get(service)
         return known.endpoint_prefix if known else service
 
+    # -- identification -------------------------------------------------------------------
+
     def identify(
         self,
         signing_name: str,
@@ -375,55 +522,109 @@ class OperationIndex:
         body: bytes | None,
         *,
         virtual_bucket: str | None = None,
+        raw_path: str | None = None,
     ) -> Identified | None:
-        signing = self._by_signing.get(signing_name)
+        """The operation a request is, or None when it is none the models describe.
+
+        `path` is percent-decoded. Pass `raw_path` (as sent) too where possible: REST labels
+        are then matched before decoding, so an encoded `/` inside a label (`a%2Fversions`)
+        cannot make the request look like a different operation than AWS will execute.
+        """
+        signing = self._signing(signing_name)
         if signing is None:
             return None
         lower = {k.lower(): v for k, v in headers.items()}
         encoding = lower.get("content-encoding", "").replace("aws-chunked", "").strip(", ")
         compressed = f"the body is {encoding}-encoded" if encoding else None
+        readable = None if compressed else body
         target = lower.get("x-amz-target")
-        if target is not None:
+        if target is not None and signing.targets:
             op = signing.targets.get(target.strip())
             if op is None:
                 return None
-            params, ambiguous = _json_params(None if compressed else body)
+            params, ambiguous = _json_params(readable)
             return Identified(op, params, None, compressed or ambiguous)
-        if signing.cbor and path.startswith("/service/") and "/operation/" in path:
-            op = signing.cbor.get(path.rsplit("/", 1)[-1])
-            return Identified(op, {}, None, "CBOR parameters are not read") if op else None
+        if signing.cbor:
+            cbor = _cbor_path(path)
+            if cbor is not None:
+                op = signing.cbor.get(cbor)
+                if op is None:
+                    return None
+                params, ambiguous = _cbor_params(readable)
+                return Identified(op, params, None, compressed or ambiguous)
         if signing.actions:
-            form, ambiguous = _form_params(query, lower, None if compressed else body)
+            form, ambiguous = _form_params(query, lower, readable)
             action = form.get("Action")
             if isinstance(action, str):
-                op = signing.actions.get(action)
-                if op is not None:
-                    return Identified(op, form, None, compressed or ambiguous)
-                if not signing.rest:
+                candidates = signing.actions.get(action)
+                if candidates is None:
                     return None
-        templates = signing.rest.get(method.upper())
-        if not templates:
-            return None
-        full_path = (
-            f"/{virtual_bucket}{path if path.startswith('/') else '/' + path}"
-            if (virtual_bucket)
-            else path
+                version = form.get("Version")
+                op = next(
+                    (c for c in candidates if self._services[c.service].api_version == version),
+                    candidates[0],
+                )
+                return Identified(op, form, None, compressed or ambiguous)
+        return self._identify_rest(
+            signing, method, path, raw_path, query, lower, readable, virtual_bucket, compressed
         )
+
+    def _identify_rest(
+        self,
+        signing: _SigningIndex,
+        method: str,
+        path: str,
+        raw_path: str | None,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: bytes | None,
+        virtual_bucket: str | None,
+        compressed: str | None,
+    ) -> Identified | None:
+        rest = signing.rest.get(method.upper())
+        if rest is None:
+            return None
+        encoded = raw_path is not None
+        full_path = raw_path if raw_path is not None else path
+        if not full_path.startswith("/"):
+            full_path = "/" + full_path
+        if virtual_bucket:
+            full_path = (
+                f"/{quote(virtual_bucket, safe='') if encoded else virtual_bucket}{full_path}"
+            )
+        first = full_path[1:].partition("/")[0]
+        if encoded:
+            first = unquote(first)
         query_map: dict[str, str] = {}
         for key, value in query:
             query_map.setdefault(key, value)
-        for template in templates:
-            match = template.path.match(full_path or "/")
-            if match is None:
+        positions: list[int] = []
+        buckets = rest.buckets
+        for segment in (first, None):
+            for anchor in (None, *query_map):
+                found = buckets.get((segment, anchor))
+                if found:
+                    positions += found
+        positions.sort()
+        x_id = query_map.get("x-id")
+        for position in positions:
+            template = rest.templates[position]
+            if x_id is not None and template.x_id is not None and template.x_id != x_id:
                 continue
             if any(
                 key not in query_map or (value is not None and query_map[key] != value)
                 for key, value in template.query_values
             ):
                 continue
-            if any(h not in lower for h in template.required_headers):
+            if any(h not in headers for h in template.required_headers):
                 continue
-            params, ambiguous = _rest_params(template, match, query, lower, body)
+            match = template.path.match(full_path)
+            if match is None:
+                continue
+            labels = match.groups()
+            if encoded:
+                labels = tuple(unquote(label) for label in labels)
+            params, ambiguous = _rest_params(template, labels, query, headers, body)
             return Identified(
                 template.operation,
                 params,
@@ -431,6 +632,16 @@ class OperationIndex:
                 compressed or ambiguous,
             )
         return None
+
+
+def _cbor_path(path: str) -> tuple[str, str] | None:
+    """(service, operation) of a smithy-rpc-v2-cbor path `/service/S/operation/O`."""
+    if not path.startswith("/service/"):
+        return None
+    parts = path.split("/")
+    if len(parts) != 5 or parts[3] != "operation":
+        return None
+    return parts[2], parts[4]
 
 
 class _DuplicateKey(ValueError):
@@ -453,9 +664,108 @@ def _json_params(body: bytes | None) -> tuple[dict[str, object], str | None]:
         parsed = json.loads(body, object_pairs_hook=_no_duplicates)
     except _DuplicateKey as dup:
         return {}, f"the JSON key {dup} appears twice"
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return {}, "the body is not valid JSON"
     return (parsed, None) if isinstance(parsed, dict) else ({}, "the body is not a JSON object")
+
+
+def _cbor_params(body: bytes | None) -> tuple[dict[str, object], str | None]:
+    if not body:
+        return {}, None
+    try:
+        value, end = _CborReader(body).item(0, 0)
+    except _DuplicateKey as dup:
+        return {}, f"the CBOR key {dup} appears twice"
+    except (ValueError, IndexError, struct.error, UnicodeDecodeError):
+        return {}, "the body is not valid CBOR"
+    if end != len(body):
+        return {}, "the body has bytes after its CBOR value"
+    return (value, None) if isinstance(value, dict) else ({}, "the body is not a CBOR map")
+
+
+class _CborReader:
+    """Just enough CBOR (RFC 8949) to read request parameters, strictly: a duplicate map
+    key is an error, as in JSON, since AWS and the gateway might each take a different one."""
+
+    _MAX_DEPTH = 64
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def _argument(self, info: int, at: int) -> tuple[int | None, int]:
+        if info < 24:
+            return info, at
+        if info == 31:
+            return None, at  # indefinite length
+        size = {24: 1, 25: 2, 26: 4, 27: 8}.get(info)
+        if size is None or at + size > len(self.data):
+            raise ValueError("bad CBOR argument")
+        return int.from_bytes(self.data[at : at + size], "big"), at + size
+
+    def item(self, at: int, depth: int) -> tuple[object, int]:
+        if depth > self._MAX_DEPTH:
+            raise ValueError("CBOR nested too deeply")
+        initial = self.data[at]
+        major, info = initial >> 5, initial & 0x1F
+        at += 1
+        if major == 7:
+            return self._simple(info, at)
+        count, at = self._argument(info, at)
+        if major == 0:
+            return count, at
+        if major == 1:
+            return -1 - (count or 0), at
+        if major in (2, 3):
+            return self._string(major, count, at)
+        if major == 4:
+            items: list[object] = []
+            while count is None or len(items) < count:
+                if count is None and self.data[at] == 0xFF:
+                    return items, at + 1
+                value, at = self.item(at, depth + 1)
+                items.append(value)
+            return items, at
+        if major == 5:
+            mapping: dict[str, object] = {}
+            read = 0
+            while count is None or read < count:
+                if count is None and self.data[at] == 0xFF:
+                    return mapping, at + 1
+                key, at = self.item(at, depth + 1)
+                if not isinstance(key, str):
+                    raise ValueError("CBOR map key is not text")
+                if key in mapping:
+                    raise _DuplicateKey(key)
+                mapping[key], at = self.item(at, depth + 1)
+                read += 1
+            return mapping, at
+        return self.item(at, depth + 1)  # major 6: a tag (e.g. 1, epoch time) on the value
+
+    def _string(self, major: int, count: int | None, at: int) -> tuple[object, int]:
+        if count is None:
+            chunks = bytearray()
+            while self.data[at] != 0xFF:
+                chunk, at = self.item(at, self._MAX_DEPTH)
+                if not isinstance(chunk, bytes | str):
+                    raise ValueError("bad CBOR string chunk")
+                chunks += chunk.encode() if isinstance(chunk, str) else chunk
+            raw, at = bytes(chunks), at + 1
+        else:
+            if at + count > len(self.data):
+                raise ValueError("CBOR string past the end")
+            raw, at = self.data[at : at + count], at + count
+        return (raw.decode("utf-8") if major == 3 else raw), at
+
+    def _simple(self, info: int, at: int) -> tuple[object, int]:
+        if info in (20, 21):
+            return info == 21, at
+        if info in (22, 23):
+            return None, at
+        formats = {25: (">e", 2), 26: (">f", 4), 27: (">d", 8)}
+        if info in formats:
+            fmt, size = formats[info]
+            return struct.unpack(fmt, self.data[at : at + size])[0], at + size
+        raise ValueError("unsupported CBOR simple value")
 
 
 def _form_params(
@@ -478,30 +788,41 @@ def _form_params(
 
 def _rest_params(
     template: _Template,
-    match: re.Match[str],
+    labels: Sequence[str],
     pairs: Sequence[tuple[str, str]],
     headers: Mapping[str, str],
     body: bytes | None,
 ) -> tuple[dict[str, object], str | None]:
-    labels = dict(zip(template.labels, match.groups(), strict=True))
     binding = template.binding
     params: dict[str, object] = {}
     ambiguous = None
-    query: dict[str, str] = {}
-    for key, value in pairs:
-        if key in query and ambiguous is None:
-            ambiguous = f"the query parameter {key} appears twice"
-        query.setdefault(key, value)
-    if template.operation.protocol == "rest-json" and not binding.has_payload_member:
-        body_params, body_ambiguous = _json_params(body)
-        params.update(body_params)
-        ambiguous = ambiguous or body_ambiguous
+    if template.operation.protocol == "rest-json":
+        if binding.payload is None:
+            body_params, ambiguous = _json_params(body)
+            params.update(body_params)
+        elif binding.payload_is_structure and body:
+            body_params, ambiguous = _json_params(body)
+            params[binding.payload] = body_params
+    by_label = dict(zip(template.labels, labels, strict=True))
     for label, member in binding.uri:
-        if label in labels:
-            params[member] = labels[label]
-    for key, member in binding.query:
-        if key in query:
-            params[member] = query[key]
+        if label in by_label:
+            params[member] = by_label[label]
+    values: dict[str, list[str]] = defaultdict(list)
+    for key, value in pairs:
+        values[key].append(value)
+    for key, member, is_list in binding.query:
+        given = values.get(key)
+        if not given:
+            continue
+        if is_list:
+            params[member] = list(given)
+            continue
+        params[member] = given[0]
+        if len(given) > 1 and ambiguous is None:
+            ambiguous = f"the query parameter {key} appears twice"
+    for key, _ in template.query_values:
+        if len(values.get(key, ())) > 1 and ambiguous is None:
+            ambiguous = f"the query parameter {key} appears twice"
     for header, member in binding.headers:
         if header in headers:
             params[member] = headers[header]
@@ -517,7 +838,3 @@ def _resource(operation: Operation, params: Mapping[str, object]) -> str | None:
     if isinstance(bucket, str):
         return f"arn:aws:s3:::{bucket}"
     return None
-
-
-def quote_label(value: str) -> str:
-    return quote(value, safe="")

@@ -129,6 +129,7 @@ class Gateway:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._session: aiohttp.ClientSession | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._preload: asyncio.Future[None] | None = None
         public = urlsplit(config.server.url)
         self._public_host = (public.netloc or "").lower()
         self._override = config.aws.upstream.endpoint_url
@@ -153,6 +154,8 @@ class Gateway:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.directory.refresh)
+        # Compile every service model off the loop, so no request waits for one.
+        self._preload = asyncio.get_running_loop().run_in_executor(None, self.index.preload)
         self._refresher = asyncio.create_task(self._follow_directory())
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300),
@@ -284,6 +287,7 @@ class Gateway:
             request.headers,
             body,
             virtual_bucket=virtual_bucket,
+            raw_path=raw_path,
         )
         if identified is None:
             raise Refused(
@@ -500,7 +504,9 @@ class Gateway:
             protocol = call.identified.operation.protocol
             service = call.identified.operation.service
         else:
-            protocol = self.index.protocol_for(signing_name)
+            protocol = self.index.protocol_for(
+                signing_name, path=request.path, headers=request.headers
+            )
             service = (self.index.services_for(signing_name) or (signing_name,))[0]
         rendered = render_error(
             refused.reason,
