@@ -533,3 +533,28 @@ def test_a_client_cannot_switch_moto_accounts(gateway: GatewayProcess) -> None:
     s3.meta.events.register_first("before-sign.s3.ListBuckets", add_header)
     names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert names == {"acme-prod-data", "acme-prod-logs"}
+
+
+def test_the_sandbox_control_api_is_out_of_reach(gateway: GatewayProcess, sandbox: Sandbox) -> None:
+    """moto answers /moto-api/* whatever the service: a bucket named moto-api must not
+    let a client reset or read the sandbox through the gateway."""
+    creds = gateway.issue("ci-bot", CI, "CIRunner")
+    s3 = boto3.Session(
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+        aws_session_token=creds.session_token,
+        region_name="us-east-1",
+    ).client("s3", endpoint_url=gateway.url, config=BotoConfig(s3={"addressing_style": "path"}))
+    from botocore.exceptions import ClientError
+
+    attempts: list[tuple[str, dict[str, str]]] = [
+        ("create_multipart_upload", {"Bucket": "moto-api", "Key": "reset"}),
+        ("get_object", {"Bucket": "moto-api", "Key": "data.json"}),
+        ("get_object", {"Bucket": "latest", "Key": "meta-data/iam/security-credentials/x"}),
+    ]
+    for operation, params in attempts:
+        with pytest.raises(ClientError) as info:
+            getattr(s3, operation)(**params)
+        assert info.value.response["Error"]["Code"] == "AccessDenied"
+    prod = sandbox.client(PROD, "s3").list_buckets()["Buckets"]
+    assert {b["Name"] for b in prod} >= {"acme-prod-data", "acme-prod-logs"}

@@ -63,6 +63,7 @@ MAX_BUFFERED_BODY = 64 * 1024 * 1024
 STREAM_THRESHOLD = 1024 * 1024
 MAX_ERROR_BODY = 256 * 1024
 DIRECTORY_POLL_SECONDS = 0.5
+_SANDBOX_CONTROL = ("moto-api", "latest/")
 _ERROR_CODE_XML = re.compile(rb"<Code>([^<]{1,128})</Code>")
 _ERROR_CODE_JSON = re.compile(rb'"(?:__type|code)"\s*:\s*"([^"]{1,256})"')
 
@@ -275,6 +276,14 @@ class Gateway:
             )
             if content_sha is not None and is_sha256_hex(content_sha):
                 check_payload_sha256(hashlib.sha256(body).hexdigest(), content_sha)
+
+        if self._override and unquote(raw_path).lstrip("/").startswith(_SANDBOX_CONTROL):
+            # moto routes these paths to its control API and instance metadata, whatever
+            # the service: through the gateway they would reset or read the whole sandbox.
+            raise Refused(
+                Reason.ACCESS_DENIED,
+                "iamgate: this path is reserved by the configured upstream",
+            )
 
         # 2. identify: the operation and its IAM action, from botocore's service models.
         virtual_bucket = self._virtual_bucket(request.host) if s3 else None

@@ -1,30 +1,53 @@
 """The embedded AWS of the demo and the tests: a real moto server with a seeded estate.
 
 moto in server mode is a separate process speaking the real AWS wire protocols on
-127.0.0.1, so the gateway and the AWS CLI talk to it exactly as they would to AWS. Its
-account model follows credentials: what is created with credentials from
-`sts:AssumeRole` into `arn:aws:iam::111111111111:role/X` lives in account 111111111111.
-That gives three isolated accounts, each seeded with the IAM roles, buckets, instances and
-databases the stories of the design need.
+127.0.0.1, so the gateway and the AWS CLI talk to it exactly as they would to AWS.
+
+How moto (5.2) decides the account of a request, in order (`BaseResponse.get_current_account`):
+
+1. the `MOTO_ACCOUNT_ID` environment variable of the *server* process, for every request;
+2. an `x-moto-account-id` request header, whatever the credentials say;
+3. the access key in the request: keys minted by `sts:AssumeRole` of
+   `arn:aws:iam::111111111111:role/X` and keys of IAM users of 111111111111 belong to
+   111111111111;
+4. anything else (an access key moto never issued) is account 123456789012.
+
+The sandbox relies on 3 only: the server is started without inherited `MOTO_*` variables
+and the seed sends no moto headers. moto's AssumeRole neither checks that the role exists
+nor evaluates its trust policy, so the seed reaches each account by assuming its `Admin`
+role before creating it. The gateway must never let through a client's `x-moto-*` header
+(2), nor a path under `/moto-api` (moto's control API: reset, and a JSON dump of all state
+with every secret key) or `/latest/` (instance metadata): moto routes those by path alone,
+before looking at Host or signature. A path-style S3 CreateMultipartUpload of bucket
+`moto-api`, key `reset`, is a POST to /moto-api/reset and wipes every account.
 """
 
 from __future__ import annotations
 
+import atexit
+import gzip
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import boto3
+import botocore.session
+from botocore.config import Config as BotoConfig
 
 REGION = "us-east-1"
 
@@ -45,11 +68,29 @@ SANDBOX_ACCOUNTS: tuple[SandboxAccount, ...] = (
     ),
 )
 SANDBOX_ROLES = ("ReadOnly", "DataScientist", "CIRunner", "Admin")
-# The gateway's own principal, in a fourth account of its own.
+
+# The gateway's own principal: an IAM user in a fourth account, so that its identity, the
+# trust policies and the account of its keys agree, as they would in AWS.
 GATEWAY_ACCOUNT = "999999999999"
-GATEWAY_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "AKIAGATEWAYSANDBOX01",
-    "AWS_SECRET_ACCESS_KEY": "sandbox-gateway-secret",
+GATEWAY_USER = "iamgate-gateway"
+# Amazon Linux 2, one of the AMIs moto puts in every region of every account: demo
+# commands can name it, and the seed checks it is there.
+SANDBOX_AMI_ID = "ami-04681a1dbd79675a5"
+
+# A key moto never issued, so moto places it in account 123456789012. Used once, to
+# assume a role in GATEWAY_ACCOUNT and create the gateway's user there.
+_BOOTSTRAP_CREDENTIALS = {
+    "aws_access_key_id": "AKIASANDBOXBOOTSTRAP",
+    "aws_secret_access_key": "sandbox-bootstrap-secret",
+}
+
+# What each role may do, as inline policies. moto enforces them only with its IAM
+# authentication switched on (it is off), but `aws iam get-role-policy` shows them.
+_ROLE_ACTIONS: dict[str, list[str]] = {
+    "ReadOnly": ["*:Describe*", "*:Get*", "*:List*"],
+    "DataScientist": ["*:Describe*", "*:Get*", "*:List*", "s3:*", "athena:*", "glue:*"],
+    "CIRunner": ["ec2:*", "s3:*", "dynamodb:*", "lambda:*", "sqs:*", "kms:*", "iam:List*"],
+    "Admin": ["*"],
 }
 
 
@@ -59,59 +100,138 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Servers still running when the interpreter exits (an exception or Ctrl-C that escaped
+# every `with`): stopped by `atexit` rather than left behind.
+_running: set[MotoServer] = set()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_running):
+        server.stop()
+
+
 class MotoServer:
     """A real moto server child process on a free 127.0.0.1 port."""
 
-    def __init__(self, *, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        log_path: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._fixed_port = port
         self.port = port or _free_port()
         self.log_path = log_path
+        self.env = dict(env or {})
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
-        log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"moto server exited with {self._process.returncode}")
-            try:
-                with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/data.json", timeout=1):
-                    return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("moto server did not answer in time")
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
 
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def start(self, timeout: float = 30) -> None:
+        """Start and wait until moto answers HTTP.
+
+        A port picked here can be taken by someone else before moto binds it; moto then
+        exits at once, and another free port is tried.
+        """
+        if self._process is not None:
+            raise RuntimeError("moto server already started")
+        deadline = time.monotonic() + timeout
+        for attempt in range(1 if self._fixed_port else 3):
+            if attempt:
+                self.port = _free_port()
+            try:
+                self._spawn()
+                ready = self._wait_until_ready(deadline)
+            except BaseException:
+                self.stop()
+                raise
+            if ready:
+                return
+            exited = self._process is not None and self._process.poll() is not None
+            self.stop()
+            if not exited:
+                raise RuntimeError(f"moto server did not answer within {timeout}s{self._hint()}")
+        raise RuntimeError(f"moto server exited at start{self._hint()}")
+
+    def _spawn(self) -> None:
+        # Nothing of the machine's AWS or moto configuration reaches the server: an
+        # inherited MOTO_ACCOUNT_ID alone would put every request in one account.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+        env.update(self.env)
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        if self.log_path is None:
+            self._process = self._popen(command, env, subprocess.DEVNULL)
+        else:
+            with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+                self._process = self._popen(command, env, log)
+        _running.add(self)
+
+    @staticmethod
+    def _popen(command: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+        # A process group of its own: Ctrl-C in a terminal reaches only the parent, which
+        # stops moto in order, and stop() signals moto together with any children.
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def _wait_until_ready(self, deadline: float) -> bool:
+        """True once moto answers; False if it exited or the deadline passed."""
+        assert self._process is not None
+        url = f"{self.endpoint_url}/moto-api/config"  # small and constant, unlike data.json
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    response.read()
+                    return True
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.02)
+        return False
+
+    def _hint(self) -> str:
+        return f" (log: {self.log_path})" if self.log_path else " (pass log_path to see why)"
+
+    def stop(self, timeout: float = 5) -> None:
+        """Terminate the process group, kill it if it lingers; safe to call twice."""
+        process, self._process = self._process, None
+        _running.discard(self)
+        if process is None:
+            return
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            except ProcessLookupError:
+                process.wait()
+        else:
+            process.wait()
+
     def reset(self) -> None:
+        """Forget every resource in every account (moto's /moto-api/reset)."""
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10):
-            pass
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
 
     def __enter__(self) -> MotoServer:
         self.start()
@@ -123,43 +243,131 @@ class MotoServer:
         self.stop()
 
 
+def _moto_base_amis() -> list[dict[str, Any]]:
+    """moto's own region-independent AMI list (44 images, Amazon Linux among them).
+
+    By default moto also loads about 1,250 region-specific images into each account it
+    creates EC2 state for, which costs time at the first EC2 call of every account and
+    again when the server exits. Given this list as MOTO_AMIS_PATH, it loads only these.
+    """
+    spec = importlib.util.find_spec("moto")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("moto is not installed: pip install 'iamgate[sandbox]'")
+    path = Path(next(iter(spec.submodule_search_locations))) / "ec2/resources/amis.json.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        amis: list[dict[str, Any]] = json.load(f)
+    return amis
+
+
 def _trust_policy(external_id: str | None) -> str:
     statement: dict[str, Any] = {
         "Effect": "Allow",
         "Principal": {"AWS": f"arn:aws:iam::{GATEWAY_ACCOUNT}:root"},
-        "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+        "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
     }
     if external_id:
         statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
+def _allow(actions: list[str], resource: str = "*") -> str:
+    statement = {"Effect": "Allow", "Action": actions, "Resource": resource}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def _credentials(response: Mapping[str, Any]) -> dict[str, str]:
+    creds = response["Credentials"]
+    return {
+        "aws_access_key_id": creds["AccessKeyId"],
+        "aws_secret_access_key": creds["SecretAccessKey"],
+        "aws_session_token": creds["SessionToken"],
+    }
+
+
 class Sandbox:
-    """moto plus a seeded three-account estate: the upstream AWS of tests and the demo."""
+    """moto server + seeded multi-account estate, the upstream AWS of tests and demo.
+
+    Each account of `accounts` holds the roles of SANDBOX_ROLES, buckets `<name>-data` and
+    `<name>-logs`, two instances named `<name>-web` and a database `<name>-db`. The
+    gateway's credentials are those of an IAM user in GATEWAY_ACCOUNT created by `seed()`:
+    moto mints the keys, so they change with every start (and every reset).
+    """
 
     def __init__(
         self, *, port: int | None = None, log_path: Path | None = None, region: str = REGION
     ) -> None:
+        self._workdir: Path | None = None
         self.server = MotoServer(port=port, log_path=log_path)
         self.region = region
         self.accounts = SANDBOX_ACCOUNTS
-        self.gateway_credentials = dict(GATEWAY_CREDENTIALS)
-        self.ami_id = ""
+        self.ami_id = SANDBOX_AMI_ID
+        self._gateway_credentials: dict[str, str] | None = None
+        # One botocore session for every client, so service models load once. It reads
+        # no profile or config file of the machine's; every client gets its credentials,
+        # region and endpoint explicitly.
+        core = botocore.session.Session(
+            session_vars={
+                # (config key, environment variables, default, conversion): none from env
+                "profile": (None, None, None, None),
+                "config_file": (None, None, os.devnull, None),
+                "credentials_file": (None, None, os.devnull, None),
+            }
+        )
+        self._session = boto3.Session(botocore_session=core, region_name=region)
+        self._client_lock = threading.Lock()  # creating clients is not thread-safe
+        self._config = BotoConfig(retries={"mode": "standard", "max_attempts": 2})
 
     @property
     def endpoint_url(self) -> str:
         return self.server.endpoint_url
 
+    @property
+    def gateway_credentials(self) -> dict[str, str]:
+        """AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the gateway's environment."""
+        if self._gateway_credentials is None:
+            raise RuntimeError("the sandbox is not seeded: call start() first")
+        return {
+            "AWS_ACCESS_KEY_ID": self._gateway_credentials["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": self._gateway_credentials["aws_secret_access_key"],
+        }
+
     def start(self) -> None:
-        self.server.start()
+        """Start moto and seed it; on any failure, nothing is left running."""
         try:
+            self._workdir = Path(tempfile.mkdtemp(prefix="iamgate-sandbox-"))
+            amis = self._workdir / "amis.json"
+            amis.write_text(json.dumps(_moto_base_amis()), encoding="utf-8")
+            # Settings given explicitly, so the machine's environment cannot change them.
+            self.server.env.update(
+                {
+                    "MOTO_AMIS_PATH": str(amis),
+                    # Another account's bucket is AccessDenied, as in AWS without a bucket
+                    # policy. moto allows it by default, which would hide a request signed
+                    # for the wrong account.
+                    "MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS": "false",
+                }
+            )
+            self.server.start()
             self.seed()
         except BaseException:
-            self.server.stop()
+            self.stop()
             raise
+
+    def reset(self) -> None:
+        """Back to the seeded estate, for a test that changed it; about half a second.
+
+        The gateway's keys change. A gateway still holding the old ones keeps working,
+        since moto checks no signature, but its own identity becomes moto's default one.
+        """
+        self.server.reset()
+        self.seed()
 
     def stop(self) -> None:
         self.server.stop()
+        self._gateway_credentials = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -170,86 +378,120 @@ class Sandbox:
     ) -> None:
         self.stop()
 
+    def account(self, key: str) -> SandboxAccount:
+        """The sandbox account with this name or id."""
+        for account in self.accounts:
+            if key in (account.id, account.name):
+                return account
+        raise KeyError(f"no sandbox account {key!r}")
+
     def role_arn(self, account_id: str, role: str) -> str:
         return f"arn:aws:iam::{account_id}:role/{role}"
 
-    def _session(self, credentials: dict[str, str]) -> Any:
-        return boto3.Session(
-            aws_access_key_id=credentials["aws_access_key_id"],
-            aws_secret_access_key=credentials["aws_secret_access_key"],
-            aws_session_token=credentials["aws_session_token"],
-            region_name=self.region,
-        )
-
     def assume(self, account_id: str, role: str, session_name: str = "direct") -> dict[str, str]:
-        """Credentials straight from the sandbox's STS, as the gateway gets them."""
-        account = next((a for a in self.accounts if a.id == account_id), None)
-        sts = boto3.client(
-            "sts",
-            region_name=self.region,
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=GATEWAY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=GATEWAY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
+        """AssumeRole as the gateway does it: its own principal, the account's ExternalId.
+
+        Returns `aws_access_key_id`, `aws_secret_access_key` and `aws_session_token`, the
+        keyword arguments of boto3's `client()` and `Session()`.
+        """
+        if self._gateway_credentials is None:
+            raise RuntimeError("the sandbox is not seeded: call start() first")
+        return self._assume(self._gateway_credentials, account_id, role, session_name)
+
+    def client(self, account_id: str, service: str, role: str = "Admin") -> Any:
+        """A boto3 client for `service` in the account, straight to moto."""
+        return self._client(service, self.assume(account_id, role, "sandbox"))
+
+    def seed(self) -> None:
+        """The gateway's user, then each account's estate (on a fresh or reset server).
+
+        One account after another: moto serves one request at a time in effect (the GIL),
+        and in parallel the seed measured slower.
+        """
+        self._gateway_credentials = self._create_gateway_user()
+        for account in self.accounts:
+            self._seed_account(account)
+
+    def _assume(
+        self, caller: Mapping[str, str], account_id: str, role: str, session_name: str
+    ) -> dict[str, str]:
         params: dict[str, Any] = {
             "RoleArn": self.role_arn(account_id, role),
             "RoleSessionName": session_name,
         }
-        if account and account.external_id:
-            params["ExternalId"] = account.external_id
-        creds = sts.assume_role(**params)["Credentials"]
+        external_id = next((a.external_id for a in self.accounts if a.id == account_id), None)
+        if external_id:
+            params["ExternalId"] = external_id
+        return _credentials(self._client("sts", caller).assume_role(**params))
+
+    def _client(self, service: str, credentials: Mapping[str, str]) -> Any:
+        with self._client_lock:
+            return self._session.client(
+                service,  # type: ignore[call-overload]
+                endpoint_url=self.endpoint_url,
+                config=self._config,
+                aws_access_key_id=credentials["aws_access_key_id"],
+                aws_secret_access_key=credentials["aws_secret_access_key"],
+                aws_session_token=credentials.get("aws_session_token"),
+            )
+
+    def _create_gateway_user(self) -> dict[str, str]:
+        admin = self._assume(
+            _BOOTSTRAP_CREDENTIALS, GATEWAY_ACCOUNT, "iamgate-sandbox-bootstrap", "bootstrap"
+        )
+        iam = self._client("iam", admin)
+        iam.create_user(UserName=GATEWAY_USER)
+        iam.put_user_policy(
+            UserName=GATEWAY_USER,
+            PolicyName="assume-sandbox-roles",
+            PolicyDocument=_allow(
+                ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
+                "arn:aws:iam::*:role/*",
+            ),
+        )
+        key = iam.create_access_key(UserName=GATEWAY_USER)["AccessKey"]
         return {
-            "aws_access_key_id": creds["AccessKeyId"],
-            "aws_secret_access_key": creds["SecretAccessKey"],
-            "aws_session_token": creds["SessionToken"],
+            "aws_access_key_id": key["AccessKeyId"],
+            "aws_secret_access_key": key["SecretAccessKey"],
         }
 
-    def client(self, account_id: str, service: str, role: str = "Admin") -> Any:
-        return self._session(self.assume(account_id, role, "seed")).client(
-            service, endpoint_url=self.endpoint_url
-        )
-
-    def seed(self) -> None:
-        for account in self.accounts:
-            self._seed_account(account)
-
     def _seed_account(self, account: SandboxAccount) -> None:
-        session = self._session(self.assume(account.id, "Admin", "seed"))
+        """Everything created with credentials of the account's Admin role.
 
-        def client(service: str) -> Any:
-            return session.client(service, endpoint_url=self.endpoint_url)
-
-        iam = client("iam")
+        The role is assumed before it exists: moto mints credentials in the account of any
+        role ARN, and what is created with them lives in that account.
+        """
+        admin = self.assume(account.id, "Admin", "seed")
+        iam, s3, ec2, rds = (self._client(s, admin) for s in ("iam", "s3", "ec2", "rds"))
+        tag = [{"Key": "iamgate:sandbox", "Value": account.name}]
         for role in SANDBOX_ROLES:
             iam.create_role(
                 RoleName=role,
                 AssumeRolePolicyDocument=_trust_policy(account.external_id),
                 Description=f"{role} in {account.name}",
-                Tags=[{"Key": "iamgate:sandbox", "Value": account.name}],
+                Tags=tag,
             )
-        s3 = client("s3")
+            iam.put_role_policy(
+                RoleName=role, PolicyName=role, PolicyDocument=_allow(_ROLE_ACTIONS[role])
+            )
         for suffix in ("data", "logs"):
             bucket = f"{account.name}-{suffix}"
-            s3.create_bucket(Bucket=bucket)
+            if self.region == "us-east-1":
+                s3.create_bucket(Bucket=bucket)
+            else:
+                location = {"LocationConstraint": self.region}
+                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=location)
             s3.put_object(Bucket=bucket, Key="README.txt", Body=f"{bucket}\n".encode())
             s3.put_object(Bucket=bucket, Key="2026/11/report.csv", Body=b"day,count\n1,42\n")
-        ec2 = client("ec2")
-        if not self.ami_id:
-            images = ec2.describe_images(Owners=["amazon"])["Images"]
-            self.ami_id = sorted(i["ImageId"] for i in images)[0]
+        ec2.describe_images(ImageIds=[self.ami_id])  # fails if moto no longer has it
+        name = [*tag, {"Key": "Name", "Value": f"{account.name}-web"}]
         ec2.run_instances(
             ImageId=self.ami_id,
             MinCount=2,
             MaxCount=2,
             InstanceType="t3.micro",
-            TagSpecifications=[
-                {
-                    "ResourceType": "instance",
-                    "Tags": [{"Key": "Name", "Value": f"{account.name}-web"}],
-                }
-            ],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": name}],
         )
-        rds = client("rds")
         rds.create_db_instance(
             DBInstanceIdentifier=f"{account.name}-db",
             DBInstanceClass="db.t3.micro",
@@ -257,4 +499,5 @@ class Sandbox:
             AllocatedStorage=20,
             MasterUsername="admin_user",
             MasterUserPassword="sandbox-only-password",
+            Tags=tag,
         )
