@@ -78,6 +78,11 @@ class StorageConfig(_Model):
     url: str = "sqlite:///iamgate-state.db"
 
 
+class AuditConfig(_Model):
+    # Off only to measure what durable audit costs (bench/); a gateway in use keeps it on.
+    enabled: bool = True
+
+
 class UpstreamConfig(_Model):
     endpoint_url: str | None = None
     region: str = "us-east-1"  # the region of STS calls the gateway makes itself
@@ -195,6 +200,7 @@ class Config(_Model):
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
     aws: AwsConfig = AwsConfig()
+    audit: AuditConfig = AuditConfig()
     roles: list[RoleConfig] = []
     users: list[UserConfig] = []
 

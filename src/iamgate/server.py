@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from sqlalchemy import Engine
 
-from iamgate.audit.writer import AuditWriter
+from iamgate.audit.events import AuditEvent, EventType
+from iamgate.audit.writer import AuditLog
 from iamgate.aws.operations import OperationIndex
 from iamgate.aws.upstream_credentials import UpstreamCredentialCache, botocore_assume_role
 from iamgate.config import Config
@@ -33,7 +34,7 @@ class Runtime:
     engine: Engine
     keyring: KeyRing
     gateway: Gateway
-    audit: AuditWriter
+    audit: AuditLog
 
 
 def build_runtime(config: Config, *, index: OperationIndex | None = None) -> Runtime:
@@ -41,7 +42,7 @@ def build_runtime(config: Config, *, index: OperationIndex | None = None) -> Run
     keyring = load_keyring(engine)
     upstream = config.aws.upstream
     cache = UpstreamCredentialCache(botocore_assume_role(upstream.endpoint_url, upstream.region))
-    audit = AuditWriter(engine)
+    audit = AuditLog(engine, enabled=config.audit.enabled)
     sync_bootstrap_users(engine, config.users)
     gateway = Gateway(
         config, keyring, index or OperationIndex.build(), cache, audit, Directory(engine)
@@ -55,14 +56,18 @@ def build_app(runtime: Runtime) -> web.Application:
 
     async def on_startup(_: web.Application) -> None:
         await gateway.start()
+        runtime.audit.append(
+            AuditEvent(EventType.SERVER_STARTED, fields={"url": runtime.config.server.url})
+        )
 
     async def on_cleanup(_: web.Application) -> None:
+        runtime.audit.append(AuditEvent(EventType.SERVER_STOPPED))
         await gateway.close()
         runtime.audit.flush()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
-    api = Api(runtime.config, runtime.engine, runtime.keyring)
+    api = Api(runtime.config, runtime.engine, runtime.keyring, runtime.audit)
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         # SigV4-signed requests are AWS calls, whatever their path (a bucket may be "api").

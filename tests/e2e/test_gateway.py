@@ -23,6 +23,7 @@ from harness import (
     BIN,
     GatewayProcess,
     MotoRecorder,
+    audited_calls,
     clean_env,
     creds_env,
     gateway_creds,
@@ -404,32 +405,15 @@ def test_tampering_is_refused_before_the_upstream(
 
 
 def test_every_request_is_audited(gateway: GatewayProcess, prod: Pair) -> None:
-    from sqlalchemy import create_engine, select
-
-    from iamgate.store.tables import api_calls
-
     prod.through("sts", "get-caller-identity")
-    engine = create_engine(gateway.state_url)
-    import time
-
-    deadline = time.monotonic() + 10
-    rows: list[Any] = []
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            rows = list(
-                conn.execute(
-                    select(api_calls).where(api_calls.c.operation == "GetCallerIdentity")
-                ).mappings()
-            )
-        if rows:
-            break
-        time.sleep(0.1)
-    assert rows
-    row = rows[-1]
-    assert row["principal"] == "dana" and row["account_id"] == PROD
-    assert row["iam_action"] == "sts:GetCallerIdentity" and row["decision"] == "allowed"
-    assert row["status"] == 200 and row["aws_request_id"]
-    assert row["latency_ms"] > 0 and row["bytes_out"] > 0
+    events = audited_calls(gateway.state_url, principal="dana", action="sts:GetCallerIdentity")
+    assert events
+    f = events[0]["fields"]
+    assert events[0]["principal"] == "dana" and f["account_id"] == PROD
+    assert f["decision"] == "allowed" and f["gateway_role"] == "data-scientist"
+    assert f["status"] == 200 and f["aws_request_id"]
+    assert f["latency_ms"] > 0 and f["bytes_out"] > 0
+    assert events[0]["source_ip"] == "127.0.0.1" and "aws-cli" in events[0]["user_agent"]
 
 
 def test_expect_100_continue_waits_for_a_good_signature(gateway: GatewayProcess) -> None:
@@ -504,16 +488,10 @@ def test_over_tls_with_aws_chunked_uploads(
         aws("s3", "cp", f"s3://ci-tls/{source.name}", str(back))
         assert back.read_bytes() == source.read_bytes()
     # The CLI really used aws-chunked with a checksum trailer over TLS: the gateway decoded it.
-    from sqlalchemy import create_engine, select
-
-    from iamgate.store.tables import api_calls
-
-    with create_engine(gw.state_url).connect() as conn:
-        puts = list(
-            conn.execute(
-                select(api_calls.c.bytes_in).where(api_calls.c.operation == "PutObject")
-            ).scalars()
-        )
+    puts = [
+        e["fields"]["bytes_in"]
+        for e in audited_calls(gw.state_url, action="s3:PutObject", limit=1000)
+    ]
     assert any(5 * 1024 < b < 6 * 1024 for b in puts), puts  # chunk framing adds bytes
 
 

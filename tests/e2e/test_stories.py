@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import GatewayProcess, clean_env, creds_env, gateway_creds, run_aws
-from sqlalchemy import create_engine, select
+from harness import (
+    GatewayProcess,
+    audited_calls,
+    clean_env,
+    creds_env,
+    gateway_creds,
+    run_aws,
+)
 
 from iamgate.sandbox import Sandbox
-from iamgate.store.tables import api_calls
 
 pytestmark = pytest.mark.e2e
 
@@ -21,20 +25,6 @@ PROD, CI, GLOBEX = "111111111111", "222222222222", "333333333333"
 def aws(gw: GatewayProcess, home: Path, user: str, account: str, role: str, *args: str) -> Any:
     env = creds_env(clean_env(home), gateway_creds(gw.issue(user, account, role)))
     return run_aws(list(args), env=env, endpoint_url=gw.url)
-
-
-def audited(gw: GatewayProcess, **where: str) -> list[dict[str, Any]]:
-    engine = create_engine(gw.state_url)
-    deadline = time.monotonic() + 10
-    while True:
-        with engine.connect() as conn:
-            query = select(api_calls)
-            for column, value in where.items():
-                query = query.where(api_calls.c[column] == value)
-            rows = [dict(r) for r in conn.execute(query).mappings()]
-        if rows or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.1)
 
 
 def test_dana_reads_prod_but_cannot_delete_the_database(
@@ -69,11 +59,14 @@ def test_dana_reads_prod_but_cannot_delete_the_database(
     still = sandbox.client(PROD, "rds").describe_db_instances()
     assert [d["DBInstanceIdentifier"] for d in still["DBInstances"]] == ["acme-prod-db"]
 
-    rows = audited(gateway, principal="dana", iam_action="rds:DeleteDBInstance")
-    assert rows and rows[-1]["decision"] == "denied"
-    assert rows[-1]["gateway_role"] == "data-scientist"
-    assert rows[-1]["account_id"] == PROD and rows[-1]["aws_role"] == "ReadOnly"
-    assert "deny rds:Delete*" in rows[-1]["reason"]
+    events = audited_calls(
+        gateway.state_url, principal="dana", action="rds:DeleteDBInstance", decision="denied"
+    )
+    assert events
+    f = events[0]["fields"]
+    assert f["gateway_role"] == "data-scientist"
+    assert f["account_id"] == PROD and f["aws_role"] == "ReadOnly"
+    assert "deny rds:Delete*" in f["rule"] and f["status"] == 403
 
 
 def test_a_read_only_view_refuses_writes(

@@ -271,3 +271,20 @@ class MotoRecorder:
         with urllib.request.urlopen(url, timeout=10) as response:
             text = response.read().decode()
         return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def audited_calls(state_url: str, *, wait: float = 10, **filters: Any) -> list[dict[str, Any]]:
+    """API-call events from the gateway's audit log (newest first), once there are some;
+    each has its outcome merged into `fields`."""
+    from sqlalchemy import create_engine
+
+    from iamgate.audit.search import Filters, search
+
+    engine = create_engine(state_url)
+    deadline = time.monotonic() + wait
+    while True:
+        events = search(engine, Filters(**filters))
+        complete = [e for e in events if e["fields"].get("outcome_recorded", True)]
+        if (complete and len(complete) == len(events)) or time.monotonic() > deadline:
+            return events
+        time.sleep(0.1)

@@ -1,45 +1,97 @@
-"""Writing audit events off the request path, many per transaction.
+"""Appending to this writer's hash chain: durable before forwarding, cheap under load.
 
-Requests hand events to a queue; one thread drains whatever has accumulated and inserts it
-in a single transaction (group commit), so the cost of durability is shared by all the
-requests in flight.
+Requests hand events to a queue and, when they must, wait for them to be durable. One
+thread drains whatever has accumulated, links it into the chain and commits it in a single
+transaction (group commit), so concurrent requests share one fsync. If the commit fails,
+every waiter learns it and the chain does not advance: the gateway then answers 503 and
+forwards nothing (fail closed), and recovers as soon as the store does.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import queue
+import secrets
 import threading
+from concurrent.futures import Future
+from typing import Any
 
 from sqlalchemy import Engine, insert
 
-from iamgate.audit.events import ApiCallEvent
-from iamgate.store.tables import api_calls
+from iamgate.audit.chain import GENESIS, canonical, link
+from iamgate.audit.events import AuditEvent
+from iamgate.refusals import Reason, Refused
+from iamgate.store.tables import audit_events
 
 log = logging.getLogger(__name__)
 _STOP = object()
+DURABLE_TIMEOUT = 5.0
 
 
-class AuditWriter:
-    def __init__(self, engine: Engine, *, max_batch: int = 500) -> None:
+def columns_of(body_json: str) -> dict[str, Any]:
+    """The searchable columns of an event, derived from its body alone."""
+    body = json.loads(body_json)
+    fields = body.get("fields", {})
+    status = fields.get("status")
+    return {
+        "id": body.get("id"),
+        "time": body.get("time"),
+        "type": body.get("type"),
+        "principal": body.get("principal"),
+        "account_id": fields.get("account_id"),
+        "aws_role": fields.get("aws_role"),
+        "service": fields.get("service"),
+        "action": fields.get("action"),
+        "decision": fields.get("decision"),
+        "status": status if isinstance(status, int) else None,
+        "request_id": fields.get("request_id"),
+    }
+
+
+class AuditLog:
+    def __init__(self, engine: Engine, *, enabled: bool = True, max_batch: int = 1000) -> None:
         self._engine = engine
+        self.enabled = enabled
+        self.chain = secrets.token_hex(8)
+        self._seq = 0
+        self._head = GENESIS
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._max_batch = max_batch
-        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-        self._idle = threading.Event()
-        self._idle.set()
         self._pending = 0
         self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
-    def record(self, event: ApiCallEvent) -> None:
+    def append(self, event: AuditEvent) -> Future[int]:
+        """A future of the event's sequence number, set once it is durable."""
+        future: Future[int] = Future()
+        if not self.enabled:
+            future.set_result(0)
+            return future
         with self._lock:
             self._pending += 1
             self._idle.clear()
-        self._queue.put(event)
+        self._queue.put((event, future))
+        return future
+
+    async def durably(self, event: AuditEvent) -> int:
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(self.append(event)), DURABLE_TIMEOUT)
+        except Exception:
+            raise Refused(
+                Reason.AUDIT_UNAVAILABLE,
+                "iamgate: the audit log cannot be written right now, so nothing was forwarded; "
+                "retry shortly",
+            ) from None
+
+    def head(self) -> tuple[int, str]:
+        return self._seq, self._head
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every recorded event is in the store (tests and shutdown use this)."""
         return self._idle.wait(timeout)
 
     def close(self) -> None:
@@ -50,8 +102,8 @@ class AuditWriter:
         while True:
             item = self._queue.get()
             stop = item is _STOP
-            batch = [] if stop else [item]
-            while len(batch) < self._max_batch:
+            batch: list[tuple[AuditEvent, Future[int]]] = [] if stop else [item]  # type: ignore[list-item]
+            while not stop and len(batch) < self._max_batch:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
@@ -59,18 +111,41 @@ class AuditWriter:
                 if more is _STOP:
                     stop = True
                     break
-                batch.append(more)
+                batch.append(more)  # type: ignore[arg-type]
             if batch:
-                self._write([e for e in batch if isinstance(e, ApiCallEvent)])
+                self._write(batch)
             if stop:
                 return
 
-    def _write(self, batch: list[ApiCallEvent]) -> None:
+    def _write(self, batch: list[tuple[AuditEvent, Future[int]]]) -> None:
+        seq, head = self._seq, self._head
+        rows = []
+        for event, _ in batch:
+            seq += 1
+            body = canonical(event.as_dict())
+            digest = link(head, seq, body)
+            rows.append(
+                {
+                    "chain": self.chain,
+                    "seq": seq,
+                    "prev_hash": head,
+                    "hash": digest,
+                    "body": body,
+                    **columns_of(body),
+                }
+            )
+            head = digest
         try:
             with self._engine.begin() as conn:
-                conn.execute(insert(api_calls), [e.as_row() for e in batch])
-        except Exception:
-            log.exception("could not write %d audit events", len(batch))
+                conn.execute(insert(audit_events), rows)
+        except Exception as exc:
+            log.error("audit log not written (%d events): %s", len(batch), type(exc).__name__)
+            for _, future in batch:
+                future.set_exception(exc)
+        else:
+            self._seq, self._head = seq, head
+            for row, (_, future) in zip(rows, batch, strict=True):
+                future.set_result(int(row["seq"]))
         finally:
             with self._lock:
                 self._pending -= len(batch)

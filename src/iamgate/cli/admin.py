@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
+from iamgate.audit.events import AuditEvent, EventType
+from iamgate.audit.writer import AuditLog
 from iamgate.config import Config, ConfigError, load_config
 from iamgate.identity.passwords import hash_password
 from iamgate.identity.totp import enrolment_uri, new_totp_secret
@@ -44,6 +47,14 @@ def open_store(config_path: Path) -> tuple[Config, Engine]:
     engine = open_engine(config.storage.url)
     sync_bootstrap_users(engine, config.users)
     return config, engine
+
+
+def record(engine: Engine, kind: EventType, subject: str, **fields: object) -> None:
+    """Administration is audited too, on the command's own short chain."""
+    log = AuditLog(engine)
+    log.append(AuditEvent(kind, principal=getpass.getuser(), fields={"subject": subject, **fields}))
+    log.flush()
+    log.close()
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -90,6 +101,7 @@ def users_add(config_path: Path, name: str, roles: str, password_stdin: bool) ->
         password_hash=hash_password(password),
         totp_secret=_enrol(name),
     )
+    record(engine, EventType.USER_CHANGED, name, change="added", roles=wanted)
     click.echo(f"user {name} added")
 
 
@@ -110,6 +122,7 @@ def users_reset(config_path: Path, name: str, password_stdin: bool) -> None:
     )
     set_lock(engine, name, None)
     revoke(engine, "user", name, by="admin")
+    record(engine, EventType.USER_CHANGED, name, change="reset")
     click.echo(f"user {name} reset; their sessions were revoked")
 
 
@@ -122,6 +135,7 @@ def users_lock(config_path: Path, name: str) -> None:
     if not set_lock(engine, name, datetime.now(UTC) + LOCK_FOREVER):
         raise click.ClickException(f"no user {name}")
     revoke(engine, "user", name, by="admin")
+    record(engine, EventType.USER_CHANGED, name, change="locked")
     click.echo(f"user {name} locked; their sessions and credentials were revoked")
 
 
@@ -132,6 +146,7 @@ def users_unlock(config_path: Path, name: str) -> None:
     _, engine = open_store(config_path)
     if not set_lock(engine, name, None):
         raise click.ClickException(f"no user {name}")
+    record(engine, EventType.USER_CHANGED, name, change="unlocked")
     click.echo(f"user {name} unlocked")
 
 
@@ -150,6 +165,7 @@ def users_roles(config_path: Path, name: str, roles: tuple[str, ...]) -> None:
     if get_user(engine, name) is None:
         raise click.ClickException(f"no user {name}")
     put_user(engine, name, roles=roles)
+    record(engine, EventType.USER_CHANGED, name, change="roles", roles=list(roles))
     click.echo(f"user {name} now holds: {', '.join(roles) or 'no roles'}")
 
 
@@ -162,6 +178,7 @@ def users_rm(config_path: Path, name: str) -> None:
         raise click.ClickException(f"{name} is a bootstrap user: remove it from {config_path}")
     if not delete_user(engine, name, by="admin"):
         raise click.ClickException(f"no user {name}")
+    record(engine, EventType.USER_CHANGED, name, change="removed")
     click.echo(f"user {name} removed; their sessions and credentials were revoked")
 
 
@@ -226,4 +243,10 @@ def sessions_revoke(
         revoke(engine, "user", user, by="admin")
     elif access_key:
         revoke(engine, "credential", access_key.removeprefix("ASIA"), by="admin")
+    record(
+        engine,
+        EventType.SESSION_REVOKED,
+        chosen[0],
+        scope="login" if session_id else "user" if user else "credential",
+    )
     click.echo("revoked")

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from iamgate.cli.admin import sessions, users
+from iamgate.cli.audit import audit
 from iamgate.cli.people import (
     env_lines,
     fetch_credentials,
@@ -129,7 +130,7 @@ def demo(port: int, directory: Path, smoke: bool) -> None:
     sys.exit(run_demo(port=port, directory=directory, smoke=smoke))
 
 
-for command in (login, logout, list_access, run_aws, env_lines, profiles, users, sessions):
+for command in (login, logout, list_access, run_aws, env_lines, profiles, users, sessions, audit):
     cli.add_command(command)
 
 

@@ -25,8 +25,8 @@ from yarl import URL
 
 from iamgate.access.decisions import decide, role_reaches
 from iamgate.access.session_policy import SessionPolicyError, session_policy_for
-from iamgate.audit.events import ApiCallEvent, Decision
-from iamgate.audit.writer import AuditWriter
+from iamgate.audit.events import AuditEvent, EventType, summarize_params
+from iamgate.audit.writer import AuditLog
 from iamgate.aws.endpoints import resolve_upstream
 from iamgate.aws.errors import render_error
 from iamgate.aws.operations import Identified, OperationIndex
@@ -96,7 +96,8 @@ class _Call:
     status: int = 0
     aws_request_id: str | None = None
     error_code: str | None = None
-    decision: Decision = "allowed"
+    decision: str = "allowed"
+    recorded: bool = False
     reason: str | None = None
     gateway_role: str | None = None
     rule: str | None = None
@@ -117,7 +118,7 @@ class Gateway:
         keyring: KeyRing,
         index: OperationIndex,
         upstream_credentials: UpstreamCredentialCache,
-        audit: AuditWriter | None,
+        audit: AuditLog,
         directory: Directory,
         *,
         clock: Callable[[], datetime] | None = None,
@@ -396,6 +397,8 @@ class Gateway:
             region=upstream.signing_region,
             s3=s3,
         )
+        # 6. audit: durable before anything reaches AWS; the outcome follows.
+        await self._record_forwarding(call)
         return await self._forward(request, call, url, signed, body, stream)
 
     async def _forward(
@@ -542,35 +545,54 @@ class Gateway:
             response.force_close()
         return response
 
-    def _audit(self, call: _Call) -> None:
-        if self.audit is None:
-            return
+    def _call_fields(self, call: _Call) -> dict[str, object]:
         op = call.identified.operation if call.identified else None
-        self.audit.record(
-            ApiCallEvent(
-                request_id=call.request_id,
-                time=datetime.now(UTC),
-                principal=call.claims.principal if call.claims else None,
-                account_id=call.claims.account_id if call.claims else None,
-                aws_role=call.claims.aws_role if call.claims else None,
-                service=op.service if op else (call.auth.scope.service if call.auth else None),
-                region=call.auth.scope.region if call.auth else None,
-                operation=op.name if op else None,
-                iam_action=op.iam_action if op else None,
-                resource=call.identified.resource if call.identified else None,
-                decision=call.decision,
-                reason=call.reason or call.rule,
-                gateway_role=call.gateway_role,
-                status=call.status,
-                aws_request_id=call.aws_request_id,
-                error_code=call.error_code,
-                latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
-                bytes_in=call.bytes_in,
-                bytes_out=call.bytes_out,
-                source_ip=call.source_ip,
-                user_agent=(call.user_agent or "")[:512] or None,
-            )
+        claims = call.claims
+        return {
+            "request_id": call.request_id,
+            "account_id": claims.account_id if claims else None,
+            "aws_role": claims.aws_role if claims else None,
+            "service": op.service if op else (call.auth.scope.service if call.auth else None),
+            "region": call.auth.scope.region if call.auth else None,
+            "operation": op.name if op else None,
+            "action": op.iam_action if op else None,
+            "resource": call.identified.resource if call.identified else None,
+            "decision": call.decision,
+            "gateway_role": call.gateway_role,
+            "rule": call.rule,
+            "reason": call.reason,
+            "params": summarize_params(call.identified.params) if call.identified else {},
+        }
+
+    def _event(self, call: _Call, kind: EventType, fields: dict[str, object]) -> AuditEvent:
+        return AuditEvent(
+            kind,
+            principal=call.claims.principal if call.claims else None,
+            source_ip=call.source_ip,
+            user_agent=call.user_agent,
+            fields=fields,
         )
+
+    async def _record_forwarding(self, call: _Call) -> None:
+        """The call is forwarded only once this record is durable (fail closed)."""
+        await self.audit.durably(self._event(call, EventType.AWS_CALL, self._call_fields(call)))
+        call.recorded = True
+
+    def _audit(self, call: _Call) -> None:
+        outcome: dict[str, object] = {
+            "status": call.status,
+            "aws_request_id": call.aws_request_id,
+            "error_code": call.error_code,
+            "latency_ms": round((time.perf_counter() - call.started) * 1000, 3),
+            "bytes_in": call.bytes_in,
+            "bytes_out": call.bytes_out,
+        }
+        if call.recorded:
+            fields = {"request_id": call.request_id, **outcome}
+            self.audit.append(self._event(call, EventType.AWS_CALL_OUTCOME, fields))
+        else:
+            fields = {**self._call_fields(call), **outcome}
+            self.audit.append(self._event(call, EventType.AWS_CALL, fields))
 
 
 def _header_pairs(request: web.Request) -> list[tuple[str, str]]:

@@ -6,7 +6,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
-    Float,
     Integer,
     LargeBinary,
     MetaData,
@@ -25,32 +24,29 @@ server_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-api_calls = Table(
-    "api_calls",
+# The audit log: one hash chain per writer (a gateway process or an admin command), each
+# event stored whole in `body` (what the hash covers) with searchable copies beside it.
+audit_events = Table(
+    "audit_events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("request_id", String(64), nullable=False, index=True),
-    Column("time", DateTime(timezone=True), nullable=False, index=True),
+    Column("chain", String(32), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("id", String(32), nullable=False),
+    Column("time", String(32), nullable=False, index=True),
+    Column("type", String(32), nullable=False, index=True),
     Column("principal", String(128), index=True),
     Column("account_id", String(12)),
     Column("aws_role", String(128)),
     Column("service", String(64)),
-    Column("region", String(32)),
-    Column("operation", String(128)),
-    Column("iam_action", String(192)),
-    Column("resource", Text),
-    Column("decision", String(16), nullable=False),
-    Column("reason", Text),
-    Column("gateway_role", String(64)),
+    Column("action", String(192)),
+    Column("decision", String(16)),
     Column("status", Integer),
-    Column("aws_request_id", String(128)),
-    Column("error_code", String(128)),
-    Column("latency_ms", Float),
-    Column("bytes_in", BigInteger),
-    Column("bytes_out", BigInteger),
-    Column("source_ip", String(64)),
-    Column("user_agent", Text),
+    Column("request_id", String(64), index=True),
+    Column("body", Text, nullable=False),
 )
+
 
 users = Table(
     "users",

@@ -19,6 +19,9 @@ from aiohttp import web
 from sqlalchemy import Engine
 
 from iamgate.access.decisions import role_reaches
+from iamgate.audit.events import AuditEvent, EventType
+from iamgate.audit.search import Filters, search
+from iamgate.audit.writer import AuditLog
 from iamgate.config import Config, RoleConfig
 from iamgate.identity.credentials import KeyRing, mint_credentials
 from iamgate.identity.login import LoginError, decide_login
@@ -62,8 +65,9 @@ class RateLimiter:
 
 
 class Api:
-    def __init__(self, config: Config, engine: Engine, keyring: KeyRing) -> None:
+    def __init__(self, config: Config, engine: Engine, keyring: KeyRing, audit: AuditLog) -> None:
         self.config = config
+        self.audit = audit
         self.engine = engine
         self.keyring = keyring
         self.roles = {r.name: r for r in config.roles}
@@ -73,7 +77,21 @@ class Api:
             ("POST", "/api/v1/logout"): self.logout,
             ("GET", "/api/v1/access"): self.access,
             ("POST", "/api/v1/credentials"): self.credentials,
+            ("GET", "/api/v1/audit"): self.audit_events,
         }
+
+    def _record(
+        self, request: web.Request, kind: EventType, principal: str | None, **fields: object
+    ) -> None:
+        self.audit.append(
+            AuditEvent(
+                kind,
+                principal=principal,
+                source_ip=request.remote,
+                user_agent=request.headers.get("User-Agent"),
+                fields=fields,
+            )
+        )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         handler = self.routes.get((request.method, request.path))
@@ -128,6 +146,11 @@ class Api:
         if not outcome.ok:
             status = 423 if outcome.error is LoginError.LOCKED else 401
             assert outcome.error is not None
+            locked_now = outcome.locked_until is not None
+            kind = EventType.LOGIN_LOCKED if locked_now else EventType.LOGIN_FAILED
+            self._record(
+                request, kind, name, error=outcome.error.name, failed_logins=outcome.failed_logins
+            )
             return _error(status, outcome.error.name, outcome.message())
         token, session_id, expires = await asyncio.to_thread(
             create_login_session,
@@ -137,6 +160,7 @@ class Api:
             source_ip=request.remote,
             user_agent=request.headers.get("User-Agent"),
         )
+        self._record(request, EventType.LOGIN_SUCCEEDED, name, login_session=session_id)
         return web.json_response(
             {
                 "user": name,
@@ -149,6 +173,7 @@ class Api:
     async def logout(self, request: web.Request) -> web.StreamResponse:
         session = await self._session(request)
         await asyncio.to_thread(revoke, self.engine, "login", session.id, by=session.user)
+        self._record(request, EventType.LOGOUT, session.user, login_session=session.id)
         return web.Response(status=204)
 
     def _my_roles(self, user: str) -> list[RoleConfig]:
@@ -212,7 +237,41 @@ class Api:
             login_session=session.id,
         )
         await asyncio.to_thread(record_issued, self.engine, creds.claims)
+        self._record(
+            request,
+            EventType.CREDENTIALS_ISSUED,
+            session.user,
+            account_id=account.id,
+            aws_role=aws_role,
+            access_key_id=creds.access_key_id,
+            expires_at=creds.claims.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            gateway_roles=list(creds.claims.gateway_roles),
+            login_session=session.id,
+        )
         return web.json_response(creds.credential_process_json())
+
+    async def audit_events(self, request: web.Request) -> web.StreamResponse:
+        """The caller's own audit events (an administrators' view comes with the web UI)."""
+        session = await self._session(request)
+        q = request.query
+        try:
+            filters = Filters(
+                principal=session.user,
+                account_id=q.get("account"),
+                aws_role=q.get("role"),
+                service=q.get("service"),
+                action=q.get("action"),
+                decision=q.get("decision"),
+                status=int(q["status"]) if "status" in q else None,
+                since=q.get("since"),
+                until=q.get("until"),
+                type=q.get("type", str(EventType.AWS_CALL)),
+                limit=min(int(q.get("limit", "100")), 1000),
+            )
+        except ValueError:
+            return _error(400, "BadRequest", "status and limit must be numbers")
+        events = await asyncio.to_thread(search, self.engine, filters)
+        return web.json_response({"events": events})
 
 
 def _describe(role: RoleConfig) -> str:

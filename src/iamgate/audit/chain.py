@@ -1,0 +1,87 @@
+"""The hash chain that makes the audit log tamper-evident.
+
+Each event is stored with its sequence number in its writer's chain and the hash of the
+previous event; its own hash covers both. Editing an event breaks its hash, deleting or
+reordering one breaks the next event's link, and a chain head anchored off-host catches
+removal from the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+def canonical(body: dict[str, Any]) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def link(prev_hash: str, seq: int, body_json: str) -> str:
+    return hashlib.sha256(f"{prev_hash}\n{seq}\n{body_json}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    chain: str
+    seq: int
+    prev_hash: str
+    hash: str
+    body: str  # canonical JSON, as hashed
+    columns: dict[str, Any]  # the searchable copies, which must agree with the body
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    chain: str
+    seq: int
+    what: str  # "edited", "deleted", "reordered"
+    detail: str
+
+    def __str__(self) -> str:
+        return f"chain {self.chain}: event {self.seq} {self.what}: {self.detail}"
+
+
+def verify_chain(events: Iterable[StoredEvent], columns_of: Any = None) -> list[Problem]:
+    """Problems in the chains of `events` (in any order), by sequence number."""
+    by_chain: dict[str, list[StoredEvent]] = {}
+    for event in events:
+        by_chain.setdefault(event.chain, []).append(event)
+    problems: list[Problem] = []
+    for chain, stored in sorted(by_chain.items()):
+        stored.sort(key=lambda e: e.seq)
+        expected_prev = GENESIS
+        expected_seq = 1
+        for event in stored:
+            if event.seq != expected_seq:
+                missing = (
+                    f"{expected_seq}"
+                    if event.seq == expected_seq + 1
+                    else f"{expected_seq}..{event.seq - 1}"
+                )
+                problems.append(
+                    Problem(chain, expected_seq, "deleted", f"events {missing} are missing")
+                )
+            own = link(event.prev_hash, event.seq, event.body)
+            if own != event.hash:
+                problems.append(Problem(chain, event.seq, "edited", "its hash does not match"))
+            elif columns_of is not None and columns_of(event.body) != event.columns:
+                problems.append(
+                    Problem(chain, event.seq, "edited", "its columns disagree with its body")
+                )
+            elif event.prev_hash != expected_prev and event.seq == expected_seq:
+                problems.append(
+                    Problem(
+                        chain,
+                        event.seq,
+                        "reordered",
+                        "it does not follow the event stored before it",
+                    )
+                )
+            expected_prev = event.hash
+            expected_seq = event.seq + 1
+    return problems

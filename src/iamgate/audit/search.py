@@ -1,0 +1,156 @@
+"""Reading the audit log back: search, export for a SIEM, and verification of the chains."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from iamgate.access.patterns import matches
+from iamgate.audit.chain import Problem, StoredEvent, verify_chain
+from iamgate.audit.events import EventType
+from iamgate.audit.writer import columns_of
+from iamgate.store.tables import audit_events
+
+_COLUMNS = (
+    "id",
+    "time",
+    "type",
+    "principal",
+    "account_id",
+    "aws_role",
+    "service",
+    "action",
+    "decision",
+    "status",
+    "request_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    principal: str | None = None
+    account_id: str | None = None
+    aws_role: str | None = None
+    service: str | None = None
+    action: str | None = None  # IAM glob, e.g. rds:Delete*
+    decision: str | None = None
+    status: int | None = None
+    since: str | None = None  # ISO 8601, UTC
+    until: str | None = None
+    type: str = str(EventType.AWS_CALL)
+    limit: int = 100
+
+
+def search(engine: Engine, filters: Filters) -> list[dict[str, Any]]:
+    """Matching events, newest first; an API call carries its outcome when it has one."""
+    c = audit_events.c
+    query = select(audit_events).where(c.type == filters.type)
+    for column, value in (
+        (c.principal, filters.principal),
+        (c.account_id, filters.account_id),
+        (c.aws_role, filters.aws_role),
+        (c.service, filters.service),
+        (c.decision, filters.decision),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if filters.since:
+        query = query.where(c.time >= filters.since)
+    if filters.until:
+        query = query.where(c.time <= filters.until)
+    query = query.order_by(c.time.desc())
+    found: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            if filters.action and not matches(filters.action, row.action or ""):
+                continue
+            event = json.loads(row.body)
+            found.append(event)
+            if len(found) >= filters.limit * 4 and not filters.status:
+                break
+        ids = [e["fields"].get("request_id") for e in found if e["fields"].get("request_id")]
+        outcomes: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 500):
+            rows = conn.execute(
+                select(audit_events.c.body).where(
+                    c.type == str(EventType.AWS_CALL_OUTCOME),
+                    c.request_id.in_(ids[start : start + 500]),
+                )
+            )
+            for (body,) in rows:
+                outcome = json.loads(body)["fields"]
+                outcomes[outcome["request_id"]] = outcome
+    merged = []
+    for event in found:
+        outcome = outcomes.get(event["fields"].get("request_id", ""))
+        if outcome is not None:
+            event["fields"] = {**event["fields"], **outcome, "outcome_recorded": True}
+        elif event["fields"].get("decision") == "allowed":
+            event["fields"] = {**event["fields"], "outcome_recorded": False}
+        if filters.status is None or event["fields"].get("status") == filters.status:
+            merged.append(event)
+        if len(merged) >= filters.limit:
+            break
+    return merged
+
+
+def export(engine: Engine, since: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every event with its place in its chain, in chain order: for a SIEM, as JSON lines."""
+    query = select(audit_events).order_by(audit_events.c.chain, audit_events.c.seq)
+    if since:
+        query = query.where(audit_events.c.time >= since)
+    with engine.connect() as conn:
+        for row in conn.execution_options(stream_results=True).execute(query):
+            yield {
+                "chain": row.chain,
+                "seq": row.seq,
+                "prev_hash": row.prev_hash,
+                "hash": row.hash,
+                **json.loads(row.body),
+            }
+
+
+def heads(engine: Engine) -> dict[str, dict[str, Any]]:
+    """The last event of each chain: anchor it off-host to catch removal from the end."""
+    c = audit_events.c
+    last = select(c.chain, func.max(c.seq).label("seq")).group_by(c.chain).subquery()
+    query = select(c.chain, c.seq, c.hash).join(
+        last, (c.chain == last.c.chain) & (c.seq == last.c.seq)
+    )
+    with engine.connect() as conn:
+        return {row.chain: {"seq": row.seq, "hash": row.hash} for row in conn.execute(query)}
+
+
+def verify(engine: Engine, anchored: dict[str, dict[str, Any]] | None = None) -> list[Problem]:
+    with engine.connect() as conn:
+        stored = [
+            StoredEvent(
+                row.chain,
+                row.seq,
+                row.prev_hash,
+                row.hash,
+                row.body,
+                {name: getattr(row, name) for name in _COLUMNS},
+            )
+            for row in conn.execute(select(audit_events))
+        ]
+    problems = verify_chain(stored, columns_of=columns_of)
+    by_chain: dict[str, list[StoredEvent]] = {}
+    for event in stored:
+        by_chain.setdefault(event.chain, []).append(event)
+    for chain, head in (anchored or {}).items():
+        events = {e.seq: e for e in by_chain.get(chain, [])}
+        present = events.get(int(head["seq"]))
+        if present is None:
+            problems.append(
+                Problem(chain, int(head["seq"]), "deleted", "the anchored chain head is gone")
+            )
+        elif present.hash != head["hash"]:
+            problems.append(
+                Problem(chain, int(head["seq"]), "edited", "it differs from the anchored head")
+            )
+    return problems

@@ -1,0 +1,132 @@
+"""`iamgate audit`: search, export and verify the audit trail on the gateway host."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from iamgate.audit.search import Filters, export, heads, search, verify
+from iamgate.cli.admin import config_option, open_store
+
+
+@click.group()
+def audit() -> None:
+    """The audit trail: every call, every decision."""
+
+
+@audit.command("search")
+@config_option
+@click.option("--principal")
+@click.option("--account", help="Account name or id.")
+@click.option("--role", "aws_role", help="IAM role name.")
+@click.option("--service")
+@click.option("--action", help="IAM action or glob, e.g. 'rds:Delete*'.")
+@click.option("--decision", type=click.Choice(["allowed", "denied", "error"]))
+@click.option("--status", type=int)
+@click.option("--since", help="ISO 8601 time, UTC (e.g. 2026-11-24T00:00:00Z).")
+@click.option("--until")
+@click.option("--type", "kind", default="aws.call", show_default=True, help="Event type.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def audit_search(
+    config_path: Path,
+    principal: str | None,
+    account: str | None,
+    aws_role: str | None,
+    service: str | None,
+    action: str | None,
+    decision: str | None,
+    status: int | None,
+    since: str | None,
+    until: str | None,
+    kind: str,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Events newest first."""
+    config, engine = open_store(config_path)
+    account_id = None
+    if account:
+        known = config.aws.account_named(account)
+        account_id = known.id if known else account
+    events = search(
+        engine,
+        Filters(
+            principal,
+            account_id,
+            aws_role,
+            service,
+            action,
+            decision,
+            status,
+            since,
+            until,
+            kind,
+            limit,
+        ),
+    )
+    if as_json:
+        for event in events:
+            sys.stdout.write(json.dumps(event) + "\n")
+        return
+    names = {a.id: a.name for a in config.aws.accounts}
+    table = Table(
+        "time", "principal", "account", "role", "action", "decision", "status", "rule / reason"
+    )
+    for event in events:
+        f = event["fields"]
+        table.add_row(
+            event["time"][:19].replace("T", " "),
+            event.get("principal") or "-",
+            names.get(f.get("account_id") or "", f.get("account_id") or "-"),
+            f.get("aws_role") or "-",
+            f.get("action") or "-",
+            f.get("decision") or "-",
+            str(f.get("status") or "-"),
+            f.get("rule") or f.get("reason") or "",
+        )
+    Console(width=200).print(table)
+
+
+@audit.command("export")
+@config_option
+@click.option("--since", help="ISO 8601 time, UTC.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl")
+@click.option(
+    "--head-file",
+    type=click.Path(path_type=Path),
+    help="Also write each chain's head here, to anchor it off-host.",
+)
+def audit_export(config_path: Path, since: str | None, fmt: str, head_file: Path | None) -> None:
+    """Stream events as JSON lines, for a SIEM."""
+    _, engine = open_store(config_path)
+    for event in export(engine, since):
+        sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+    if head_file is not None:
+        head_file.write_text(json.dumps(heads(engine), indent=2) + "\n")
+
+
+@audit.command("verify")
+@config_option
+@click.option(
+    "--head-file",
+    type=click.Path(path_type=Path, exists=True),
+    help="Chain heads anchored earlier by `audit export --head-file`.",
+)
+def audit_verify(config_path: Path, head_file: Path | None) -> None:
+    """Check every chain; name each edited, deleted or reordered event by sequence number."""
+    _, engine = open_store(config_path)
+    anchored = json.loads(head_file.read_text()) if head_file else None
+    problems = verify(engine, anchored)
+    chains = heads(engine)
+    if problems:
+        for problem in problems:
+            click.echo(str(problem), err=True)
+        raise SystemExit(1)
+    total = sum(h["seq"] for h in chains.values())
+    click.echo(f"audit log intact: {len(chains)} chains, {total} events")
