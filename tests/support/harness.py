@@ -67,6 +67,7 @@ def gateway_config(
             {"name": "dana", "roles": ["data-scientist"]},
             {"name": "ci-bot", "roles": ["ci-runner"]},
             {"name": "carl", "roles": ["contractor"]},
+            {"name": "loader", "roles": ["admin"]},
         ],
     }
 

@@ -113,7 +113,10 @@ class AuditLog:
                     break
                 batch.append(more)  # type: ignore[arg-type]
             if batch:
-                self._write(batch)
+                try:
+                    self._write(batch)
+                except Exception:  # the writer must outlive any one batch
+                    log.exception("audit writer failed on a batch of %d", len(batch))
             if stop:
                 return
 
@@ -141,11 +144,15 @@ class AuditLog:
         except Exception as exc:
             log.error("audit log not written (%d events): %s", len(batch), type(exc).__name__)
             for _, future in batch:
-                future.set_exception(exc)
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(exc)
         else:
             self._seq, self._head = seq, head
             for row, (_, future) in zip(rows, batch, strict=True):
-                future.set_result(int(row["seq"]))
+                # A waiter that gave up (timeout) cancelled its future: the event is durable
+                # all the same, and its outcome will say the call was not forwarded.
+                if future.set_running_or_notify_cancel():
+                    future.set_result(int(row["seq"]))
         finally:
             with self._lock:
                 self._pending -= len(batch)

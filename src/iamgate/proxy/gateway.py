@@ -575,8 +575,10 @@ class Gateway:
 
     async def _record_forwarding(self, call: _Call) -> None:
         """The call is forwarded only once this record is durable (fail closed)."""
-        await self.audit.durably(self._event(call, EventType.AWS_CALL, self._call_fields(call)))
+        # From here on the call's own record may exist (even if the wait times out): what
+        # follows is recorded as its outcome, never as a second call.
         call.recorded = True
+        await self.audit.durably(self._event(call, EventType.AWS_CALL, self._call_fields(call)))
 
     def _audit(self, call: _Call) -> None:
         outcome: dict[str, object] = {
@@ -588,7 +590,7 @@ class Gateway:
             "bytes_out": call.bytes_out,
         }
         if call.recorded:
-            fields = {"request_id": call.request_id, **outcome}
+            fields = {"request_id": call.request_id, **outcome, "reason": call.reason}
             self.audit.append(self._event(call, EventType.AWS_CALL_OUTCOME, fields))
         else:
             fields = {**self._call_fields(call), **outcome}
