@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
@@ -191,12 +192,13 @@ def main() -> int:
         return 0
 
     work = Path(tempfile.mkdtemp(prefix="iamgate-bench-"))
-    upstream_port, gateway_port = free_port(), free_port()
+    upstream_port, gateway_port, quiet_port = free_port(), free_port(), free_port()
     upstream = subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(upstream_port)])
     gateway: subprocess.Popen[bytes] | None = None
+    quiet: subprocess.Popen[bytes] | None = None
     try:
         wait_for_port(upstream_port)
-        config = {
+        config: dict[str, Any] = {
             "server": {"listen": f"127.0.0.1:{gateway_port}"},
             "storage": {"url": f"sqlite:///{work / 'state.db'}"},
             "aws": {
@@ -218,6 +220,14 @@ def main() -> int:
             [str(BIN / "iamgate"), "serve", "--config", str(work / "config.yaml")], env=env
         )
         wait_for_port(gateway_port)
+        # The same gateway with audit off, sharing keys and users: what durability costs.
+        config["server"]["listen"] = f"127.0.0.1:{quiet_port}"
+        config["audit"] = {"enabled": False}
+        (work / "quiet.yaml").write_text(yaml.safe_dump(config))
+        quiet = subprocess.Popen(
+            [str(BIN / "iamgate"), "serve", "--config", str(work / "quiet.yaml")], env=env
+        )
+        wait_for_port(quiet_port)
         minted = mint_credentials(
             load_keyring(open_engine(f"sqlite:///{work / 'state.db'}")),
             principal="bench",
@@ -231,21 +241,24 @@ def main() -> int:
         up_creds = Credentials("ASIAUPSTREAMBENCH000", "upstream-secret", "upstream-token")
         direct = sign(f"http://127.0.0.1:{upstream_port}", up_creds)
         through = sign(f"http://127.0.0.1:{gateway_port}", gw_creds)
+        unaudited = sign(f"http://127.0.0.1:{quiet_port}", gw_creds)
 
-        asyncio.run(load(through, 200, 4))  # warm-up: AssumeRole cached, connections open
-        asyncio.run(load(direct, 200, 4))
+        for warm in (through, unaudited, direct):  # AssumeRole cached, connections open
+            asyncio.run(load(warm, 200, 4))
         print(f"sts:GetCallerIdentity, {args.requests} requests each, same run\n")
-        print(f"{'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+        print(f"{'':26}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
         results = {}
         for label, signed, conc in (
             ("direct, 1 at a time", direct, 1),
             ("gateway, 1 at a time", through, 1),
+            ("no audit, 1 at a time", unaudited, 1),
             (f"direct, {args.concurrency} at a time", direct, args.concurrency),
             (f"gateway, {args.concurrency} at a time", through, args.concurrency),
+            (f"no audit, {args.concurrency} at a time", unaudited, args.concurrency),
         ):
             rps, lat = asyncio.run(load(signed, args.requests, conc))
             results[label] = (rps, pct(lat, 50), pct(lat, 99))
-            print(f"{label:24}{rps:10.0f}{pct(lat, 50):10.3f}{pct(lat, 99):10.3f}")
+            print(f"{label:26}{rps:10.0f}{pct(lat, 50):10.3f}{pct(lat, 99):10.3f}")
         d1, g1 = results["direct, 1 at a time"], results["gateway, 1 at a time"]
         dn = results[f"direct, {args.concurrency} at a time"]
         gn = results[f"gateway, {args.concurrency} at a time"]
@@ -253,7 +266,17 @@ def main() -> int:
             f"\nadded latency at p50 (1 at a time): {g1[1] - d1[1]:.3f} ms "
             f"(gateway/direct p50 = {g1[1] / d1[1]:.2f}x)"
         )
+        q1 = results["no audit, 1 at a time"]
+        print(
+            f"added latency at p50 without audit: {q1[1] - d1[1]:.3f} ms; the durable audit "
+            f"record adds {g1[1] - q1[1]:.3f} ms"
+        )
         print(f"throughput at {args.concurrency} at a time: gateway/direct = {gn[0] / dn[0]:.2f}x")
+        qn = results[f"no audit, {args.concurrency} at a time"]
+        print(
+            f"durable audit vs none, {args.concurrency} at a time: {gn[0] / qn[0]:.2f}x "
+            f"throughput (costs {max(0.0, 1 - gn[0] / qn[0]) * 100:.0f}%)"
+        )
 
         size = args.upload_mib * 1024 * 1024
         process = psutil.Process(gateway.pid)
@@ -284,7 +307,7 @@ def main() -> int:
         )
         return 0
     finally:
-        for proc in (gateway, upstream):
+        for proc in (gateway, quiet, upstream):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:

@@ -18,21 +18,37 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
 from iamgate.audit.chain import GENESIS, canonical, link
 from iamgate.audit.events import AuditEvent
 from iamgate.refusals import Reason, Refused
-from iamgate.store.tables import audit_events
 
 log = logging.getLogger(__name__)
+_COLUMN_ORDER = (
+    "id",
+    "time",
+    "type",
+    "principal",
+    "account_id",
+    "aws_role",
+    "service",
+    "action",
+    "decision",
+    "status",
+    "request_id",
+)
+_PARAM_STYLE = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 _STOP = object()
 DURABLE_TIMEOUT = 5.0
 
 
 def columns_of(body_json: str) -> dict[str, Any]:
     """The searchable columns of an event, derived from its body alone."""
-    body = json.loads(body_json)
+    return _columns(json.loads(body_json))
+
+
+def _columns(body: dict[str, Any]) -> dict[str, Any]:
     fields = body.get("fields", {})
     status = fields.get("status")
     return {
@@ -65,6 +81,13 @@ class AuditLog:
         self._idle.set()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def _insert_sql(self) -> str:
+        names = ("chain", "seq", "prev_hash", "hash", "body", *_COLUMN_ORDER)
+        marks = ", ".join(_PARAM_STYLE.get(self._engine.dialect.paramstyle, "?") for _ in names)
+        # Constant column names and placeholders only: no value is ever formatted in.
+        return f"INSERT INTO audit_events ({', '.join(names)}) VALUES ({marks})"  # noqa: S608
 
     def append(self, event: AuditEvent) -> Future[int]:
         """A future of the event's sequence number, set once it is durable."""
@@ -122,25 +145,18 @@ class AuditLog:
 
     def _write(self, batch: list[tuple[AuditEvent, Future[int]]]) -> None:
         seq, head = self._seq, self._head
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for event, _ in batch:
             seq += 1
-            body = canonical(event.as_dict())
+            data = event.as_dict()
+            body = canonical(data)
             digest = link(head, seq, body)
-            rows.append(
-                {
-                    "chain": self.chain,
-                    "seq": seq,
-                    "prev_hash": head,
-                    "hash": digest,
-                    "body": body,
-                    **columns_of(body),
-                }
-            )
+            columns = _columns(data)
+            rows.append((self.chain, seq, head, digest, body, *(columns[c] for c in _COLUMN_ORDER)))
             head = digest
         try:
             with self._engine.begin() as conn:
-                conn.execute(insert(audit_events), rows)
+                conn.exec_driver_sql(self._insert_sql, rows)
         except Exception as exc:
             log.error("audit log not written (%d events): %s", len(batch), type(exc).__name__)
             for _, future in batch:
@@ -152,7 +168,7 @@ class AuditLog:
                 # A waiter that gave up (timeout) cancelled its future: the event is durable
                 # all the same, and its outcome will say the call was not forwarded.
                 if future.set_running_or_notify_cancel():
-                    future.set_result(int(row["seq"]))
+                    future.set_result(int(row[1]))
         finally:
             with self._lock:
                 self._pending -= len(batch)
