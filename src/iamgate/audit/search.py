@@ -12,22 +12,8 @@ from sqlalchemy import Engine, func, select
 from iamgate.access.patterns import matches
 from iamgate.audit.chain import Problem, StoredEvent, verify_chain
 from iamgate.audit.events import EventType
-from iamgate.audit.writer import columns_of
+from iamgate.audit.writer import COLUMNS, columns_of
 from iamgate.store.tables import audit_events
-
-_COLUMNS = (
-    "id",
-    "time",
-    "type",
-    "principal",
-    "account_id",
-    "aws_role",
-    "service",
-    "action",
-    "decision",
-    "status",
-    "request_id",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +120,7 @@ def verify(engine: Engine, anchored: dict[str, dict[str, Any]] | None = None) ->
                 row.prev_hash,
                 row.hash,
                 row.body,
-                {name: getattr(row, name) for name in _COLUMNS},
+                {name: getattr(row, name) for name in COLUMNS},
             )
             for row in conn.execute(select(audit_events))
         ]

@@ -25,7 +25,7 @@ from iamgate.audit.events import AuditEvent
 from iamgate.refusals import Reason, Refused
 
 log = logging.getLogger(__name__)
-_COLUMN_ORDER = (
+COLUMNS = (
     "id",
     "time",
     "type",
@@ -84,7 +84,7 @@ class AuditLog:
 
     @property
     def _insert_sql(self) -> str:
-        names = ("chain", "seq", "prev_hash", "hash", "body", *_COLUMN_ORDER)
+        names = ("chain", "seq", "prev_hash", "hash", "body", *COLUMNS)
         marks = ", ".join(_PARAM_STYLE.get(self._engine.dialect.paramstyle, "?") for _ in names)
         # Constant column names and placeholders only: no value is ever formatted in.
         return f"INSERT INTO audit_events ({', '.join(names)}) VALUES ({marks})"  # noqa: S608
@@ -152,7 +152,7 @@ class AuditLog:
             body = canonical(data)
             digest = link(head, seq, body)
             columns = _columns(data)
-            rows.append((self.chain, seq, head, digest, body, *(columns[c] for c in _COLUMN_ORDER)))
+            rows.append((self.chain, seq, head, digest, body, *(columns[c] for c in COLUMNS)))
             head = digest
         try:
             with self._engine.begin() as conn:
