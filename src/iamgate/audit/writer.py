@@ -41,6 +41,8 @@ COLUMNS = (
 _PARAM_STYLE = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 _STOP = object()
 DURABLE_TIMEOUT = 5.0
+RETRY_SECONDS = 0.2
+MAX_BACKLOG = 100_000
 
 
 def columns_of(body_json: str) -> dict[str, Any]:
@@ -122,10 +124,19 @@ class AuditLog:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        retry: list[AuditEvent] = []  # written by no one yet, oldest first
         while True:
-            item = self._queue.get()
+            if retry:
+                try:
+                    item = self._queue.get(timeout=RETRY_SECONDS)
+                except queue.Empty:
+                    item = None
+            else:
+                item = self._queue.get()
             stop = item is _STOP
-            batch: list[tuple[AuditEvent, Future[int]]] = [] if stop else [item]  # type: ignore[list-item]
+            batch: list[tuple[AuditEvent, Future[int] | None]] = [(e, None) for e in retry]
+            if item is not None and not stop:
+                batch.append(item)  # type: ignore[arg-type]
             while not stop and len(batch) < self._max_batch:
                 try:
                     more = self._queue.get_nowait()
@@ -137,13 +148,24 @@ class AuditLog:
                 batch.append(more)  # type: ignore[arg-type]
             if batch:
                 try:
-                    self._write(batch)
+                    written = self._write(batch)
                 except Exception:  # the writer must outlive any one batch
                     log.exception("audit writer failed on a batch of %d", len(batch))
+                    written = False
+                # Events are never dropped for a passing failure of the store: they are
+                # written, in order, as soon as it is back (within a bounded backlog).
+                retry = [] if written else [e for e, _ in batch][-MAX_BACKLOG:]
+                self._settled(len(batch) - len(retry))
             if stop:
                 return
 
-    def _write(self, batch: list[tuple[AuditEvent, Future[int]]]) -> None:
+    def _settled(self, count: int) -> None:
+        with self._lock:
+            self._pending -= count
+            if self._pending == 0:
+                self._idle.set()
+
+    def _write(self, batch: list[tuple[AuditEvent, Future[int] | None]]) -> bool:
         seq, head = self._seq, self._head
         rows: list[tuple[Any, ...]] = []
         for event, _ in batch:
@@ -160,17 +182,14 @@ class AuditLog:
         except Exception as exc:
             log.error("audit log not written (%d events): %s", len(batch), type(exc).__name__)
             for _, future in batch:
-                if future.set_running_or_notify_cancel():
+                if future is not None and future.set_running_or_notify_cancel():
                     future.set_exception(exc)
+            return False
         else:
             self._seq, self._head = seq, head
             for row, (_, future) in zip(rows, batch, strict=True):
                 # A waiter that gave up (timeout) cancelled its future: the event is durable
                 # all the same, and its outcome will say the call was not forwarded.
-                if future.set_running_or_notify_cancel():
+                if future is not None and future.set_running_or_notify_cancel():
                     future.set_result(int(row[1]))
-        finally:
-            with self._lock:
-                self._pending -= len(batch)
-                if self._pending == 0:
-                    self._idle.set()
+            return True
