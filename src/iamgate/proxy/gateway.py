@@ -320,8 +320,9 @@ class Gateway:
                 Reason.UNKNOWN_ACCOUNT,
                 f"iamgate: account {claims.account_id} is not configured on this gateway",
             )
+        roles = self._current_roles(claims.principal)
         decision = decide(
-            self._current_roles(claims.principal),
+            roles,
             account,
             claims.aws_role,
             action,
@@ -337,11 +338,7 @@ class Gateway:
         # 4. upstream credentials: AssumeRole into the account's role with the session policy
         #    of the roles that reach it, so AWS enforces the same view; cached.
         role_arn = f"arn:{account.partition}:iam::{account.id}:role/{claims.aws_role}"
-        reaching = [
-            r
-            for r in self._current_roles(claims.principal)
-            if role_reaches(r, account, claims.aws_role)
-        ]
+        reaching = [r for r in roles if role_reaches(r, account, claims.aws_role)]
         try:
             policy = session_policy_for(reaching, partition=account.partition)
         except SessionPolicyError as exc:
