@@ -312,3 +312,27 @@ def test_ls_shows_an_admin_every_account(gateway: GatewayProcess, tmp_path: Path
         ("customer-globex", ["Admin", "ReadOnly"]),
     ]
     assert {r["allows"] for a in listing["accounts"] for r in a["roles"]} == {"all actions"}
+
+
+def test_revoking_one_login_session_by_id(gateway: GatewayProcess, tmp_path: Path) -> None:
+    hank = enrol(gateway, tmp_path, "hank", roles="contractor")
+    assert login(gateway, hank).returncode == 0
+    env = _env_for(hank, "customer-globex", "ReadOnly")
+    assert run_aws(["s3", "ls"], env=env).returncode == 0
+    config = ["--config", str(gateway.config_path)]
+    listed = iamgate(hank.env, "sessions", "ls", "--user", "hank", *config)
+    assert listed.returncode == 0, listed.stderr
+    session_id = json.loads((Path(hank.env["IAMGATE_HOME"]) / "session.json").read_text())[
+        "session"
+    ]
+    assert session_id in listed.stdout and "active" in listed.stdout
+    assert iamgate(hank.env, "sessions", "revoke", session_id, *config).returncode == 0
+    time.sleep(1.2)
+    refused = run_aws(["s3", "ls"], env=env)
+    assert refused.returncode != 0 and "(InvalidToken)" in refused.stderr
+    assert "revoked" in iamgate(hank.env, "sessions", "ls", "--user", "hank", *config).stdout
+    # The cached credential is refused by the gateway (above); the server issues no new one.
+    for cached in (Path(hank.env["IAMGATE_HOME"]) / "cache").glob("*.json"):
+        cached.unlink()
+    again = iamgate(hank.env, "credentials", "--account", "customer-globex", "--role", "ReadOnly")
+    assert again.returncode != 0 and "log in first" in again.stderr
