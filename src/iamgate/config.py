@@ -184,6 +184,8 @@ class RoleConfig(_Model):
     guardrails: list[Guardrail] = []
     max_session_ttl: Duration = timedelta(hours=1)
     requestable: Requestable | None = None
+    # Holders run iamgate itself from the web UI and API: users, sessions, everyone's audit.
+    administer: bool = False
 
     @field_validator("max_session_ttl", mode="before")
     @classmethod

@@ -90,6 +90,7 @@ def demo_config(sandbox: Sandbox, *, port: int, directory: Path) -> dict[str, ob
             },
             {
                 "name": "admin",
+                "administer": True,
                 "allow": {
                     "accounts": {"name": [a.name for a in sandbox.accounts]},
                     "aws_roles": ["Admin", "ReadOnly"],

@@ -104,6 +104,7 @@ TEST_ROLES: list[dict[str, Any]] = [
     },
     {
         "name": "admin",
+        "administer": True,
         "allow": {
             "accounts": {"name": ["acme-prod", "acme-ci", "customer-globex"]},
             "aws_roles": ["Admin", "ReadOnly"],
