@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,9 +23,12 @@ from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
 from iamgate.store.directory import Directory, sync_bootstrap_users
 from iamgate.web.api import Api
+from iamgate.web.logins import Logins
+from iamgate.web.pages import Pages
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(slots=True)
@@ -51,8 +54,16 @@ def build_runtime(config: Config, *, index: OperationIndex | None = None) -> Run
 
 
 def build_app(runtime: Runtime) -> web.Application:
-    app = web.Application(client_max_size=MAX_BUFFERED_BODY)
     gateway = runtime.gateway
+
+    @web.middleware
+    async def aws_calls_first(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # A SigV4-signed request is an AWS call whatever its path: a bucket may be "login".
+        if is_aws_request(request.headers, request.query_string):
+            return await gateway.handle(request)
+        return await handler(request)
+
+    app = web.Application(client_max_size=MAX_BUFFERED_BODY, middlewares=[aws_calls_first])
 
     async def on_startup(_: web.Application) -> None:
         await gateway.start()
@@ -68,12 +79,13 @@ def build_app(runtime: Runtime) -> web.Application:
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     api = Api(runtime.config, runtime.engine, runtime.keyring, runtime.audit)
-
-    async def dispatch(request: web.Request) -> web.StreamResponse:
-        # SigV4-signed requests are AWS calls, whatever their path (a bucket may be "api").
-        if is_aws_request(request.headers, request.query_string):
-            return await gateway.handle(request)
-        return await api.handle(request)
+    pages = Pages(
+        runtime.config,
+        runtime.engine,
+        runtime.keyring,
+        runtime.audit,
+        Logins(runtime.engine, runtime.audit),
+    )
 
     async def expect(request: web.Request) -> web.StreamResponse | None:
         if is_aws_request(request.headers, request.query_string):
@@ -82,7 +94,8 @@ def build_app(runtime: Runtime) -> web.Application:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return None
 
-    app.router.add_route("*", "/{tail:.*}", dispatch, expect_handler=expect)
+    pages.add_routes(app.router, expect)
+    app.router.add_route("*", "/{tail:.*}", api.handle, expect_handler=expect)
     return app
 
 

@@ -34,6 +34,7 @@ class EventType(enum.StrEnum):
     CONFIG_LOADED = "config.loaded"
     SERVER_STARTED = "server.started"
     SERVER_STOPPED = "server.stopped"
+    WEB_REFUSED = "web.refused"  # a browser request refused: forged form, no session
 
 
 def new_event_id() -> str:

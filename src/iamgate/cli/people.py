@@ -21,8 +21,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from iamgate.aws.profiles import profiles_block, without_block
+
 REFRESH_BEFORE = timedelta(minutes=5)
-PROFILE_PREFIX = "iamgate-"
 
 
 def home() -> Path:
@@ -199,55 +200,6 @@ def iamgate_command() -> str:
     return shutil.which("iamgate") or str(Path(sys.executable).parent / "iamgate")
 
 
-BEGIN_MARK = "# BEGIN iamgate: managed by `iamgate profiles sync`, edits here are replaced"
-END_MARK = "# END iamgate"
-
-
-def _without_block(text: str) -> str:
-    lines, inside = text.splitlines(keepends=True), False
-    out: list[str] = []
-    for line in lines:
-        if line.strip() == BEGIN_MARK:
-            inside = True
-            if out and not out[-1].strip():
-                out.pop()  # the blank line that sync put before its block
-        elif line.strip() == END_MARK and inside:
-            inside = False
-        elif not inside:
-            out.append(line)
-    return "".join(out)
-
-
-def profiles_block(
-    access: dict[str, Any], url: str, exe: str, region: str, with_plugin: bool
-) -> tuple[str, list[str]]:
-    lines, names = [BEGIN_MARK], []
-    if with_plugin:
-        lines += ["[plugins]", "iamgate = iamgate.awscli_plugin", ""]
-    for account in access["accounts"]:
-        for role in account["roles"]:
-            if any(c in role["aws_role"] for c in "*?"):
-                continue  # a pattern, not a role one can assume by name
-            name = f"{PROFILE_PREFIX}{account['name']}-{role['aws_role']}"
-            if name in names:
-                continue
-            names.append(name)
-            command = shlex.join(
-                [exe, "credentials", "--account", account["name"], "--role", role["aws_role"]]
-            )
-            lines += [
-                f"[profile {name}]",
-                f"region = {region}",
-                f"endpoint_url = {url}",
-                f"credential_process = {command}",
-                "s3 =",
-                "    signature_version = s3v4",
-                "",
-            ]
-    lines.append(END_MARK)
-    return "\n".join(lines) + "\n", names
-
-
 @profiles.command("sync")
 @click.option(
     "--config-file",
@@ -261,7 +213,7 @@ def profiles_sync(config_file: Path, region: str) -> None:
     session = _session()
     access = _call(session["url"], "/api/v1/access", None, session["token"])
     existing = config_file.read_text() if config_file.exists() else ""
-    rest = _without_block(existing)
+    rest = without_block(existing)
     has_plugins = any(line.strip() == "[plugins]" for line in rest.splitlines())
     block, names = profiles_block(
         access, session["url"], iamgate_command(), region, with_plugin=not has_plugins

@@ -176,7 +176,13 @@ def _secret_hash(secret: str) -> str:
 
 
 def create_login_session(
-    engine: Engine, user: str, *, ttl: timedelta, source_ip: str | None, user_agent: str | None
+    engine: Engine,
+    user: str,
+    *,
+    ttl: timedelta,
+    source_ip: str | None,
+    user_agent: str | None,
+    kind: str = "cli",
 ) -> tuple[str, str, datetime]:
     """(bearer token, session id, expiry). Only a hash of the token's secret is stored."""
     session_id = secrets.token_hex(8)
@@ -192,6 +198,8 @@ def create_login_session(
                 expires_at=now + ttl,
                 source_ip=source_ip,
                 user_agent=(user_agent or "")[:512],
+                kind=kind,
+                last_seen_at=now,
             )
         )
     return f"{LOGIN_TOKEN_PREFIX}.{session_id}.{secret}", session_id, now + ttl
@@ -204,6 +212,20 @@ class LoginSession:
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None
+    kind: str = "cli"
+    last_seen_at: datetime | None = None
+
+
+def _row_to_session(row: Any) -> LoginSession:
+    return LoginSession(
+        row.id,
+        row.user,
+        _aware(row.created_at) or _now(),
+        _aware(row.expires_at) or _now(),
+        _aware(row.revoked_at),
+        row.kind or "cli",
+        _aware(row.last_seen_at),
+    )
 
 
 def open_login_session(engine: Engine, token: str, now: datetime) -> LoginSession | None:
@@ -214,13 +236,7 @@ def open_login_session(engine: Engine, token: str, now: datetime) -> LoginSessio
         row = conn.execute(select(login_sessions).where(login_sessions.c.id == parts[1])).first()
     if row is None or not hmac.compare_digest(row.secret_hash, _secret_hash(parts[2])):
         return None
-    session = LoginSession(
-        row.id,
-        row.user,
-        _aware(row.created_at) or now,
-        _aware(row.expires_at) or now,
-        _aware(row.revoked_at),
-    )
+    session = _row_to_session(row)
     if session.revoked_at is not None or session.expires_at <= now:
         return None
     return session
@@ -231,16 +247,15 @@ def list_login_sessions(engine: Engine, user: str | None = None) -> list[LoginSe
     if user:
         query = query.where(login_sessions.c.user == user)
     with engine.connect() as conn:
-        return [
-            LoginSession(
-                r.id,
-                r.user,
-                _aware(r.created_at) or _now(),
-                _aware(r.expires_at) or _now(),
-                _aware(r.revoked_at),
-            )
-            for r in conn.execute(query)
-        ]
+        return [_row_to_session(r) for r in conn.execute(query)]
+
+
+def touch_login_session(engine: Engine, session_id: str, now: datetime) -> None:
+    """Note that a browser session is in use, for its idle timeout."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(login_sessions).where(login_sessions.c.id == session_id).values(last_seen_at=now)
+        )
 
 
 def record_issued(engine: Engine, claims: Claims) -> None:

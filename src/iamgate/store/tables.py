@@ -72,6 +72,9 @@ login_sessions = Table(
     Column("revoked_at", DateTime(timezone=True)),
     Column("source_ip", String(64)),
     Column("user_agent", Text),
+    # "cli" (bearer token) or "web" (browser cookie, which also ends after a quiet spell)
+    Column("kind", String(8), nullable=False, default="cli"),
+    Column("last_seen_at", DateTime(timezone=True)),
 )
 
 issued_credentials = Table(

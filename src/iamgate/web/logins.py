@@ -1,0 +1,129 @@
+"""One way in, for the JSON API (the CLI) and the login page (the browser).
+
+Login is the one unauthenticated action, so both doors share its defenses: a per-address
+rate limit, constant-work password checks, single-use TOTP codes, lockout after repeated
+failures, and an audit event for every outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+
+from iamgate.audit.events import AuditEvent, EventType
+from iamgate.audit.writer import AuditLog
+from iamgate.identity.login import LoginError, decide_login
+from iamgate.store.directory import apply_login_outcome, create_login_session, get_user, revoke
+
+LOGIN_SESSION_TTL = timedelta(hours=12)
+RATE_WINDOW_SECONDS = 300
+RATE_MAX_ATTEMPTS = 20
+
+
+class RateLimiter:
+    """At most `limit` attempts per address in a sliding window (per replica)."""
+
+    def __init__(self, limit: int = RATE_MAX_ATTEMPTS, window: float = RATE_WINDOW_SECONDS):
+        self.limit, self.window = limit, window
+        self._attempts: dict[str, deque[float]] = defaultdict(deque)
+
+    def allow(self, address: str) -> bool:
+        now = time.monotonic()
+        attempts = self._attempts[address]
+        while attempts and attempts[0] < now - self.window:
+            attempts.popleft()
+        if len(attempts) >= self.limit:
+            return False
+        attempts.append(now)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Where a request comes from, as the audit log records it."""
+
+    source_ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    user: str
+    error: LoginError | None = None
+    token: str | None = None
+    session_id: str | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def status(self) -> int:
+        return {None: 200, LoginError.LOCKED: 423, LoginError.RATE_LIMITED: 429}.get(
+            self.error, 401
+        )
+
+
+class Logins:
+    def __init__(self, engine: Engine, audit: AuditLog) -> None:
+        self.engine = engine
+        self.audit = audit
+        self.rate = RateLimiter()
+
+    def record(
+        self, kind: EventType, principal: str | None, client: Client, **fields: object
+    ) -> None:
+        self.audit.append(
+            AuditEvent(
+                kind,
+                principal=principal,
+                source_ip=client.source_ip,
+                user_agent=client.user_agent,
+                fields=fields,
+            )
+        )
+
+    async def log_in(
+        self, name: str, password: str, code: str, client: Client, *, kind: str = "cli"
+    ) -> LoginResult:
+        if not self.rate.allow(client.source_ip or "?"):
+            self.record(EventType.LOGIN_FAILED, name, client, error=LoginError.RATE_LIMITED.name)
+            return LoginResult(name, LoginError.RATE_LIMITED)
+        row = await asyncio.to_thread(get_user, self.engine, name)
+        record = row.record if row is not None and row.has_password else None
+        outcome = await asyncio.to_thread(decide_login, record, password, code, datetime.now(UTC))
+        if record is not None and (outcome.ok or outcome.error is not LoginError.LOCKED):
+            await asyncio.to_thread(apply_login_outcome, self.engine, name, outcome)
+        if not outcome.ok:
+            assert outcome.error is not None
+            locked_now = outcome.locked_until is not None
+            self.record(
+                EventType.LOGIN_LOCKED if locked_now else EventType.LOGIN_FAILED,
+                name,
+                client,
+                error=outcome.error.name,
+                failed_logins=outcome.failed_logins,
+                via=kind,
+            )
+            return LoginResult(name, outcome.error)
+        token, session_id, expires = await asyncio.to_thread(
+            create_login_session,
+            self.engine,
+            name,
+            ttl=LOGIN_SESSION_TTL,
+            source_ip=client.source_ip,
+            user_agent=client.user_agent,
+            kind=kind,
+        )
+        self.record(EventType.LOGIN_SUCCEEDED, name, client, login_session=session_id, via=kind)
+        return LoginResult(name, None, token, session_id, expires)
+
+    async def log_out(self, user: str, session_id: str, client: Client) -> None:
+        await asyncio.to_thread(revoke, self.engine, "login", session_id, by=user)
+        self.record(EventType.LOGOUT, user, client, login_session=session_id)

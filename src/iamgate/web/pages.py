@@ -1,0 +1,445 @@
+"""The web UI: server-rendered pages from the gateway's own aiohttp app, no build step.
+
+Every page reads who is looking from the browser session and renders only what that person
+may see; every form carries a CSRF token and is refused from another origin. The pages call
+the same store, audit and access code as the JSON API and the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+from sqlalchemy import Engine
+
+from iamgate.access.reach import reachable_accounts
+from iamgate.audit.events import AuditEvent, EventType
+from iamgate.audit.search import Filters, search
+from iamgate.audit.writer import AuditLog
+from iamgate.aws.profiles import PROFILE_PREFIX, profiles_block
+from iamgate.config import Config, RoleConfig
+from iamgate.identity.credentials import KeyRing
+from iamgate.store.directory import (
+    LoginSession,
+    get_user,
+    open_login_session,
+    revoke,
+    touch_login_session,
+)
+from iamgate.web import browser
+from iamgate.web.logins import Client, Logins
+
+HERE = Path(__file__).parent
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+AUDIT_PAGE_SIZE = 50
+DECISIONS = ("allowed", "denied")
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """The person behind a browser session, as of this request."""
+
+    user: str
+    session: LoginSession
+    roles: tuple[RoleConfig, ...]
+    administer: bool
+    csrf: str
+
+
+class Refused(Exception):
+    """A browser request turned away; rendered as a page and audited."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.title, self.message = status, title, message
+
+
+class Redirect(Exception):
+    """Go elsewhere first (to log in, usually)."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+def redirect(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _client(request: web.Request) -> Client:
+    return Client(request.remote, request.headers.get("User-Agent"))
+
+
+class Pages:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        keyring: KeyRing,
+        audit: AuditLog,
+        logins: Logins,
+        *,
+        form_targets: tuple[str, ...] = (),
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.audit = audit
+        self.logins = logins
+        self.roles = {r.name: r for r in config.roles}
+        self.tls = config.server.tls is not None
+        self.cookie = browser.session_cookie(self.tls)
+        self.csrf_key = keyring.current.subkey("web-csrf")
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        # Where forms may lead: our pages, and the console sign-in a form redirects to.
+        self.csp = "; ".join(
+            [
+                "default-src 'none'",
+                "style-src 'self'",
+                "script-src 'self'",
+                "img-src 'self' data:",
+                "connect-src 'self'",
+                "form-action 'self' " + " ".join(form_targets),
+                "frame-ancestors 'none'",
+                "base-uri 'none'",
+            ]
+        )
+
+    def add_routes(self, router: web.UrlDispatcher, expect: ExpectHandler) -> None:
+        for method, path, handler in (
+            ("GET", "/", self.home),
+            ("GET", "/login", self.login_form),
+            ("POST", "/login", self.login),
+            ("POST", "/logout", self.logout),
+            ("GET", "/access", self.access),
+            ("GET", "/audit", self.audit_log),
+            ("GET", "/admin/roles", self.admin_roles),
+            ("GET", "/static/{name}", self.static),
+        ):
+            router.add_route(method, path, self._guarded(handler), expect_handler=expect)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _guarded(self, handler: Handler) -> Handler:
+        async def run(request: web.Request) -> web.StreamResponse:
+            try:
+                response = await handler(request)
+            except Redirect as go:
+                response = redirect(go.location)
+            except Refused as refused:
+                self._record(
+                    request,
+                    EventType.WEB_REFUSED,
+                    None,
+                    path=request.path,
+                    status=refused.status,
+                    reason=refused.message,
+                )
+                response = self._page(
+                    "refused.html",
+                    None,
+                    status=refused.status,
+                    title=refused.title,
+                    message=refused.message,
+                )
+            self._secure(response)
+            return response
+
+        return run
+
+    def _secure(self, response: web.StreamResponse) -> None:
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", self.csp)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Cache-Control", "no-store")
+        if self.tls:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+
+    def _record(
+        self, request: web.Request, kind: EventType, principal: str | None, **fields: object
+    ) -> None:
+        self.audit.append(
+            AuditEvent(
+                kind,
+                principal=principal,
+                source_ip=request.remote,
+                user_agent=request.headers.get("User-Agent"),
+                fields=fields,
+            )
+        )
+
+    def _page(
+        self, template: str, viewer: Viewer | None, *, status: int = 200, **context: Any
+    ) -> web.Response:
+        html = self.templates.get_template(template).render(
+            viewer=viewer, gateway_url=self.config.server.url, **context
+        )
+        return web.Response(text=html, status=status, content_type="text/html")
+
+    async def _viewer(self, request: web.Request) -> tuple[Viewer | None, str | None]:
+        """The signed-in person, or why there is none (shown on the login page)."""
+        token = request.cookies.get(self.cookie.name)
+        if not token:
+            return None, None
+        now = datetime.now(UTC)
+        session = await asyncio.to_thread(open_login_session, self.engine, token, now)
+        if session is None or session.kind != "web":
+            return None, "expired"
+        state = browser.session_state(
+            created_at=session.created_at,
+            expires_at=session.expires_at,
+            last_seen_at=session.last_seen_at,
+            now=now,
+        )
+        if state is not browser.SessionState.ACTIVE:
+            await asyncio.to_thread(revoke, self.engine, "login", session.id, by="timeout")
+            return None, "idle" if state is browser.SessionState.IDLE else "expired"
+        row = await asyncio.to_thread(get_user, self.engine, session.user)
+        locked_until = row.record.locked_until if row is not None else None
+        if row is None or (locked_until is not None and locked_until > now):
+            return None, "expired"
+        if browser.needs_touch(session.last_seen_at, now):
+            await asyncio.to_thread(touch_login_session, self.engine, session.id, now)
+        roles = tuple(self.roles[r] for r in row.roles if r in self.roles)
+        viewer = Viewer(
+            session.user,
+            session,
+            roles,
+            any(r.administer for r in roles),
+            browser.csrf_token(self.csrf_key, session.id),
+        )
+        return viewer, None
+
+    async def _require(self, request: web.Request) -> Viewer:
+        viewer, why = await self._viewer(request)
+        if viewer is None:
+            query = {"next": request.path_qs} | ({"why": why} if why else {})
+            raise Redirect("/login?" + urlencode(query))
+        return viewer
+
+    async def _form(self, request: web.Request, viewer: Viewer) -> Mapping[str, str]:
+        """A posted form, once it is shown to come from our own page in this session."""
+        form = await request.post()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        if not browser.same_origin(request.headers, self.config.server.url):
+            raise Refused(403, "Refused", "This form was sent from another site.")
+        if not browser.csrf_valid(self.csrf_key, viewer.session.id, fields.get("csrf")):
+            raise Refused(403, "Refused", "This form has expired. Go back, reload and retry.")
+        return fields
+
+    def _set_session_cookie(self, response: web.StreamResponse, token: str) -> None:
+        c = self.cookie
+        response.set_cookie(
+            c.name,
+            token,
+            path=c.path,
+            secure=c.secure,
+            httponly=c.httponly,
+            samesite=c.samesite,
+            max_age=int(browser.ABSOLUTE_TIMEOUT.total_seconds()),
+        )
+
+    # -- pages ------------------------------------------------------------------------------
+
+    async def home(self, request: web.Request) -> web.StreamResponse:
+        viewer, _ = await self._viewer(request)
+        return redirect("/access" if viewer else "/login")
+
+    async def login_form(
+        self, request: web.Request, *, error: str | None = None, status: int = 200
+    ) -> web.StreamResponse:
+        viewer, why = await self._viewer(request)
+        target = browser.safe_next(request.query.get("next"))
+        if viewer is not None and error is None:
+            return redirect(target)
+        notice = {
+            "idle": browser.SessionState.IDLE.value,
+            "expired": browser.SessionState.EXPIRED.value,
+            "logout": "You have logged out.",
+        }.get(request.query.get("why") or why or "")
+        csrf = browser.new_login_csrf()
+        response = self._page(
+            "login.html",
+            None,
+            status=status,
+            csrf=csrf,
+            next=target,
+            error=error,
+            notice=notice if error is None else None,
+            user=request.query.get("user", ""),
+        )
+        response.set_cookie(
+            browser.LOGIN_CSRF_COOKIE,
+            csrf,
+            path="/login",
+            secure=self.tls,
+            httponly=True,
+            samesite="Strict",
+            max_age=3600,
+        )
+        return response
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        if not browser.same_origin(request.headers, self.config.server.url):
+            raise Refused(403, "Refused", "This login form was sent from another site.")
+        if not browser.login_csrf_valid(
+            request.cookies.get(browser.LOGIN_CSRF_COOKIE), fields.get("csrf")
+        ):
+            raise Refused(403, "Refused", "The login form expired. Reload the page and retry.")
+        name = fields.get("user", "").strip()
+        result = await self.logins.log_in(
+            name,
+            fields.get("password", ""),
+            fields.get("otp", "").strip(),
+            _client(request),
+            kind="web",
+        )
+        if not result.ok or result.token is None:
+            assert result.error is not None
+            return await self.login_form(
+                request,
+                error=result.error.value[:1].upper() + result.error.value[1:] + ".",
+                status=result.status,
+            )
+        # A session that was open in this browser ends: each login gets a new session id.
+        previous, _ = await self._viewer(request)
+        if previous is not None:
+            await asyncio.to_thread(revoke, self.engine, "login", previous.session.id, by=name)
+        response = redirect(browser.safe_next(fields.get("next")))
+        self._set_session_cookie(response, result.token)
+        response.del_cookie(browser.LOGIN_CSRF_COOKIE, path="/login")
+        return response
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        viewer = await self._require(request)
+        await self._form(request, viewer)
+        await self.logins.log_out(viewer.user, viewer.session.id, _client(request))
+        response = redirect("/login?why=logout")
+        response.del_cookie(self.cookie.name, path="/")
+        return response
+
+    async def access(self, request: web.Request) -> web.StreamResponse:
+        viewer = await self._require(request)
+        accounts = reachable_accounts(self.config, viewer.roles)
+        for account in accounts:
+            for entry in account["roles"]:
+                entry["setup"] = cli_setup(
+                    self.config.server.url,
+                    viewer.user,
+                    account["name"],
+                    entry["aws_role"],
+                    self.config.aws.upstream.region,
+                )
+                entry["pattern"] = any(c in entry["aws_role"] for c in "*?")
+        return self._page("access.html", viewer, accounts=accounts, nav="access")
+
+    async def audit_log(self, request: web.Request) -> web.StreamResponse:
+        viewer = await self._require(request)
+        q = request.query
+        names = {a.id: a.name for a in self.config.aws.accounts}
+        account = self.config.aws.account_named(q.get("account", "")) if q.get("account") else None
+        try:
+            status = int(q["status"]) if q.get("status") else None
+        except ValueError:
+            status = None
+        filters = Filters(
+            principal=(q.get("principal") or None) if viewer.administer else viewer.user,
+            account_id=account.id if account else (q.get("account") or None),
+            aws_role=q.get("role") or None,
+            service=q.get("service") or None,
+            action=q.get("action") or None,
+            decision=q.get("decision") if q.get("decision") in DECISIONS else None,
+            status=status,
+            since=q.get("since") or None,
+            until=q.get("until") or None,
+            limit=AUDIT_PAGE_SIZE,
+        )
+        events = await asyncio.to_thread(search, self.engine, filters)
+        rows = [audit_row(e, names) for e in events]
+        older = None
+        if len(events) == AUDIT_PAGE_SIZE:
+            older = "/audit?" + urlencode(
+                {k: v for k, v in q.items() if k != "until" and v} | {"until": events[-1]["time"]}
+            )
+        return self._page(
+            "audit.html",
+            viewer,
+            nav="audit",
+            rows=rows,
+            query=dict(q),
+            accounts=self.config.aws.accounts,
+            older=older,
+        )
+
+    async def admin_roles(self, request: web.Request) -> web.StreamResponse:
+        viewer = await self._require(request)
+        if not viewer.administer:
+            raise Refused(403, "Not allowed", "Only iamgate administrators see this page.")
+        return self._page(
+            "roles.html",
+            viewer,
+            nav="roles",
+            roles=self.config.roles,
+            accounts=self.config.aws.accounts,
+        )
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        path = HERE / "static" / name
+        if "/" in name or name.startswith(".") or not path.is_file():
+            raise web.HTTPNotFound()
+        response = web.FileResponse(path)
+        response.headers["Cache-Control"] = "public, max-age=300"
+        return response
+
+
+def audit_row(event: Mapping[str, Any], account_names: Mapping[str, str]) -> dict[str, Any]:
+    f = event.get("fields", {})
+    account_id = f.get("account_id") or ""
+    return {
+        "time": str(event.get("time", ""))[:19].replace("T", " "),
+        "principal": event.get("principal") or "",
+        "account": account_names.get(account_id, account_id),
+        "role": f.get("aws_role") or "",
+        "action": f.get("action") or "",
+        "decision": f.get("decision") or "",
+        "status": f.get("status") or "",
+        "reason": f.get("rule") or f.get("reason") or f.get("error_code") or "",
+        "request_id": f.get("request_id") or "",
+    }
+
+
+def cli_setup(url: str, user: str, account: str, role: str, region: str) -> dict[str, str]:
+    """The exact commands and profile for one (account, IAM role), as `profiles sync` writes."""
+    access = {"accounts": [{"name": account, "roles": [{"aws_role": role}]}]}
+    block, _ = profiles_block(access, url, "iamgate", region, with_plugin=False)
+    profile_lines = block.splitlines()[1:-1]  # without the BEGIN / END marks
+    target = ["--account", account, "--role", role]
+    return {
+        "login": shlex.join(["iamgate", "login", url, "--user", user]),
+        "sync": "iamgate profiles sync",
+        "profile_name": f"{PROFILE_PREFIX}{account}-{role}",
+        "profile": "\n".join(profile_lines).rstrip(),
+        "try": shlex.join(
+            ["aws", "--profile", f"{PROFILE_PREFIX}{account}-{role}", "sts", "get-caller-identity"]
+        ),
+        "aws": shlex.join(["iamgate", "aws", *target, "--", "sts", "get-caller-identity"]),
+        "env": f'eval "$({shlex.join(["iamgate", "env", *target])})"',
+        "console": shlex.join(["iamgate", "console", *target, "--open"]),
+    }

@@ -1,0 +1,354 @@
+"""The web UI in headless Chromium, against a real gateway process and the moto sandbox.
+
+Each test drives Debian's Chromium through Playwright as a person would: type, click, read
+the page. Screenshots of the main pages land in the run's tmp folder (`screenshots/`).
+"""
+
+from __future__ import annotations
+
+import http.server
+import sqlite3
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from harness import GatewayProcess, audited_calls
+from people import PASSWORD, Person, enrol, iamgate, login
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from iamgate.sandbox import Sandbox
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def web(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    gw = GatewayProcess(sandbox, tmp_path_factory.mktemp("web-gateway"))
+    gw.start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def people(web: GatewayProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Person]:
+    home = tmp_path_factory.mktemp("web-people")
+    return {name: enrol(web, home, name) for name in ("dana", "carl", "loader")}
+
+
+@pytest.fixture
+def someone(web: GatewayProcess, tmp_path: Path, request: pytest.FixtureRequest) -> Person:
+    """A contractor of one's own: a TOTP code works once, so each test logs in a fresh user."""
+    name = "c-" + request.node.name.removeprefix("test_")[:40].replace("_", "-")
+    return enrol(web, tmp_path, name, roles="contractor")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(viewport={"width": 1366, "height": 800}, ignore_https_errors=True)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def log_in(page: Page, url: str, person: Person, *, code: str | None = None) -> None:
+    page.goto(f"{url}/login")
+    page.get_by_label("User name").fill(person.name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("One-time code").fill(code or person.code())
+    page.get_by_role("button", name="Log in").click()
+
+
+def session_cookie(context: BrowserContext) -> dict[str, object]:
+    cookies = [c for c in context.cookies() if "iamgate-session" in c["name"]]
+    assert len(cookies) == 1, context.cookies()
+    return dict(cookies[0])
+
+
+def fetch_page(url: str, cookie: str) -> tuple[int, str]:
+    """A page as a browser with that cookie would get it, redirects not followed."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    request = urllib.request.Request(url, headers={"Cookie": cookie})
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Location", "")
+
+
+def test_dana_logs_in_with_password_and_totp_and_sees_only_her_access(
+    web: GatewayProcess, people: dict[str, Person], context: BrowserContext, screenshots: Path
+) -> None:
+    page = context.new_page()
+    page.goto(web.url)
+    expect(page).to_have_url(f"{web.url}/login")
+    page.screenshot(path=screenshots / "login.png")
+
+    log_in(page, web.url, people["dana"])
+    expect(page).to_have_url(f"{web.url}/access")
+    expect(page.get_by_role("heading", name="My access")).to_be_visible()
+    accounts = page.locator("section.account h2").all_inner_texts()
+    assert accounts == ["acme-prod", "customer-globex"]  # never acme-ci
+    prod = page.locator("section.account", has=page.get_by_role("heading", name="acme-prod"))
+    expect(prod.locator(".label", has_text="env: prod")).to_be_visible()
+    roles = prod.locator("li.role").evaluate_all("els => els.map(e => e.dataset.role)")
+    assert roles == ["ReadOnly", "DataScientist"]
+    expect(prod.get_by_role("button", name="Open console: acme-prod / ReadOnly")).to_be_visible()
+
+    readonly = prod.locator("li.role[data-role='ReadOnly']")
+    readonly.get_by_text("CLI set-up").click()
+    setup = readonly.locator("details.setup")
+    expect(setup).to_contain_text(f"iamgate login {web.url} --user dana")
+    expect(setup).to_contain_text("[profile iamgate-acme-prod-ReadOnly]")
+    expect(setup).to_contain_text(f"endpoint_url = {web.url}")
+    expect(setup).to_contain_text(
+        "credential_process = iamgate credentials --account acme-prod --role ReadOnly"
+    )
+    expect(setup).to_contain_text(
+        "aws --profile iamgate-acme-prod-ReadOnly sts get-caller-identity"
+    )
+    page.screenshot(path=screenshots / "access.png", full_page=True)
+
+    # No administration for dana: no menu entry, and the page itself says no.
+    expect(page.get_by_role("link", name="Users")).to_have_count(0)
+    page.goto(f"{web.url}/admin/roles")
+    expect(page.get_by_role("alert")).to_contain_text("Only iamgate administrators")
+
+
+def test_wrong_code_is_refused_and_audited(
+    web: GatewayProcess, someone: Person, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    log_in(page, web.url, someone, code="000000")
+    expect(page.get_by_role("alert")).to_have_text("Invalid one-time code.")
+    expect(page).to_have_url(f"{web.url}/login")
+    assert not [c for c in context.cookies() if "iamgate-session" in c["name"]]
+    failed = audited_calls(web.state_url, principal=someone.name, type="login.failed")
+    assert failed and failed[0]["fields"]["via"] == "web"
+
+
+def test_session_cookie_flags_and_a_new_session_at_login(
+    web: GatewayProcess, someone: Person, context: BrowserContext
+) -> None:
+    # Session fixation: a cookie planted before login is never the one that gets signed in.
+    planted = "iglogin1.0123456789abcdef.planted-by-someone-else"
+    context.add_cookies([{"name": "iamgate-session", "value": planted, "url": web.url}])
+    page = context.new_page()
+    log_in(page, web.url, someone)
+    expect(page).to_have_url(f"{web.url}/access")
+    cookie = session_cookie(context)
+    assert cookie["value"] != planted and str(cookie["value"]).startswith("iglogin1.")
+    assert cookie["name"] == "iamgate-session"  # plain HTTP: no __Host- prefix without Secure
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Lax" and cookie["path"] == "/"
+    assert cookie["secure"] is False
+    assert page.evaluate("document.cookie") == ""  # scripts cannot read it
+    headers = page.request.get(f"{web.url}/access").headers
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY" and headers["cache-control"] == "no-store"
+
+
+def test_logout_ends_the_session_on_the_server(
+    web: GatewayProcess, someone: Person, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    log_in(page, web.url, someone)
+    expect(page).to_have_url(f"{web.url}/access")
+    cookie = session_cookie(context)
+    stolen = f"{cookie['name']}={cookie['value']}"
+    assert fetch_page(f"{web.url}/access", stolen)[0] == 200
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(f"{web.url}/login?why=logout")
+    expect(page.get_by_role("status")).to_have_text("You have logged out.")
+    status, location = fetch_page(f"{web.url}/access", stolen)  # a copy of the cookie is dead
+    assert status == 303 and location.startswith("/login")
+
+
+def test_an_idle_session_ends(
+    web: GatewayProcess, someone: Person, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    log_in(page, web.url, someone)
+    expect(page).to_have_url(f"{web.url}/access")
+    token = str(session_cookie(context)["value"])
+    quiet_since = (datetime.now(UTC) - timedelta(minutes=31)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    with sqlite3.connect(web.directory / "state.db") as db:
+        db.execute(
+            "UPDATE login_sessions SET last_seen_at = ? WHERE id = ?",
+            (quiet_since, token.split(".")[1]),
+        )
+    page.goto(f"{web.url}/access")
+    expect(page).to_have_url(f"{web.url}/login?next=%2Faccess&why=idle")
+    expect(page.get_by_role("status")).to_contain_text("30 minutes without activity")
+
+
+class _Attacker(http.server.BaseHTTPRequestHandler):
+    """Another origin on this machine, serving a page that posts a form to the gateway."""
+
+    form = ""
+
+    def do_GET(self) -> None:
+        body = self.form.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_cross_origin_form_post_is_refused(
+    web: GatewayProcess, someone: Person, context: BrowserContext, screenshots: Path
+) -> None:
+    page = context.new_page()
+    log_in(page, web.url, someone)
+    expect(page).to_have_url(f"{web.url}/access")
+    cookie = session_cookie(context)
+
+    # Another port of 127.0.0.1 is the same *site*, so SameSite=Lax still sends the cookie:
+    # only the Origin check and the CSRF token stand in the way, which is what this shows.
+    _Attacker.form = (
+        f'<form id="f" method="post" action="{web.url}/logout">'
+        '<input name="csrf" value="guessed"></form>'
+        "<script>document.getElementById('f').submit()</script>"
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Attacker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        page.wait_for_url(f"{web.url}/logout")
+        expect(page.get_by_role("alert")).to_have_text("This form was sent from another site.")
+        page.screenshot(path=screenshots / "csrf-refused.png")
+    finally:
+        server.shutdown()
+    assert fetch_page(f"{web.url}/access", f"{cookie['name']}={cookie['value']}")[0] == 200
+    refused = audited_calls(web.state_url, type="web.refused")
+    assert any(e["fields"]["path"] == "/logout" for e in refused)
+
+
+def test_over_tls_the_cookie_is_host_only_and_secure(
+    sandbox: Sandbox,
+    tmp_path_factory: pytest.TempPathFactory,
+    context: BrowserContext,
+) -> None:
+    import trustme
+
+    directory = tmp_path_factory.mktemp("web-tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(directory / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(directory / "key.pem"))
+    gw = GatewayProcess(sandbox, directory, tls=(directory / "cert.pem", directory / "key.pem"))
+    gw.start()
+    try:
+        person = enrol(gw, directory, "carl")
+        page = context.new_page()
+        log_in(page, gw.url, person)
+        expect(page).to_have_url(f"{gw.url}/access")
+        cookie = session_cookie(context)
+        assert cookie["name"] == "__Host-iamgate-session"
+        assert cookie["secure"] is True and cookie["httpOnly"] is True
+        assert cookie["sameSite"] == "Lax" and cookie["path"] == "/"
+        response = page.request.get(f"{gw.url}/access")
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+    finally:
+        gw.stop()
+
+
+def test_the_audit_page_filters_to_danas_denied_calls(
+    web: GatewayProcess,
+    people: dict[str, Person],
+    context: BrowserContext,
+    screenshots: Path,
+) -> None:
+    dana = people["dana"]
+    assert login(web, dana).returncode == 0
+    refused = iamgate(
+        dana.env,
+        "aws",
+        "--account",
+        "acme-prod",
+        "--role",
+        "ReadOnly",
+        "--",
+        "rds",
+        "--region",
+        "us-east-1",
+        "delete-db-instance",
+        "--db-instance-identifier",
+        "acme-prod-db",
+        "--skip-final-snapshot",
+    )
+    assert refused.returncode != 0 and "AccessDenied" in refused.stderr
+    listed = iamgate(
+        dana.env, "aws", "--account", "acme-prod", "--role", "ReadOnly", "--", "s3", "ls"
+    )
+    assert listed.returncode == 0, listed.stderr
+
+    page = context.new_page()
+    log_in(page, web.url, people["loader"])  # an administrator sees everyone's calls
+    page.goto(f"{web.url}/audit")
+    expect(page.locator("table.events tbody tr").first).to_be_visible()
+    page.get_by_label("Principal").fill("dana")
+    page.get_by_label("Decision").select_option("denied")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(
+        f"{web.url}/audit?principal=dana&account=&role=&service=&action=&decision=denied&status=&since=&until="
+    )
+    rows = page.locator("table.events tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("rds:DeleteDBInstance")
+    expect(rows.first).to_contain_text("acme-prod")
+    expect(rows.first).to_contain_text("ReadOnly")
+    expect(rows.first).to_contain_text("data-scientist denies rds:DeleteDBInstance")
+    page.screenshot(path=screenshots / "audit.png", full_page=True)
+
+    # dana herself sees only her own calls, with no principal filter to widen it.
+    own = context.browser
+    assert own is not None
+    dana_context = own.new_context()
+    try:
+        dana_page = dana_context.new_page()
+        log_in(dana_page, web.url, dana)
+        dana_page.goto(f"{web.url}/audit?principal=loader")
+        expect(dana_page.get_by_label("Principal")).to_have_count(0)
+        principals = set(
+            dana_page.locator("table.events tbody tr td:nth-child(2)").all_inner_texts()
+        )
+        assert principals == {"dana"}
+    finally:
+        dana_context.close()
