@@ -230,6 +230,7 @@ def _print_welcome(
     print(f"""
 iamgate demo
   gateway   {config.server.url}   (the AWS API endpoint for the profiles below)
+  web UI    {config.server.url}/   (log in as one of the people below; admin administers)
   sandbox   {sandbox.endpoint_url}   (moto, playing AWS)
   accounts  {", ".join(f"{a.name} ({a.id})" for a in sandbox.accounts)}
 

@@ -23,7 +23,7 @@ from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
 from iamgate.store.directory import Directory, sync_bootstrap_users
 from iamgate.web.api import Api
-from iamgate.web.logins import Logins
+from iamgate.web.logins import BrowserSessions, Logins
 from iamgate.web.pages import Pages
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,13 @@ def build_app(runtime: Runtime) -> web.Application:
     pages = Pages(
         runtime.config,
         runtime.engine,
-        runtime.keyring,
         runtime.audit,
         Logins(runtime.engine, runtime.audit),
+        BrowserSessions(
+            runtime.engine,
+            tls=runtime.config.server.tls is not None,
+            csrf_key=runtime.keyring.current.subkey("web-csrf"),
+        ),
     )
 
     async def expect(request: web.Request) -> web.StreamResponse | None:

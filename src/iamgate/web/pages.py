@@ -8,6 +8,7 @@ the same store, audit and access code as the JSON API and the CLI.
 from __future__ import annotations
 
 import asyncio
+import json
 import shlex
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -26,22 +27,20 @@ from iamgate.audit.search import Filters, search
 from iamgate.audit.writer import AuditLog
 from iamgate.aws.profiles import PROFILE_PREFIX, profiles_block
 from iamgate.config import Config, RoleConfig
-from iamgate.identity.credentials import KeyRing
 from iamgate.store.directory import (
     LoginSession,
     get_user,
-    open_login_session,
     revoke,
-    touch_login_session,
 )
 from iamgate.web import browser
-from iamgate.web.logins import Client, Logins
+from iamgate.web.logins import BrowserSessions, Client, Logins
 
 HERE = Path(__file__).parent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 AUDIT_PAGE_SIZE = 50
 DECISIONS = ("allowed", "denied")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +83,9 @@ class Pages:
         self,
         config: Config,
         engine: Engine,
-        keyring: KeyRing,
         audit: AuditLog,
         logins: Logins,
+        sessions: BrowserSessions,
         *,
         form_targets: tuple[str, ...] = (),
     ) -> None:
@@ -95,9 +94,9 @@ class Pages:
         self.audit = audit
         self.logins = logins
         self.roles = {r.name: r for r in config.roles}
+        self.sessions = sessions
         self.tls = config.server.tls is not None
-        self.cookie = browser.session_cookie(self.tls)
-        self.csrf_key = keyring.current.subkey("web-csrf")
+        self.cookie = sessions.cookie
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -192,35 +191,17 @@ class Pages:
 
     async def _viewer(self, request: web.Request) -> tuple[Viewer | None, str | None]:
         """The signed-in person, or why there is none (shown on the login page)."""
-        token = request.cookies.get(self.cookie.name)
-        if not token:
-            return None, None
-        now = datetime.now(UTC)
-        session = await asyncio.to_thread(open_login_session, self.engine, token, now)
-        if session is None or session.kind != "web":
-            return None, "expired"
-        state = browser.session_state(
-            created_at=session.created_at,
-            expires_at=session.expires_at,
-            last_seen_at=session.last_seen_at,
-            now=now,
-        )
-        if state is not browser.SessionState.ACTIVE:
-            await asyncio.to_thread(revoke, self.engine, "login", session.id, by="timeout")
-            return None, "idle" if state is browser.SessionState.IDLE else "expired"
+        session, why = await self.sessions.open(request.cookies)
+        if session is None:
+            return None, why
         row = await asyncio.to_thread(get_user, self.engine, session.user)
-        locked_until = row.record.locked_until if row is not None else None
-        if row is None or (locked_until is not None and locked_until > now):
-            return None, "expired"
-        if browser.needs_touch(session.last_seen_at, now):
-            await asyncio.to_thread(touch_login_session, self.engine, session.id, now)
-        roles = tuple(self.roles[r] for r in row.roles if r in self.roles)
+        roles = tuple(self.roles[r] for r in (row.roles if row else ()) if r in self.roles)
         viewer = Viewer(
             session.user,
             session,
             roles,
             any(r.administer for r in roles),
-            browser.csrf_token(self.csrf_key, session.id),
+            self.sessions.csrf(session),
         )
         return viewer, None
 
@@ -237,7 +218,7 @@ class Pages:
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         if not browser.same_origin(request.headers, self.config.server.url):
             raise Refused(403, "Refused", "This form was sent from another site.")
-        if not browser.csrf_valid(self.csrf_key, viewer.session.id, fields.get("csrf")):
+        if not browser.csrf_valid(self.sessions.csrf_key, viewer.session.id, fields.get("csrf")):
             raise Refused(403, "Refused", "This form has expired. Go back, reload and retry.")
         return fields
 
@@ -377,6 +358,16 @@ class Pages:
             older = "/audit?" + urlencode(
                 {k: v for k, v in q.items() if k != "until" and v} | {"until": events[-1]["time"]}
             )
+        # Live updates follow the newest page only; an older page stays as it is.
+        api_filters = {
+            "principal": filters.principal if viewer.administer else None,
+            "account": filters.account_id,
+            "role": filters.aws_role,
+            "service": filters.service,
+            "action": filters.action,
+            "decision": filters.decision,
+            "status": filters.status,
+        }
         return self._page(
             "audit.html",
             viewer,
@@ -385,6 +376,10 @@ class Pages:
             query=dict(q),
             accounts=self.config.aws.accounts,
             older=older,
+            live=not filters.until,
+            newest=events[0]["time"] if events else datetime.now(UTC).strftime(TIME_FORMAT),
+            api_filters=urlencode({k: v for k, v in api_filters.items() if v is not None}),
+            account_names=json.dumps(names),
         )
 
     async def admin_roles(self, request: web.Request) -> web.StreamResponse:
@@ -422,6 +417,7 @@ def audit_row(event: Mapping[str, Any], account_names: Mapping[str, str]) -> dic
         "status": f.get("status") or "",
         "reason": f.get("rule") or f.get("reason") or f.get("error_code") or "",
         "request_id": f.get("request_id") or "",
+        "id": event.get("id") or "",
     }
 
 
