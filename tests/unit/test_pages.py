@@ -1,0 +1,43 @@
+"""What the pages show, computed from data: CLI set-up commands and audit rows."""
+
+from __future__ import annotations
+
+from iamgate.aws.profiles import profiles_block
+from iamgate.web.pages import audit_row, cli_setup
+
+
+def test_cli_setup_is_exactly_what_profiles_sync_writes() -> None:
+    setup = cli_setup("https://gate:8443", "dana", "acme-prod", "ReadOnly", "eu-west-1")
+    access = {"accounts": [{"name": "acme-prod", "roles": [{"aws_role": "ReadOnly"}]}]}
+    block, names = profiles_block(access, "https://gate:8443", "iamgate", "eu-west-1", False)
+    assert setup["profile"] in block and names == [setup["profile_name"]]
+    assert setup["profile"].startswith("[profile iamgate-acme-prod-ReadOnly]\nregion = eu-west-1")
+    assert setup["login"] == "iamgate login https://gate:8443 --user dana"
+    assert setup["try"] == "aws --profile iamgate-acme-prod-ReadOnly sts get-caller-identity"
+    assert setup["env"] == 'eval "$(iamgate env --account acme-prod --role ReadOnly)"'
+
+
+def test_cli_setup_quotes_what_a_shell_would_split() -> None:
+    setup = cli_setup("http://127.0.0.1:8080", "o'neil", "acme-prod", "Read Only", "us-east-1")
+    assert setup["login"] == "iamgate login http://127.0.0.1:8080 --user 'o'\"'\"'neil'"
+    assert "--role 'Read Only'" in setup["aws"]
+
+
+def test_an_audit_row_names_the_account_and_the_rule() -> None:
+    event = {
+        "id": "e1",
+        "time": "2026-11-25T02:35:13.123456Z",
+        "principal": "dana",
+        "fields": {
+            "account_id": "111111111111",
+            "aws_role": "ReadOnly",
+            "action": "rds:DeleteDBInstance",
+            "decision": "denied",
+            "status": 403,
+            "rule": "role data-scientist denies rds:DeleteDBInstance (deny rds:Delete*)",
+        },
+    }
+    row = audit_row(event, {"111111111111": "acme-prod"})
+    assert row["time"] == "2026-11-25 02:35:13" and row["account"] == "acme-prod"
+    assert row["reason"].startswith("role data-scientist denies") and row["id"] == "e1"
+    assert audit_row({"fields": {"account_id": "999"}}, {})["account"] == "999"
