@@ -22,6 +22,7 @@ from iamgate.identity.credentials import KeyRing
 from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
 from iamgate.store.directory import Directory, sync_bootstrap_users
+from iamgate.web.admin import Admin
 from iamgate.web.api import Api
 from iamgate.web.logins import BrowserSessions, Logins
 from iamgate.web.pages import Pages
@@ -89,6 +90,7 @@ def build_app(runtime: Runtime) -> web.Application:
             tls=runtime.config.server.tls is not None,
             csrf_key=runtime.keyring.current.subkey("web-csrf"),
         ),
+        Admin(runtime.config, runtime.engine, runtime.audit),
     )
 
     async def expect(request: web.Request) -> web.StreamResponse | None:

@@ -352,3 +352,72 @@ def test_the_audit_page_filters_to_danas_denied_calls(
         assert principals == {"dana"}
     finally:
         dana_context.close()
+
+
+def test_an_admin_locks_carl_and_carls_next_cli_call_fails(
+    web: GatewayProcess, people: dict[str, Person], context: BrowserContext, screenshots: Path
+) -> None:
+    carl = people["carl"]
+    assert login(web, carl).returncode == 0
+    target = ["--account", "customer-globex", "--role", "ReadOnly", "--"]
+    before = iamgate(carl.env, "aws", *target, "s3", "ls")
+    assert before.returncode == 0, before.stderr
+
+    page = context.new_page()
+    log_in(page, web.url, people["loader"])
+    page.get_by_role("link", name="Users").click()
+    expect(page).to_have_url(f"{web.url}/admin/users")
+    row = page.locator("#users tr[data-user='carl']")
+    expect(row.locator(".state")).to_contain_text("active")
+    page.screenshot(path=screenshots / "users.png", full_page=True)
+    row.get_by_role("button", name="Lock carl").click()
+    expect(page.get_by_role("status")).to_contain_text("Locked carl")
+    expect(page.locator("#users tr[data-user='carl'] .state")).to_contain_text("locked")
+
+    after = iamgate(carl.env, "aws", *target, "s3", "ls")  # cached credentials, next call
+    assert after.returncode != 0
+    assert "(InvalidToken)" in after.stderr and "iamgate revoked it" in after.stderr
+    assert login(web, carl).returncode != 0  # and no new login either
+    changes = audited_calls(web.state_url, principal="loader", type="user.changed")
+    assert any(e["fields"].get("user") == "carl" for e in changes), changes
+
+    page.locator("#users tr[data-user='carl']").get_by_role("button", name="Unlock carl").click()
+    expect(page.locator("#users tr[data-user='carl'] .state")).to_contain_text("active")
+
+
+def test_an_admin_adds_a_user_who_then_logs_in(
+    web: GatewayProcess, people: dict[str, Person], context: BrowserContext, browser: Browser
+) -> None:
+    page = context.new_page()
+    log_in(page, web.url, people["loader"])
+    page.goto(f"{web.url}/admin/users")
+    form = page.get_by_role("form", name="Add a user")
+    form.get_by_label("User name").fill("erin")
+    form.get_by_label("contractor").check()
+    form.get_by_role("button", name="Add user").click()
+    expect(page.get_by_role("status")).to_have_text("Added erin.")
+    password = page.locator("[data-field='password']").inner_text()
+    secret = page.locator("[data-field='totp']").inner_text()
+    expect(page.locator("#users tr[data-user='erin']")).to_contain_text("contractor")
+
+    erin = Person("erin", secret, {})
+    fresh = browser.new_context()
+    try:
+        erin_page = fresh.new_page()
+        erin_page.goto(f"{web.url}/login")
+        erin_page.get_by_label("User name").fill("erin")
+        erin_page.get_by_label("Password").fill(password)
+        erin_page.get_by_label("One-time code").fill(erin.code())
+        erin_page.get_by_role("button", name="Log in").click()
+        expect(erin_page).to_have_url(f"{web.url}/access")
+        expect(erin_page.locator("section.account h2")).to_have_text(["customer-globex"])
+    finally:
+        fresh.close()
+
+    # A name the directory refuses gets a clear message, and nothing is created.
+    form = page.get_by_role("form", name="Add a user")
+    form.get_by_label("User name").evaluate("e => e.removeAttribute('pattern')")
+    form.get_by_label("User name").fill("Bad Name!")
+    form.get_by_role("button", name="Add user").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page.locator("#users tr[data-user='Bad Name!']")).to_have_count(0)

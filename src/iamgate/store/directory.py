@@ -51,6 +51,7 @@ class UserRow:
     record: UserRecord
     roles: tuple[str, ...]
     has_password: bool
+    created_at: datetime | None = None
 
 
 def _row_to_user(row: Any) -> UserRow:
@@ -65,6 +66,7 @@ def _row_to_user(row: Any) -> UserRow:
         ),
         _roles_of(row.roles),
         bool(row.password_hash),
+        _aware(row.created_at),
     )
 
 

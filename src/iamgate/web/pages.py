@@ -33,6 +33,7 @@ from iamgate.store.directory import (
     revoke,
 )
 from iamgate.web import browser
+from iamgate.web.admin import Actor, Admin, AdminError, Enrolment
 from iamgate.web.logins import BrowserSessions, Client, Logins
 
 HERE = Path(__file__).parent
@@ -86,6 +87,7 @@ class Pages:
         audit: AuditLog,
         logins: Logins,
         sessions: BrowserSessions,
+        admin: Admin,
         *,
         form_targets: tuple[str, ...] = (),
     ) -> None:
@@ -95,6 +97,7 @@ class Pages:
         self.logins = logins
         self.roles = {r.name: r for r in config.roles}
         self.sessions = sessions
+        self.admin = admin
         self.tls = config.server.tls is not None
         self.cookie = sessions.cookie
         self.templates = jinja2.Environment(
@@ -125,6 +128,10 @@ class Pages:
             ("GET", "/access", self.access),
             ("GET", "/audit", self.audit_log),
             ("GET", "/admin/roles", self.admin_roles),
+            ("GET", "/admin/users", self.admin_users),
+            ("POST", "/admin/users", self.add_user),
+            ("POST", "/admin/users/{name}/{action}", self.change_user),
+            ("POST", "/admin/sessions/{id}/revoke", self.revoke_session),
             ("GET", "/static/{name}", self.static),
         ):
             router.add_route(method, path, self._guarded(handler), expect_handler=expect)
@@ -383,9 +390,7 @@ class Pages:
         )
 
     async def admin_roles(self, request: web.Request) -> web.StreamResponse:
-        viewer = await self._require(request)
-        if not viewer.administer:
-            raise Refused(403, "Not allowed", "Only iamgate administrators see this page.")
+        viewer = await self._administrator(request)
         return self._page(
             "roles.html",
             viewer,
@@ -393,6 +398,97 @@ class Pages:
             roles=self.config.roles,
             accounts=self.config.aws.accounts,
         )
+
+    # -- administration ---------------------------------------------------------------------
+
+    async def _administrator(self, request: web.Request) -> Viewer:
+        viewer = await self._require(request)
+        if not viewer.administer:
+            raise Refused(403, "Not allowed", "Only iamgate administrators see this page.")
+        return viewer
+
+    def _actor(self, request: web.Request, viewer: Viewer) -> Actor:
+        return Actor(viewer.user, request.remote, request.headers.get("User-Agent"))
+
+    async def _users_page(
+        self,
+        viewer: Viewer,
+        *,
+        status: int = 200,
+        message: str | None = None,
+        error: str | None = None,
+        enrolment: Enrolment | None = None,
+    ) -> web.Response:
+        users = await asyncio.to_thread(self.admin.users)
+        sessions = await asyncio.to_thread(self.admin.sessions, None)
+        return self._page(
+            "users.html",
+            viewer,
+            status=status,
+            nav="users",
+            users=users,
+            sessions=sessions,
+            roles=self.config.roles,
+            message=message,
+            error=error,
+            enrolment=enrolment,
+        )
+
+    async def admin_users(self, request: web.Request) -> web.StreamResponse:
+        return await self._users_page(await self._administrator(request))
+
+    async def add_user(self, request: web.Request) -> web.StreamResponse:
+        viewer = await self._administrator(request)
+        form = await self._form(request, viewer)
+        multi = await request.post()
+        roles = [r for r in multi.getall("roles", []) if isinstance(r, str)]
+        name = form.get("name", "").strip()
+        try:
+            enrolment = await asyncio.to_thread(
+                self.admin.add_user, name, roles, by=self._actor(request, viewer)
+            )
+        except AdminError as error:
+            return await self._users_page(viewer, status=error.status, error=str(error))
+        return await self._users_page(viewer, message=f"Added {name}.", enrolment=enrolment)
+
+    async def change_user(self, request: web.Request) -> web.StreamResponse:
+        viewer = await self._administrator(request)
+        await self._form(request, viewer)
+        name, action = request.match_info["name"], request.match_info["action"]
+        actor = self._actor(request, viewer)
+        enrolment = None
+        try:
+            if action == "lock":
+                await asyncio.to_thread(self.admin.lock, name, by=actor)
+                message = f"Locked {name}: their sessions and credentials no longer work."
+            elif action == "unlock":
+                await asyncio.to_thread(self.admin.unlock, name, by=actor)
+                message = f"Unlocked {name}."
+            elif action == "reset":
+                enrolment = await asyncio.to_thread(self.admin.reset, name, by=actor)
+                message = f"Reset {name}'s password and TOTP; their sessions have ended."
+            elif action == "revoke":
+                mine = await asyncio.to_thread(self.admin.sessions, name)
+                for session in mine:
+                    await asyncio.to_thread(self.admin.revoke_session, session.id, by=actor)
+                message = f"Revoked {len(mine)} session(s) of {name}."
+            else:
+                raise web.HTTPNotFound()
+        except AdminError as error:
+            return await self._users_page(viewer, status=error.status, error=str(error))
+        return await self._users_page(viewer, message=message, enrolment=enrolment)
+
+    async def revoke_session(self, request: web.Request) -> web.StreamResponse:
+        viewer = await self._administrator(request)
+        await self._form(request, viewer)
+        session_id = request.match_info["id"]
+        try:
+            await asyncio.to_thread(
+                self.admin.revoke_session, session_id, by=self._actor(request, viewer)
+            )
+        except AdminError as error:
+            return await self._users_page(viewer, status=error.status, error=str(error))
+        return await self._users_page(viewer, message=f"Revoked session {session_id}.")
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]

@@ -1,0 +1,222 @@
+"""Administration of iamgate itself: users, their sessions, who may administer.
+
+The web UI's admin pages and the JSON API both call these, so a lock from the browser and a
+lock from the API are the same change, with the same audit event and the same effect on the
+next AWS call (a lock revokes everything the user holds).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+
+from iamgate.audit.events import AuditEvent, EventType
+from iamgate.audit.writer import AuditLog
+from iamgate.config import Config
+from iamgate.identity.passwords import hash_password
+from iamgate.identity.totp import enrolment_uri, new_totp_secret
+from iamgate.store.directory import (
+    LoginSession,
+    UserRow,
+    delete_user,
+    get_user,
+    list_login_sessions,
+    list_users,
+    put_user,
+    revoke,
+    set_lock,
+)
+
+LOCK_FOREVER = timedelta(days=365 * 100)
+USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.@-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who does an administrative change, as the audit log records it."""
+
+    name: str
+    source_ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What a new (or reset) user needs to log in; shown once to the administrator."""
+
+    user: str
+    password: str
+    totp_secret: str
+    otpauth_uri: str
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    name: str
+    roles: tuple[str, ...]
+    locked: bool
+    locked_until: datetime | None
+    has_password: bool
+    failed_logins: int
+    created_at: datetime | None
+    active_sessions: int
+
+
+class AdminError(Exception):
+    """A refused administrative change: an HTTP status, a code and a plain message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def new_password() -> str:
+    """24 URL-safe characters (144 bits): typed once, then changed by nobody but a reset."""
+    return secrets.token_urlsafe(18)
+
+
+class Admin:
+    def __init__(self, config: Config, engine: Engine, audit: AuditLog) -> None:
+        self.config = config
+        self.engine = engine
+        self.audit = audit
+        self.role_names = {r.name for r in config.roles}
+        self.bootstrap = {u.name for u in config.users}
+
+    def _record(self, kind: EventType, by: Actor, **fields: object) -> None:
+        self.audit.append(
+            AuditEvent(
+                kind,
+                principal=by.name,
+                source_ip=by.source_ip,
+                user_agent=by.user_agent,
+                fields=fields,
+            )
+        )
+
+    def _existing(self, name: str) -> UserRow:
+        row = get_user(self.engine, name)
+        if row is None:
+            raise AdminError(404, "NoSuchUser", f"no user {name!r}")
+        return row
+
+    def _check_roles(self, roles: Sequence[str]) -> list[str]:
+        unknown = sorted(set(roles) - self.role_names)
+        if unknown:
+            raise AdminError(400, "UnknownRole", f"unknown gateway roles: {', '.join(unknown)}")
+        return list(dict.fromkeys(roles))
+
+    def _enrol(self, name: str) -> Enrolment:
+        password, secret = new_password(), new_totp_secret()
+        put_user(self.engine, name, password_hash=hash_password(password), totp_secret=secret)
+        return Enrolment(name, password, secret, enrolment_uri(secret, name))
+
+    def administers(self, user: str) -> bool:
+        row = get_user(self.engine, user)
+        held = set(row.roles) if row else set()
+        return any(r.administer for r in self.config.roles if r.name in held)
+
+    def users(self) -> list[UserSummary]:
+        now = datetime.now(UTC)
+        active: dict[str, int] = {}
+        for session in self.sessions():
+            active[session.user] = active.get(session.user, 0) + 1
+        summaries = []
+        for row in list_users(self.engine):
+            locked_until = row.record.locked_until
+            summaries.append(
+                UserSummary(
+                    name=row.record.name,
+                    roles=row.roles,
+                    locked=locked_until is not None and locked_until > now,
+                    locked_until=locked_until,
+                    has_password=row.has_password,
+                    failed_logins=row.record.failed_logins,
+                    created_at=row.created_at,
+                    active_sessions=active.get(row.record.name, 0),
+                )
+            )
+        return summaries
+
+    def add_user(self, name: str, roles: Sequence[str], *, by: Actor) -> Enrolment:
+        if not USER_NAME.match(name):
+            raise AdminError(
+                400,
+                "InvalidName",
+                "a user name is 1-64 of a-z, 0-9 and _ . @ -, starting with a letter or digit",
+            )
+        wanted = self._check_roles(roles)
+        row = get_user(self.engine, name)
+        if row is not None and row.has_password:
+            raise AdminError(409, "UserExists", f"user {name!r} exists; reset it instead")
+        if row is None or (wanted and name not in self.bootstrap):
+            put_user(self.engine, name, roles=wanted)
+        enrolment = self._enrol(name)
+        self._record(EventType.USER_CHANGED, by, user=name, change="added", roles=wanted)
+        return enrolment
+
+    def reset(self, name: str, *, by: Actor) -> Enrolment:
+        self._existing(name)
+        enrolment = self._enrol(name)
+        set_lock(self.engine, name, None)
+        revoke(self.engine, "user", name, by=by.name)
+        self._record(EventType.USER_CHANGED, by, user=name, change="reset")
+        return enrolment
+
+    def lock(self, name: str, *, by: Actor) -> None:
+        if not set_lock(self.engine, name, datetime.now(UTC) + LOCK_FOREVER):
+            raise AdminError(404, "NoSuchUser", f"no user {name!r}")
+        revoke(self.engine, "user", name, by=by.name)
+        self._record(EventType.USER_CHANGED, by, user=name, change="locked")
+
+    def unlock(self, name: str, *, by: Actor) -> None:
+        if not set_lock(self.engine, name, None):
+            raise AdminError(404, "NoSuchUser", f"no user {name!r}")
+        self._record(EventType.USER_CHANGED, by, user=name, change="unlocked")
+
+    def set_roles(self, name: str, roles: Sequence[str], *, by: Actor) -> None:
+        if name in self.bootstrap:
+            raise AdminError(
+                409, "BootstrapUser", f"{name} is a bootstrap user: its roles are in the config"
+            )
+        wanted = self._check_roles(roles)
+        self._existing(name)
+        put_user(self.engine, name, roles=wanted)
+        self._record(EventType.USER_CHANGED, by, user=name, change="roles", roles=wanted)
+
+    def remove(self, name: str, *, by: Actor) -> None:
+        if name in self.bootstrap:
+            raise AdminError(
+                409, "BootstrapUser", f"{name} is a bootstrap user: remove it from the config"
+            )
+        if not delete_user(self.engine, name, by=by.name):
+            raise AdminError(404, "NoSuchUser", f"no user {name!r}")
+        self._record(EventType.USER_CHANGED, by, user=name, change="removed")
+
+    def sessions(self, user: str | None = None) -> list[LoginSession]:
+        """Login sessions still in force: not revoked, not expired."""
+        now = datetime.now(UTC)
+        return [
+            s
+            for s in list_login_sessions(self.engine, user)
+            if s.revoked_at is None and s.expires_at > now
+        ]
+
+    def revoke_session(self, session_id: str, *, by: Actor) -> None:
+        known = {s.id: s for s in list_login_sessions(self.engine)}
+        session = known.get(session_id)
+        if session is None:
+            raise AdminError(404, "NoSuchSession", f"no login session {session_id!r}")
+        revoke(self.engine, "login", session_id, by=by.name)
+        self._record(
+            EventType.SESSION_REVOKED,
+            by,
+            login_session=session_id,
+            user=session.user,
+            scope="login",
+        )
