@@ -95,6 +95,33 @@ class UpstreamConfig(_Model):
         return value.rstrip("/") if value else value
 
 
+class ConsoleConfig(_Model):
+    # null: the partition's own sign-in endpoint (https://signin.aws.amazon.com/federation…)
+    federation_url: str | None = None
+    session_duration: Duration = timedelta(hours=1)
+    # Whether the gateway's own identity is an IAM role (console sessions then last 1 hour);
+    # null: ask sts:GetCallerIdentity once.
+    role_chaining: bool | None = None
+    region: str = "us-east-1"  # where the console opens when no region is asked for
+
+    @field_validator("federation_url")
+    @classmethod
+    def _is_https_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s?#]+/[^\s?#]*$", value):
+            raise ValueError("federation_url must be an http(s) URL with a path, e.g. …/federation")
+        return value
+
+    @field_validator("session_duration", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        value = parse_duration(value) if isinstance(value, str | int) else value
+        if isinstance(value, timedelta) and not (
+            timedelta(minutes=15) <= value <= timedelta(hours=12)
+        ):
+            raise ValueError("AWS allows console sessions of 15m to 12h")
+        return value
+
+
 class AccountConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     id: str = Field(pattern=r"^\d{12}$")
@@ -105,6 +132,7 @@ class AccountConfig(_Model):
 
 class AwsConfig(_Model):
     upstream: UpstreamConfig = UpstreamConfig()
+    console: ConsoleConfig = ConsoleConfig()
     accounts: list[AccountConfig] = []
 
     @model_validator(mode="after")

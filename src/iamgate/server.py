@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditLog
+from iamgate.aws.federation import ConsoleFederation, botocore_caller_arn
 from iamgate.aws.operations import OperationIndex
 from iamgate.aws.upstream_credentials import UpstreamCredentialCache, botocore_assume_role
 from iamgate.config import Config
@@ -39,19 +40,24 @@ class Runtime:
     keyring: KeyRing
     gateway: Gateway
     audit: AuditLog
+    console: ConsoleFederation
 
 
 def build_runtime(config: Config, *, index: OperationIndex | None = None) -> Runtime:
     engine = open_engine(config.storage.url)
     keyring = load_keyring(engine)
     upstream = config.aws.upstream
-    cache = UpstreamCredentialCache(botocore_assume_role(upstream.endpoint_url, upstream.region))
+    assume_role = botocore_assume_role(upstream.endpoint_url, upstream.region)
+    cache = UpstreamCredentialCache(assume_role)
     audit = AuditLog(engine, enabled=config.audit.enabled)
     sync_bootstrap_users(engine, config.users)
     gateway = Gateway(
         config, keyring, index or OperationIndex.build(), cache, audit, Directory(engine)
     )
-    return Runtime(config, engine, keyring, gateway, audit)
+    console = ConsoleFederation(
+        config, assume_role, audit, botocore_caller_arn(upstream.endpoint_url, upstream.region)
+    )
+    return Runtime(config, engine, keyring, gateway, audit, console)
 
 
 def build_app(runtime: Runtime) -> web.Application:
@@ -75,11 +81,12 @@ def build_app(runtime: Runtime) -> web.Application:
     async def on_cleanup(_: web.Application) -> None:
         runtime.audit.append(AuditEvent(EventType.SERVER_STOPPED))
         await gateway.close()
+        await runtime.console.close()
         runtime.audit.flush()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
-    api = Api(runtime.config, runtime.engine, runtime.keyring, runtime.audit)
+    api = Api(runtime.config, runtime.engine, runtime.keyring, runtime.audit, runtime.console)
     pages = Pages(
         runtime.config,
         runtime.engine,
@@ -91,6 +98,8 @@ def build_app(runtime: Runtime) -> web.Application:
             csrf_key=runtime.keyring.current.subkey("web-csrf"),
         ),
         Admin(runtime.config, runtime.engine, runtime.audit),
+        runtime.console,
+        form_targets=runtime.console.form_targets(),
     )
 
     async def expect(request: web.Request) -> web.StreamResponse | None:

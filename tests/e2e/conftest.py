@@ -9,12 +9,19 @@ import pytest
 from harness import GatewayProcess
 
 from iamgate.sandbox import Sandbox
+from iamgate.sandbox.federation import FederationStandIn
 
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox]:
     with Sandbox() as box:
         yield box
+
+
+@pytest.fixture(scope="session")
+def federation(sandbox: Sandbox) -> Iterator[FederationStandIn]:
+    with FederationStandIn(sandbox.endpoint_url) as standin:
+        yield standin
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ the page. Screenshots of the main pages land in the run's tmp folder (`screensho
 
 from __future__ import annotations
 
+import base64
 import http.server
 import sqlite3
 import threading
@@ -16,11 +17,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from harness import GatewayProcess, audited_calls
+from harness import GatewayProcess, MotoRecorder, audited_calls
 from people import PASSWORD, Person, enrol, iamgate, login
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Response,
+    expect,
+    sync_playwright,
+)
 
 from iamgate.sandbox import Sandbox
+from iamgate.sandbox.federation import FederationStandIn
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
@@ -36,8 +45,12 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def web(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(sandbox, tmp_path_factory.mktemp("web-gateway"))
+def web(
+    sandbox: Sandbox, federation: FederationStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    gw = GatewayProcess(
+        sandbox, tmp_path_factory.mktemp("web-gateway"), federation_url=federation.url
+    )
     gw.start()
     yield gw
     gw.stop()
@@ -421,3 +434,62 @@ def test_an_admin_adds_a_user_who_then_logs_in(
     form.get_by_role("button", name="Add user").click()
     expect(page.get_by_role("alert")).to_be_visible()
     expect(page.locator("#users tr[data-user='Bad Name!']")).to_have_count(0)
+
+
+def test_dana_opens_the_console_with_the_read_only_view(
+    web: GatewayProcess,
+    people: dict[str, Person],
+    federation: FederationStandIn,
+    sandbox: Sandbox,
+    context: BrowserContext,
+    screenshots: Path,
+) -> None:
+    page = context.new_page()
+    log_in(page, web.url, people["dana"])
+    expect(page).to_have_url(f"{web.url}/access")
+    recorder = MotoRecorder(sandbox.endpoint_url)
+    recorder.start()
+    console_responses: list[Response] = []
+    context.on(  # the form opens a new tab, whose first response is the redirect
+        "response", lambda r: console_responses.append(r) if r.url.endswith("/console") else None
+    )
+    with context.expect_page() as opened:
+        page.get_by_role("button", name="Open console: acme-prod / ReadOnly").click()
+    console = opened.value
+    console.wait_for_load_state()
+    recorded = recorder.stop()
+
+    expect(console.get_by_role("heading")).to_have_text("Signed in to the AWS console")
+    expect(console.locator("#arn")).to_have_text(
+        "arn:aws:sts::111111111111:assumed-role/ReadOnly/dana"
+    )
+    expect(console.locator("#destination")).to_have_text(
+        "https://us-east-1.console.aws.amazon.com/console/home?region=us-east-1"
+    )
+    expect(console.locator("#issuer")).to_have_text(web.url)
+    expect(console.locator("#duration")).to_have_text("3600 s")
+    console.screenshot(path=screenshots / "console-signin.png")
+
+    redirect = console_responses[0]
+    assert redirect.status == 302 and redirect.headers["referrer-policy"] == "no-referrer"
+    assert redirect.headers["location"].startswith(federation.url + "?Action=login&")
+
+    # The session AWS would open is the read-only view: AssumeRole carried ReadOnlyAccess.
+    bodies = [base64.b64decode(r.get("body") or "").decode() for r in recorded]
+    assumed = [b for b in bodies if "Action=AssumeRole&" in b]
+    assert len(assumed) == 1, bodies
+    body = assumed[0]
+    assert "RoleArn=arn%3Aaws%3Aiam%3A%3A111111111111%3Arole%2FReadOnly" in body
+    assert "RoleSessionName=dana" in body and "SourceIdentity=dana" in body
+    assert "PolicyArns.member.1.arn=arn%3Aaws%3Aiam%3A%3Aaws%3Apolicy%2FReadOnlyAccess" in body
+    assert "Policy=" in body and "rds%3ADelete%2A" in body  # the deny travels as inline policy
+
+    signins = audited_calls(web.state_url, principal="dana", type="console.signin")
+    assert signins[0]["fields"]["aws_role"] == "ReadOnly"
+    assert signins[0]["fields"]["account_id"] == "111111111111"
+    token = federation.signins[-1]
+    log = (web.directory / "gateway.log").read_text()
+    with sqlite3.connect(web.directory / "state.db") as db:
+        stored = "\n".join(row[0] for row in db.execute("SELECT body FROM audit_events"))
+    for secret in (token.access_key_id, redirect.headers["location"].rpartition("=")[2]):
+        assert secret not in log and secret not in stored

@@ -46,7 +46,12 @@ def clean_env(tmp: Path) -> dict[str, str]:
 
 
 def gateway_config(
-    sandbox: Sandbox, *, port: int, directory: Path, tls: tuple[Path, Path] | None = None
+    sandbox: Sandbox,
+    *,
+    port: int,
+    directory: Path,
+    tls: tuple[Path, Path] | None = None,
+    federation_url: str | None = None,
 ) -> dict[str, Any]:
     server: dict[str, Any] = {"listen": f"127.0.0.1:{port}"}
     if tls is not None:
@@ -56,6 +61,7 @@ def gateway_config(
         "storage": {"url": f"sqlite:///{directory / 'state.db'}"},
         "aws": {
             "upstream": {"endpoint_url": sandbox.endpoint_url},
+            "console": {"federation_url": federation_url},
             "accounts": [
                 {"name": a.name, "id": a.id, "labels": a.labels}
                 | ({"external_id": a.external_id} if a.external_id else {})
@@ -128,6 +134,7 @@ class GatewayProcess:
     sandbox: Sandbox
     directory: Path
     tls: tuple[Path, Path] | None = None
+    federation_url: str | None = None  # the sandbox's stand-in for AWS's sign-in endpoint
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -146,7 +153,11 @@ class GatewayProcess:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         config = gateway_config(
-            self.sandbox, port=self.port, directory=self.directory, tls=self.tls
+            self.sandbox,
+            port=self.port,
+            directory=self.directory,
+            tls=self.tls,
+            federation_url=self.federation_url,
         )
         self.config_path.write_text(yaml.safe_dump(config))
         env = clean_env(self.directory)

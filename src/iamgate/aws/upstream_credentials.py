@@ -31,7 +31,7 @@ class RoleKey:
     external_id: str | None = None
     policy: str | None = None
     policy_arns: tuple[str, ...] = ()
-    duration_seconds: int = 3600
+    duration_seconds: int | None = 3600  # None: STS's default, as role chaining needs
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +60,9 @@ def botocore_assume_role(endpoint_url: str | None, region: str) -> AssumeRole:
             "RoleArn": key.role_arn,
             "RoleSessionName": key.session_name,
             "SourceIdentity": key.source_identity,
-            "DurationSeconds": key.duration_seconds,
         }
+        if key.duration_seconds is not None:
+            params["DurationSeconds"] = key.duration_seconds
         if key.external_id:
             params["ExternalId"] = key.external_id
         if key.policy:
@@ -102,7 +103,7 @@ class UpstreamCredentialCache:
         except (ClientError, BotoCoreError) as exc:
             refusal = Refused(
                 Reason.UPSTREAM_UNAVAILABLE,
-                f"iamgate could not assume {key.role_arn}: {_describe(exc)}",
+                f"iamgate could not assume {key.role_arn}: {describe(exc)}",
             )
             future.set_exception(refusal)
             future.exception()  # mark retrieved: waiters re-raise it themselves
@@ -114,7 +115,7 @@ class UpstreamCredentialCache:
         return creds
 
 
-def _describe(exc: Exception) -> str:
+def describe(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()

@@ -14,6 +14,7 @@ import click
 from iamgate.cli.admin import sessions, users
 from iamgate.cli.audit import audit
 from iamgate.cli.people import (
+    console,
     env_lines,
     fetch_credentials,
     list_access,
@@ -130,7 +131,18 @@ def demo(port: int, directory: Path, smoke: bool) -> None:
     sys.exit(run_demo(port=port, directory=directory, smoke=smoke))
 
 
-for command in (login, logout, list_access, run_aws, env_lines, profiles, users, sessions, audit):
+for command in (
+    login,
+    logout,
+    list_access,
+    run_aws,
+    env_lines,
+    console,
+    profiles,
+    users,
+    sessions,
+    audit,
+):
     cli.add_command(command)
 
 

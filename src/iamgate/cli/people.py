@@ -13,6 +13,7 @@ import shutil
 import sys
 import urllib.error
 import urllib.request
+import webbrowser
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,31 @@ def env_lines(account: str, role: str) -> None:
     """`export` lines for a shell or a CI job."""
     for name, value in _aws_env(fetch_credentials(account, role)).items():
         click.echo(f"export {name}={shlex.quote(value)}")
+
+
+@click.command("console")
+@click.option("--account", required=True)
+@click.option("--role", required=True)
+@click.option("--region", default=None, help="The console's region (the gateway's default).")
+@click.option("--destination", default=None, help="A console deep link to open instead.")
+@click.option("--open", "open_browser", is_flag=True, help="Open it in the web browser.")
+def console(
+    account: str, role: str, region: str | None, destination: str | None, open_browser: bool
+) -> None:
+    """A sign-in URL for the AWS console as ACCOUNT/ROLE, with the same view as the CLI.
+
+    The URL signs in whoever opens it, within 15 minutes: it is printed for you alone."""
+    session = _session()
+    body = {"account": account, "role": role}
+    body |= {k: v for k, v in (("region", region), ("destination", destination)) if v}
+    reply = _call(session["url"], "/api/v1/console", body, session["token"])
+    if reply.get("note"):
+        click.echo(f"note: {reply['note']}", err=True)
+    click.echo(f"console session until {reply['expires_at']}", err=True)
+    if open_browser and webbrowser.open(reply["url"]):
+        click.echo("opened the console in your browser", err=True)
+        return
+    click.echo(reply["url"])
 
 
 @click.group()

@@ -22,6 +22,7 @@ from iamgate.access.decisions import role_reaches
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.search import Filters, search
 from iamgate.audit.writer import AuditLog
+from iamgate.aws.federation import ConsoleError, ConsoleFederation
 from iamgate.config import Config, RoleConfig
 from iamgate.identity.credentials import KeyRing, mint_credentials
 from iamgate.identity.login import LoginError, decide_login
@@ -65,8 +66,16 @@ class RateLimiter:
 
 
 class Api:
-    def __init__(self, config: Config, engine: Engine, keyring: KeyRing, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        keyring: KeyRing,
+        audit: AuditLog,
+        console: ConsoleFederation,
+    ) -> None:
         self.config = config
+        self.console = console
         self.audit = audit
         self.engine = engine
         self.keyring = keyring
@@ -78,6 +87,7 @@ class Api:
             ("GET", "/api/v1/access"): self.access,
             ("POST", "/api/v1/credentials"): self.credentials,
             ("GET", "/api/v1/audit"): self.audit_events,
+            ("POST", "/api/v1/console"): self.console_signin,
         }
 
     def _record(
@@ -272,6 +282,42 @@ class Api:
             return _error(400, "BadRequest", "status and limit must be numbers")
         events = await asyncio.to_thread(search, self.engine, filters)
         return web.json_response({"events": events})
+
+    async def console_signin(self, request: web.Request) -> web.StreamResponse:
+        """A console sign-in URL for the CLI (`iamgate console`); the browser gets a redirect."""
+        session = await self._session(request)
+        body = await self._body(request)
+        account = self.config.aws.account_named(str(body.get("account", "")))
+        if account is None:
+            return _error(404, "NoSuchAccount", f"no account {body.get('account')!r}")
+        aws_role = str(body.get("role", ""))
+        roles = await asyncio.to_thread(self._my_roles, session.user)
+        optional = {k: body.get(k) for k in ("region", "destination")}
+        if any(v is not None and not isinstance(v, str) for v in optional.values()):
+            return _error(400, "BadRequest", "region and destination must be strings")
+        try:
+            signin = await self.console.signin_url(
+                user=session.user,
+                gateway_roles=[r for r in roles if role_reaches(r, account, aws_role)],
+                account=account,
+                aws_role=aws_role,
+                region=optional["region"] or None,
+                destination=optional["destination"] or None,
+                source_ip=request.remote,
+                user_agent=request.headers.get("User-Agent"),
+            )
+        except ConsoleError as error:
+            return _error(error.status, error.code, error.message)
+        response = web.json_response(
+            {
+                "url": signin.url,
+                "expires_at": signin.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "role_chaining": signin.role_chaining,
+                "note": signin.note,
+            }
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
 
 def _describe(role: RoleConfig) -> str:

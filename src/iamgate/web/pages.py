@@ -21,10 +21,12 @@ import jinja2
 from aiohttp import web
 from sqlalchemy import Engine
 
+from iamgate.access.decisions import role_reaches
 from iamgate.access.reach import reachable_accounts
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.search import Filters, search
 from iamgate.audit.writer import AuditLog
+from iamgate.aws.federation import ConsoleError, ConsoleFederation
 from iamgate.aws.profiles import PROFILE_PREFIX, profiles_block
 from iamgate.config import Config, RoleConfig
 from iamgate.store.directory import (
@@ -88,6 +90,7 @@ class Pages:
         logins: Logins,
         sessions: BrowserSessions,
         admin: Admin,
+        console: ConsoleFederation,
         *,
         form_targets: tuple[str, ...] = (),
     ) -> None:
@@ -98,6 +101,7 @@ class Pages:
         self.roles = {r.name: r for r in config.roles}
         self.sessions = sessions
         self.admin = admin
+        self.console_federation = console
         self.tls = config.server.tls is not None
         self.cookie = sessions.cookie
         self.templates = jinja2.Environment(
@@ -132,6 +136,7 @@ class Pages:
             ("POST", "/admin/users", self.add_user),
             ("POST", "/admin/users/{name}/{action}", self.change_user),
             ("POST", "/admin/sessions/{id}/revoke", self.revoke_session),
+            ("POST", "/console", self.console),
             ("GET", "/static/{name}", self.static),
         ):
             router.add_route(method, path, self._guarded(handler), expect_handler=expect)
@@ -489,6 +494,44 @@ class Pages:
         except AdminError as error:
             return await self._users_page(viewer, status=error.status, error=str(error))
         return await self._users_page(viewer, message=f"Revoked session {session_id}.")
+
+    # -- the AWS console ----------------------------------------------------------------------
+
+    async def console(self, request: web.Request) -> web.StreamResponse:
+        """Sign in to the AWS console: a form post from My access, answered with a redirect."""
+        viewer = await self._require(request)
+        form = await self._form(request, viewer)
+        account = self.config.aws.account_named(form.get("account", ""))
+        aws_role = form.get("role", "")
+        reaching = [r for r in viewer.roles if account and role_reaches(r, account, aws_role)]
+        if account is None or not reaching:
+            raise Refused(
+                403,
+                "Not allowed",
+                f"No role of yours allows {aws_role or 'that role'} in "
+                f"{form.get('account') or 'that account'}.",
+            )
+        try:
+            signin = await self.console_federation.signin_url(
+                user=viewer.user,
+                gateway_roles=reaching,
+                account=account,
+                aws_role=aws_role,
+                region=form.get("region") or None,
+                destination=form.get("destination") or None,
+                source_ip=request.remote,
+                user_agent=request.headers.get("User-Agent"),
+            )
+        except ConsoleError as error:
+            raise Refused(error.status, "Console sign-in failed", str(error)) from None
+        return web.Response(
+            status=302,
+            headers={
+                "Location": signin.url,
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store",
+            },
+        )
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
