@@ -69,7 +69,7 @@ def someone(web: GatewayProcess, tmp_path: Path, request: pytest.FixtureRequest)
     return enrol(web, tmp_path, name, roles="contractor")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # Playwright's loop must be gone before asyncio tests run
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
