@@ -493,3 +493,29 @@ def test_dana_opens_the_console_with_the_read_only_view(
         stored = "\n".join(row[0] for row in db.execute("SELECT body FROM audit_events"))
     for secret in (token.access_key_id, redirect.headers["location"].rpartition("=")[2]):
         assert secret not in log and secret not in stored
+
+
+def test_iamgate_console_prints_a_signin_url_for_allowed_roles_only(
+    web: GatewayProcess, people: dict[str, Person], federation: FederationStandIn
+) -> None:
+    dana = people["dana"]
+    assert login(web, dana).returncode == 0
+    target = ["console", "--account", "acme-prod", "--role", "ReadOnly", "--region", "eu-west-1"]
+    printed = iamgate(dana.env, *target)
+    assert printed.returncode == 0, printed.stderr
+    url = printed.stdout.strip()
+    assert url.startswith(federation.url + "?Action=login&")
+    assert "console session until" in printed.stderr
+    with urllib.request.urlopen(url, timeout=10) as page:  # what the browser would open
+        text = page.read().decode()
+    assert "assumed-role/ReadOnly/dana" in text
+    assert "https://eu-west-1.console.aws.amazon.com/console/home?region=eu-west-1" in text
+
+    refused = iamgate(dana.env, "console", "--account", "acme-ci", "--role", "CIRunner")
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert "no role of yours allows CIRunner in acme-ci (HTTP 403)" in refused.stderr
+    elsewhere = iamgate(
+        dana.env, *target[:5], "--destination", "https://evil.example/console.aws.amazon.com"
+    )
+    assert elsewhere.returncode != 0
+    assert "deep link must be an https URL on console.aws.amazon.com" in elsewhere.stderr
