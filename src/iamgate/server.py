@@ -86,18 +86,23 @@ def build_app(runtime: Runtime) -> web.Application:
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
-    api = Api(runtime.config, runtime.engine, runtime.keyring, runtime.audit, runtime.console)
+    logins = Logins(runtime.engine, runtime.audit)
+    sessions = BrowserSessions(
+        runtime.engine,
+        tls=runtime.config.server.tls is not None,
+        csrf_key=runtime.keyring.current.subkey("web-csrf"),
+    )
+    admin = Admin(runtime.config, runtime.engine, runtime.audit)
+    api = Api(
+        runtime.config, runtime.engine, runtime.keyring, logins, sessions, admin, runtime.console
+    )
     pages = Pages(
         runtime.config,
         runtime.engine,
         runtime.audit,
-        Logins(runtime.engine, runtime.audit),
-        BrowserSessions(
-            runtime.engine,
-            tls=runtime.config.server.tls is not None,
-            csrf_key=runtime.keyring.current.subkey("web-csrf"),
-        ),
-        Admin(runtime.config, runtime.engine, runtime.audit),
+        logins,
+        sessions,
+        admin,
         runtime.console,
         form_targets=runtime.console.form_targets(),
     )

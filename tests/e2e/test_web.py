@@ -519,3 +519,30 @@ def test_iamgate_console_prints_a_signin_url_for_allowed_roles_only(
     )
     assert elsewhere.returncode != 0
     assert "deep link must be an https URL on console.aws.amazon.com" in elsewhere.stderr
+
+
+def test_new_calls_appear_live_on_the_audit_page(
+    web: GatewayProcess, people: dict[str, Person], browser: Browser
+) -> None:
+    dana = people["dana"]
+    assert login(web, dana).returncode == 0
+    own = browser.new_context()
+    try:
+        page = own.new_page()
+        log_in(page, web.url, dana)
+        page.goto(f"{web.url}/audit?service=sts")
+        expect(page.locator("#live-status")).to_have_text(
+            "Live: showing new calls as they happen.", timeout=15_000
+        )
+        before = page.locator("table.events tbody tr[data-id]").count()
+        target = ["--account", "acme-prod", "--role", "ReadOnly", "--"]
+        called = iamgate(
+            dana.env, "aws", *target, "sts", "get-caller-identity", "--region", "us-east-1"
+        )
+        assert called.returncode == 0, called.stderr
+        rows = page.locator("table.events tbody tr[data-id]")
+        expect(rows).to_have_count(before + 1, timeout=15_000)  # no reload
+        expect(rows.first).to_contain_text("sts:GetCallerIdentity")
+        expect(rows.first).to_have_class("allowed fresh")
+    finally:
+        own.close()

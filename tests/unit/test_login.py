@@ -67,7 +67,7 @@ def test_unknown_users_cost_a_full_password_check() -> None:
 
 
 def test_the_per_address_rate_limit() -> None:
-    from iamgate.web.api import RateLimiter
+    from iamgate.web.logins import RateLimiter
 
     limiter = RateLimiter(limit=3, window=60)
     assert [limiter.allow("127.0.0.1") for _ in range(4)] == [True, True, True, False]

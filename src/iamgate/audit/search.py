@@ -29,6 +29,7 @@ class Filters:
     until: str | None = None
     type: str = str(EventType.AWS_CALL)
     limit: int = 100
+    before: str | None = None  # exclusive: the next page starts before the last time seen
 
 
 def search(engine: Engine, filters: Filters) -> list[dict[str, Any]]:
@@ -48,6 +49,8 @@ def search(engine: Engine, filters: Filters) -> list[dict[str, Any]]:
         query = query.where(c.time >= filters.since)
     if filters.until:
         query = query.where(c.time <= filters.until)
+    if filters.before:
+        query = query.where(c.time < filters.before)
     query = query.order_by(c.time.desc())
     found: list[dict[str, Any]] = []
     with engine.connect() as conn:

@@ -1,17 +1,18 @@
-"""The JSON API for people and their CLI: log in, see what I may use, get credentials.
+"""The JSON API behind the CLI and the web UI: `/api/v1/…`, described at `/api/v1/openapi.json`.
 
-Authenticated by a login session (`Authorization: Bearer iglogin1.…`). Login is the one
-unauthenticated call, so it carries the defenses: constant-work password checks, single-use
-TOTP codes, account lockout and a per-address rate limit.
+A caller is a login session: `Authorization: Bearer iglogin1.…` (the CLI), or the browser's
+session cookie (the web UI's scripts), which for a state-changing call must also carry the
+page's CSRF token in `X-CSRF-Token` and come from our own origin. Every refusal is JSON,
+`{"error": Code, "message": …}`, with the HTTP status a client expects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,50 +20,87 @@ from aiohttp import web
 from sqlalchemy import Engine
 
 from iamgate.access.decisions import role_reaches
-from iamgate.audit.events import AuditEvent, EventType
+from iamgate.access.reach import reachable_accounts
+from iamgate.audit.events import EventType
 from iamgate.audit.search import Filters, search
-from iamgate.audit.writer import AuditLog
 from iamgate.aws.federation import ConsoleError, ConsoleFederation
 from iamgate.config import Config, RoleConfig
 from iamgate.identity.credentials import KeyRing, mint_credentials
-from iamgate.identity.login import LoginError, decide_login
-from iamgate.store.directory import (
-    LoginSession,
-    apply_login_outcome,
-    create_login_session,
-    get_user,
-    open_login_session,
-    record_issued,
-    revoke,
-)
+from iamgate.store.directory import LoginSession, get_user, open_login_session, record_issued
+from iamgate.web import browser
+from iamgate.web.admin import Actor, Admin, AdminError, Enrolment, UserSummary
+from iamgate.web.logins import BrowserSessions, Client, Logins
+from iamgate.web.openapi import openapi_document
 
-LOGIN_SESSION_TTL = timedelta(hours=12)
-RATE_WINDOW_SECONDS = 300
-RATE_MAX_ATTEMPTS = 20
+TIME = "%Y-%m-%dT%H:%M:%SZ"
+MAX_AUDIT_PAGE = 1000
+Handler = Callable[[web.Request, Mapping[str, str]], Awaitable[web.StreamResponse]]
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+class ApiError(Exception):
+    """A refusal, rendered as `{"error": code, "message": message}` with its status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+    response = web.json_response({"error": code, "message": message}, status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
-class RateLimiter:
-    """At most `limit` attempts per address in a sliding window (per replica)."""
+def _ok(data: Any, status: int = 200) -> web.Response:
+    response = web.json_response(data, status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
-    def __init__(self, limit: int = RATE_MAX_ATTEMPTS, window: float = RATE_WINDOW_SECONDS):
-        self.limit, self.window = limit, window
-        self._attempts: dict[str, deque[float]] = defaultdict(deque)
 
-    def allow(self, address: str) -> bool:
-        now = time.monotonic()
-        attempts = self._attempts[address]
-        while attempts and attempts[0] < now - self.window:
-            attempts.popleft()
-        if len(attempts) >= self.limit:
-            return False
-        attempts.append(now)
-        return True
+@dataclass(frozen=True, slots=True)
+class Caller:
+    session: LoginSession
+    roles: tuple[RoleConfig, ...]
+    administer: bool
+
+    @property
+    def user(self) -> str:
+        return self.session.user
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+def _route(method: str, template: str, handler: Handler) -> Route:
+    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+    return Route(method, re.compile(f"^{regex}$"), handler)
+
+
+def _iso_time(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "BadRequest", f"{name} must be an ISO 8601 time") from None
+    return value
+
+
+def _enrolment(e: Enrolment) -> dict[str, str]:
+    return {
+        "user": e.user,
+        "password": e.password,
+        "totp_secret": e.totp_secret,
+        "otpauth_uri": e.otpauth_uri,
+    }
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).strftime(TIME) if value else None
 
 
 class Api:
@@ -71,170 +109,204 @@ class Api:
         config: Config,
         engine: Engine,
         keyring: KeyRing,
-        audit: AuditLog,
+        logins: Logins,
+        sessions: BrowserSessions,
+        admin: Admin,
         console: ConsoleFederation,
     ) -> None:
         self.config = config
-        self.console = console
-        self.audit = audit
         self.engine = engine
         self.keyring = keyring
+        self.logins = logins
+        self.sessions = sessions
+        self.admin = admin
+        self.console = console
         self.roles = {r.name: r for r in config.roles}
-        self.rate = RateLimiter()
-        self.routes: dict[tuple[str, str], Handler] = {
-            ("POST", "/api/v1/login"): self.login,
-            ("POST", "/api/v1/logout"): self.logout,
-            ("GET", "/api/v1/access"): self.access,
-            ("POST", "/api/v1/credentials"): self.credentials,
-            ("GET", "/api/v1/audit"): self.audit_events,
-            ("POST", "/api/v1/console"): self.console_signin,
-        }
-
-    def _record(
-        self, request: web.Request, kind: EventType, principal: str | None, **fields: object
-    ) -> None:
-        self.audit.append(
-            AuditEvent(
-                kind,
-                principal=principal,
-                source_ip=request.remote,
-                user_agent=request.headers.get("User-Agent"),
-                fields=fields,
-            )
-        )
+        self.document = openapi_document(config.server.url)
+        self.routes = [
+            _route("GET", "/api/v1/openapi.json", self.openapi),
+            _route("POST", "/api/v1/login", self.login),
+            _route("POST", "/api/v1/logout", self.logout),
+            _route("GET", "/api/v1/me", self.me),
+            _route("GET", "/api/v1/access", self.access),
+            _route("POST", "/api/v1/credentials", self.credentials),
+            _route("POST", "/api/v1/console", self.console_signin),
+            _route("GET", "/api/v1/audit", self.audit_events),
+            _route("GET", "/api/v1/users", self.list_users),
+            _route("POST", "/api/v1/users", self.add_user),
+            _route("GET", "/api/v1/users/{name}", self.get_user),
+            _route("DELETE", "/api/v1/users/{name}", self.remove_user),
+            _route("POST", "/api/v1/users/{name}/lock", self.lock_user),
+            _route("POST", "/api/v1/users/{name}/unlock", self.unlock_user),
+            _route("POST", "/api/v1/users/{name}/reset", self.reset_user),
+            _route("PUT", "/api/v1/users/{name}/roles", self.set_roles),
+            _route("GET", "/api/v1/sessions", self.list_sessions),
+            _route("DELETE", "/api/v1/sessions/{id}", self.revoke_session),
+            _route("GET", "/api/v1/roles", self.list_roles),
+            _route("GET", "/api/v1/accounts", self.list_accounts),
+        ]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        handler = self.routes.get((request.method, request.path))
-        if handler is None:
-            return _error(404, "NotFound", f"no such endpoint: {request.method} {request.path}")
-        return await handler(request)
+        path = request.path
+        allowed = []
+        for route in self.routes:
+            match = route.pattern.match(path)
+            if match is None:
+                continue
+            if route.method != request.method:
+                allowed.append(route.method)
+                continue
+            try:
+                return await route.handler(request, match.groupdict())
+            except ApiError as error:
+                return _error(error.status, error.code, error.message)
+            except AdminError as error:
+                return _error(error.status, error.code, error.message)
+        if allowed:
+            response = _error(405, "MethodNotAllowed", f"{request.method} is not allowed on {path}")
+            response.headers["Allow"] = ", ".join(sorted(set(allowed)))
+            return response
+        return _error(404, "NotFound", f"no such endpoint: {request.method} {path}")
+
+    # -- who is calling ---------------------------------------------------------------------
+
+    async def _caller(self, request: web.Request) -> Caller:
+        session = await self._session(request)
+        row = await asyncio.to_thread(get_user, self.engine, session.user)
+        roles = tuple(self.roles[r] for r in (row.roles if row else ()) if r in self.roles)
+        return Caller(session, roles, any(r.administer for r in roles))
+
+    async def _session(self, request: web.Request) -> LoginSession:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if header:
+            session = None
+            if scheme.lower() == "bearer" and token.strip():
+                session = await asyncio.to_thread(
+                    _open_bearer, self.engine, token.strip(), datetime.now(UTC)
+                )
+            if session is None:
+                raise ApiError(401, "Unauthorized", "log in first: iamgate login URL --user U")
+            return session
+        session, _ = await self.sessions.open(request.cookies)
+        if session is None:
+            raise ApiError(401, "Unauthorized", "log in first: iamgate login URL --user U")
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            # A cookie rides along by itself: prove the call comes from our own page.
+            if not browser.same_origin(request.headers, self.config.server.url):
+                raise ApiError(403, "Forbidden", "a cross-origin request was refused")
+            if not browser.csrf_valid(
+                self.sessions.csrf_key, session.id, request.headers.get("X-CSRF-Token")
+            ):
+                raise ApiError(403, "Forbidden", "the X-CSRF-Token header is missing or wrong")
+        return session
+
+    async def _administrator(self, request: web.Request) -> Caller:
+        caller = await self._caller(request)
+        if not caller.administer:
+            raise ApiError(403, "AccessDenied", "only iamgate administrators may do this")
+        return caller
+
+    def _actor(self, request: web.Request, caller: Caller) -> Actor:
+        return Actor(caller.user, request.remote, request.headers.get("User-Agent"))
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         try:
             data = await request.json()
         except ValueError:
-            raise web.HTTPBadRequest(
-                text='{"error":"BadRequest","message":"JSON expected"}',
-                content_type="application/json",
-            ) from None
+            raise ApiError(400, "BadRequest", "a JSON object is expected") from None
         if not isinstance(data, dict):
-            raise web.HTTPBadRequest(
-                text='{"error":"BadRequest","message":"object expected"}',
-                content_type="application/json",
-            )
+            raise ApiError(400, "BadRequest", "a JSON object is expected")
         return data
 
-    async def _session(self, request: web.Request) -> LoginSession:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        session = None
-        if scheme.lower() == "bearer" and token:
-            session = await asyncio.to_thread(
-                open_login_session, self.engine, token.strip(), datetime.now(UTC)
-            )
-        if session is None:
-            raise web.HTTPUnauthorized(
-                text=json.dumps(
-                    {"error": "Unauthorized", "message": "log in first: iamgate login URL --user U"}
-                ),
-                content_type="application/json",
-            )
-        return session
+    @staticmethod
+    def _string(body: Mapping[str, Any], key: str, *, required: bool = True) -> str:
+        value = body.get(key)
+        if value is None and not required:
+            return ""
+        if not isinstance(value, str) or (required and not value):
+            raise ApiError(400, "BadRequest", f"{key} must be a non-empty string")
+        return value
 
-    # -- endpoints ------------------------------------------------------------------------
+    @staticmethod
+    def _names(body: Mapping[str, Any], key: str, *, required: bool = False) -> list[str]:
+        if required and key not in body:
+            raise ApiError(400, "BadRequest", f"{key} is required")
+        value = body.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ApiError(400, "BadRequest", f"{key} must be a list of strings")
+        return value
 
-    async def login(self, request: web.Request) -> web.StreamResponse:
-        if not self.rate.allow(request.remote or "?"):
-            return _error(429, "RateLimited", LoginError.RATE_LIMITED.value)
+    # -- everyone ---------------------------------------------------------------------------
+
+    async def openapi(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+        return web.json_response(self.document)
+
+    async def login(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         body = await self._body(request)
-        name, password, code = (str(body.get(k, "")) for k in ("user", "password", "otp"))
-        row = await asyncio.to_thread(get_user, self.engine, name)
-        record = row.record if row is not None and row.has_password else None
-        outcome = await asyncio.to_thread(decide_login, record, password, code, datetime.now(UTC))
-        if record is not None and (outcome.ok or outcome.error is not LoginError.LOCKED):
-            await asyncio.to_thread(apply_login_outcome, self.engine, name, outcome)
-        if not outcome.ok:
-            status = 423 if outcome.error is LoginError.LOCKED else 401
-            assert outcome.error is not None
-            locked_now = outcome.locked_until is not None
-            kind = EventType.LOGIN_LOCKED if locked_now else EventType.LOGIN_FAILED
-            self._record(
-                request, kind, name, error=outcome.error.name, failed_logins=outcome.failed_logins
-            )
-            return _error(status, outcome.error.name, outcome.message())
-        token, session_id, expires = await asyncio.to_thread(
-            create_login_session,
-            self.engine,
-            name,
-            ttl=LOGIN_SESSION_TTL,
-            source_ip=request.remote,
-            user_agent=request.headers.get("User-Agent"),
-        )
-        self._record(request, EventType.LOGIN_SUCCEEDED, name, login_session=session_id)
-        return web.json_response(
+        name, password, code = (self._string(body, k) for k in ("user", "password", "otp"))
+        client = Client(request.remote, request.headers.get("User-Agent"))
+        result = await self.logins.log_in(name, password, code, client)
+        if not result.ok or result.token is None:
+            assert result.error is not None
+            return _error(result.status, result.error.name, result.error.value)
+        return _ok(
             {
                 "user": name,
-                "token": token,
-                "session": session_id,
-                "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "token": result.token,
+                "session": result.session_id,
+                "expires_at": _time(result.expires_at),
             }
         )
 
-    async def logout(self, request: web.Request) -> web.StreamResponse:
+    async def logout(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         session = await self._session(request)
-        await asyncio.to_thread(revoke, self.engine, "login", session.id, by=session.user)
-        self._record(request, EventType.LOGOUT, session.user, login_session=session.id)
+        client = Client(request.remote, request.headers.get("User-Agent"))
+        await self.logins.log_out(session.user, session.id, client)
         return web.Response(status=204)
 
-    def _my_roles(self, user: str) -> list[RoleConfig]:
-        row = get_user(self.engine, user)
-        return [self.roles[r] for r in (row.roles if row else ()) if r in self.roles]
+    async def me(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+        caller = await self._caller(request)
+        return _ok(
+            {
+                "user": caller.user,
+                "roles": [r.name for r in caller.roles],
+                "administer": caller.administer,
+                "session": caller.session.id,
+                "expires_at": _time(caller.session.expires_at),
+            }
+        )
 
-    async def access(self, request: web.Request) -> web.StreamResponse:
-        session = await self._session(request)
-        roles = await asyncio.to_thread(self._my_roles, session.user)
-        accounts = []
-        for account in self.config.aws.accounts:
-            entries = [
-                {"aws_role": pattern, "gateway_role": role.name, "allows": _describe(role)}
-                for role in roles
-                for pattern in role.allow.aws_roles
-                if role_reaches(role, account, pattern)
-            ]
-            if entries:
-                accounts.append(
-                    {
-                        "name": account.name,
-                        "id": account.id,
-                        "labels": account.labels,
-                        "roles": entries,
-                    }
-                )
-        return web.json_response({"user": session.user, "accounts": accounts})
+    async def access(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+        caller = await self._caller(request)
+        return _ok({"user": caller.user, "accounts": reachable_accounts(self.config, caller.roles)})
 
-    async def credentials(self, request: web.Request) -> web.StreamResponse:
-        session = await self._session(request)
+    async def credentials(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+        caller = await self._caller(request)
+        session = caller.session
         body = await self._body(request)
-        account = self.config.aws.account_named(str(body.get("account", "")))
-        aws_role = str(body.get("role", ""))
+        account = self.config.aws.account_named(self._string(body, "account"))
+        aws_role = self._string(body, "role")
         if account is None:
-            return _error(404, "NoSuchAccount", f"no account {body.get('account')!r}")
-        roles = await asyncio.to_thread(self._my_roles, session.user)
-        reaching = [r for r in roles if role_reaches(r, account, aws_role)]
+            raise ApiError(404, "NoSuchAccount", f"no account {body.get('account')!r}")
+        reaching = [r for r in caller.roles if role_reaches(r, account, aws_role)]
         if not reaching:
-            return _error(
+            raise ApiError(
                 403,
                 "AccessDenied",
                 f"iamgate: no role of yours allows {aws_role} in account {account.name}",
             )
+        requested = body.get("ttl_seconds", 3600)
+        if not isinstance(requested, int) or isinstance(requested, bool) or requested < 60:
+            raise ApiError(400, "BadRequest", "ttl_seconds must be a whole number, at least 60")
         now = datetime.now(UTC)
         ttl = min(
-            timedelta(seconds=int(body.get("ttl_seconds", 3600))),
+            timedelta(seconds=min(requested, 12 * 3600)),
             max(r.max_session_ttl for r in reaching),
             session.expires_at - now,
         )
         if ttl < timedelta(minutes=1):
-            return _error(401, "Unauthorized", "the login session is about to expire")
+            raise ApiError(401, "Unauthorized", "the login session is about to expire")
         creds = mint_credentials(
             self.keyring,
             principal=session.user,
@@ -247,90 +319,218 @@ class Api:
             login_session=session.id,
         )
         await asyncio.to_thread(record_issued, self.engine, creds.claims)
-        self._record(
-            request,
+        self.logins.record(
             EventType.CREDENTIALS_ISSUED,
             session.user,
+            Client(request.remote, request.headers.get("User-Agent")),
             account_id=account.id,
             aws_role=aws_role,
             access_key_id=creds.access_key_id,
-            expires_at=creds.claims.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            expires_at=_time(creds.claims.expires_at),
             gateway_roles=list(creds.claims.gateway_roles),
             login_session=session.id,
         )
-        return web.json_response(creds.credential_process_json())
+        return _ok(creds.credential_process_json())
 
-    async def audit_events(self, request: web.Request) -> web.StreamResponse:
-        """The caller's own audit events (an administrators' view comes with the web UI)."""
-        session = await self._session(request)
-        q = request.query
-        try:
-            filters = Filters(
-                principal=session.user,
-                account_id=q.get("account"),
-                aws_role=q.get("role"),
-                service=q.get("service"),
-                action=q.get("action"),
-                decision=q.get("decision"),
-                status=int(q["status"]) if "status" in q else None,
-                since=q.get("since"),
-                until=q.get("until"),
-                type=q.get("type", str(EventType.AWS_CALL)),
-                limit=min(int(q.get("limit", "100")), 1000),
-            )
-        except ValueError:
-            return _error(400, "BadRequest", "status and limit must be numbers")
-        events = await asyncio.to_thread(search, self.engine, filters)
-        return web.json_response({"events": events})
-
-    async def console_signin(self, request: web.Request) -> web.StreamResponse:
+    async def console_signin(
+        self, request: web.Request, _: Mapping[str, str]
+    ) -> web.StreamResponse:
         """A console sign-in URL for the CLI (`iamgate console`); the browser gets a redirect."""
-        session = await self._session(request)
+        caller = await self._caller(request)
         body = await self._body(request)
-        account = self.config.aws.account_named(str(body.get("account", "")))
+        account = self.config.aws.account_named(self._string(body, "account"))
+        aws_role = self._string(body, "role")
         if account is None:
-            return _error(404, "NoSuchAccount", f"no account {body.get('account')!r}")
-        aws_role = str(body.get("role", ""))
-        roles = await asyncio.to_thread(self._my_roles, session.user)
-        optional = {k: body.get(k) for k in ("region", "destination")}
-        if any(v is not None and not isinstance(v, str) for v in optional.values()):
-            return _error(400, "BadRequest", "region and destination must be strings")
+            raise ApiError(404, "NoSuchAccount", f"no account {body.get('account')!r}")
+        region = self._string(body, "region", required=False)
+        destination = self._string(body, "destination", required=False)
         try:
             signin = await self.console.signin_url(
-                user=session.user,
-                gateway_roles=[r for r in roles if role_reaches(r, account, aws_role)],
+                user=caller.user,
+                gateway_roles=[r for r in caller.roles if role_reaches(r, account, aws_role)],
                 account=account,
                 aws_role=aws_role,
-                region=optional["region"] or None,
-                destination=optional["destination"] or None,
+                region=region or None,
+                destination=destination or None,
                 source_ip=request.remote,
                 user_agent=request.headers.get("User-Agent"),
             )
         except ConsoleError as error:
-            return _error(error.status, error.code, error.message)
-        response = web.json_response(
+            raise ApiError(error.status, error.code, error.message) from None
+        return _ok(
             {
                 "url": signin.url,
-                "expires_at": signin.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "expires_at": _time(signin.expires_at),
                 "role_chaining": signin.role_chaining,
                 "note": signin.note,
             }
         )
-        response.headers["Cache-Control"] = "no-store"
-        return response
+
+    async def audit_events(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+        """AWS calls, newest first: one's own, or anyone's for an administrator.
+
+        Pages go back with `before` (the `next` of the previous page) and forward, for live
+        views, with `since` (the newest time already shown).
+        """
+        caller = await self._caller(request)
+        q = request.query
+        repeated = sorted({k for k in q if len(q.getall(k)) > 1})
+        if repeated:
+            raise ApiError(400, "BadRequest", f"repeated parameters: {', '.join(repeated)}")
+        try:
+            status = int(q["status"]) if q.get("status") else None
+            limit = int(q.get("limit") or 100)
+        except ValueError:
+            raise ApiError(400, "BadRequest", "status and limit must be whole numbers") from None
+        if not 1 <= limit <= MAX_AUDIT_PAGE:
+            raise ApiError(400, "BadRequest", f"limit must be 1 to {MAX_AUDIT_PAGE}")
+        decision = q.get("decision") or None
+        if decision not in (None, "allowed", "denied"):
+            raise ApiError(400, "BadRequest", "decision must be allowed or denied")
+        kind = q.get("type") or str(EventType.AWS_CALL)
+        if kind not in set(EventType):
+            raise ApiError(400, "BadRequest", f"unknown event type {kind!r}")
+        principal = q.get("principal") or None
+        if not caller.administer:
+            if principal not in (None, caller.user):
+                raise ApiError(403, "AccessDenied", "you may see your own events only")
+            principal = caller.user
+        account = q.get("account") or None
+        named = self.config.aws.account_named(account) if account else None
+        filters = Filters(
+            principal=principal,
+            account_id=named.id if named else account,
+            aws_role=q.get("role") or None,
+            service=q.get("service") or None,
+            action=q.get("action") or None,
+            decision=decision,
+            status=status,
+            since=_iso_time(q.get("since"), "since"),
+            until=_iso_time(q.get("until"), "until"),
+            before=_iso_time(q.get("before"), "before"),
+            type=kind,
+            limit=limit,
+        )
+        events = await asyncio.to_thread(search, self.engine, filters)
+        after = events[-1]["time"] if len(events) == limit else None
+        return _ok({"events": events, "next": after})
+
+    # -- administrators ---------------------------------------------------------------------
+
+    async def list_users(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+        await self._administrator(request)
+        users = await asyncio.to_thread(self.admin.users)
+        return _ok({"users": [_user_json(u) for u in users]})
+
+    async def get_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+        await self._administrator(request)
+        users = await asyncio.to_thread(self.admin.users)
+        found = [u for u in users if u.name == p["name"]]
+        if not found:
+            raise ApiError(404, "NoSuchUser", f"no user {p['name']!r}")
+        return _ok(_user_json(found[0]))
+
+    async def add_user(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+        caller = await self._administrator(request)
+        body = await self._body(request)
+        name, roles = self._string(body, "name"), self._names(body, "roles")
+        enrolment = await asyncio.to_thread(
+            self.admin.add_user, name, roles, by=self._actor(request, caller)
+        )
+        return _ok(_enrolment(enrolment), status=201)
+
+    async def remove_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+        caller = await self._administrator(request)
+        await asyncio.to_thread(self.admin.remove, p["name"], by=self._actor(request, caller))
+        return web.Response(status=204)
+
+    async def lock_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+        caller = await self._administrator(request)
+        await asyncio.to_thread(self.admin.lock, p["name"], by=self._actor(request, caller))
+        return web.Response(status=204)
+
+    async def unlock_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+        caller = await self._administrator(request)
+        await asyncio.to_thread(self.admin.unlock, p["name"], by=self._actor(request, caller))
+        return web.Response(status=204)
+
+    async def reset_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+        caller = await self._administrator(request)
+        enrolment = await asyncio.to_thread(
+            self.admin.reset, p["name"], by=self._actor(request, caller)
+        )
+        return _ok(_enrolment(enrolment))
+
+    async def set_roles(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+        caller = await self._administrator(request)
+        roles = self._names(await self._body(request), "roles", required=True)
+        await asyncio.to_thread(
+            self.admin.set_roles, p["name"], roles, by=self._actor(request, caller)
+        )
+        return web.Response(status=204)
+
+    async def list_sessions(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+        await self._administrator(request)
+        sessions = await asyncio.to_thread(self.admin.sessions, request.query.get("user") or None)
+        return _ok(
+            {
+                "sessions": [
+                    {
+                        "id": s.id,
+                        "user": s.user,
+                        "kind": s.kind,
+                        "created_at": _time(s.created_at),
+                        "last_seen_at": _time(s.last_seen_at),
+                        "expires_at": _time(s.expires_at),
+                    }
+                    for s in sessions
+                ]
+            }
+        )
+
+    async def revoke_session(
+        self, request: web.Request, p: Mapping[str, str]
+    ) -> web.StreamResponse:
+        caller = await self._administrator(request)
+        await asyncio.to_thread(self.admin.revoke_session, p["id"], by=self._actor(request, caller))
+        return web.Response(status=204)
+
+    async def list_roles(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+        await self._administrator(request)
+        return _ok({"roles": [json.loads(r.model_dump_json()) for r in self.config.roles]})
+
+    async def list_accounts(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+        await self._administrator(request)
+        return _ok(
+            {
+                "accounts": [
+                    {
+                        "name": a.name,
+                        "id": a.id,
+                        "labels": a.labels,
+                        "partition": a.partition,
+                        "external_id_set": a.external_id is not None,
+                    }
+                    for a in self.config.aws.accounts
+                ]
+            }
+        )
 
 
-def _describe(role: RoleConfig) -> str:
-    allow = role.allow
-    parts = []
-    if allow.access_levels:
-        parts.append("/".join(allow.access_levels))
-    if allow.actions:
-        parts.append(", ".join(allow.actions))
-    if not parts:
-        parts.append("all actions")
-    if role.deny.actions:
-        parts.append("except " + ", ".join(role.deny.actions))
-    if role.guardrails:
-        parts.append(f"{len(role.guardrails)} guardrail(s)")
-    return "; ".join(parts)
+def _open_bearer(engine: Engine, token: str, now: datetime) -> LoginSession | None:
+    """A CLI's login session; a browser's stays in its cookie, with its idle timeout."""
+    session = open_login_session(engine, token, now)
+    return session if session is not None and session.kind != "web" else None
+
+
+def _user_json(u: UserSummary) -> dict[str, Any]:
+    return {
+        "name": u.name,
+        "roles": list(u.roles),
+        "locked": u.locked,
+        "locked_until": _time(u.locked_until) if u.locked else None,
+        "enrolled": u.has_password,
+        "failed_logins": u.failed_logins,
+        "created_at": _time(u.created_at),
+        "active_sessions": u.active_sessions,
+    }
