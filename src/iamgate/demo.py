@@ -16,15 +16,19 @@ import shlex
 import shutil
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pyotp
 import yaml
 
 from iamgate.config import Config, parse_config
 from iamgate.identity.passwords import hash_password
 from iamgate.identity.totp import new_totp_secret
 from iamgate.sandbox import Sandbox
+from iamgate.sandbox.federation import FederationStandIn
 from iamgate.server import Runtime, build_runtime, run, serving
 from iamgate.store.directory import put_user
 
@@ -46,7 +50,7 @@ PROFILES = (
 PEOPLE = ("admin", "dana", "carl")
 
 
-def demo_config(sandbox: Sandbox, *, port: int, directory: Path) -> dict[str, object]:
+def demo_config(sandbox: Sandbox, *, port: int, directory: Path) -> dict[str, Any]:
     return {
         "server": {"listen": f"127.0.0.1:{port}"},
         "storage": {"url": f"sqlite:///{directory / 'state.db'}"},
@@ -189,7 +193,11 @@ async def _serve(
     async with serving(runtime):
         _print_welcome(runtime.config, sandbox, aws_config, people)
         if smoke:
-            return await asyncio.to_thread(_smoke, aws_config, commands_to_try(sandbox.ami_id))
+            commands = await asyncio.to_thread(_smoke, aws_config, commands_to_try(sandbox.ami_id))
+            console = await asyncio.to_thread(
+                _smoke_console, runtime.config.server.url, people["dana"], aws_config.parent
+            )
+            return commands or console
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.Event().wait()
     return 0
@@ -224,6 +232,39 @@ def _smoke(aws_config: Path, commands: tuple[Try, ...]) -> int:
     return 1 if unexpected else 0
 
 
+def _smoke_console(url: str, dana: tuple[str, str], directory: Path) -> int:
+    """dana logs in as a person does and opens the console of her read-only view."""
+    password, secret = dana
+    env = _aws_env(directory / "aws-config") | {"IAMGATE_HOME": str(directory / "dana-home")}
+    iamgate = str(Path(sys.executable).parent / "iamgate")
+    print("\n# the console, from the CLI (the web UI's Open console does the same)")
+    print(
+        f"$ iamgate login {url} --user dana && iamgate console --account acme-prod --role ReadOnly"
+    )
+    code = pyotp.TOTP(secret).now()
+    logged_in = subprocess.run(
+        [iamgate, "login", url, "--user", "dana", "--password-stdin", "--otp", code],
+        input=password + "\n",
+        text=True,
+        env=env,
+        check=False,
+    )
+    signin = subprocess.run(
+        [iamgate, "console", "--account", "acme-prod", "--role", "ReadOnly"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if logged_in.returncode or signin.returncode:
+        print(signin.stderr, end="")
+        return 1
+    with urllib.request.urlopen(signin.stdout.strip(), timeout=10) as page:  # noqa: S310
+        signed_in = "assumed-role/ReadOnly/dana" in page.read().decode()
+    print("console: signed in as dana in acme-prod, read-only" if signed_in else "console: failed")
+    return 0 if signed_in else 1
+
+
 def _print_welcome(
     config: Config, sandbox: Sandbox, aws_config: Path, people: dict[str, tuple[str, str]]
 ) -> None:
@@ -231,6 +272,7 @@ def _print_welcome(
 iamgate demo
   gateway   {config.server.url}   (the AWS API endpoint for the profiles below)
   web UI    {config.server.url}/   (log in as one of the people below; admin administers)
+  console   {config.aws.console.federation_url}   (stands in for signin.aws.amazon.com)
   sandbox   {sandbox.endpoint_url}   (moto, playing AWS)
   accounts  {", ".join(f"{a.name} ({a.id})" for a in sandbox.accounts)}
 
@@ -270,12 +312,13 @@ def seed_people(runtime: Runtime) -> dict[str, tuple[str, str]]:
 
 def run_demo(*, port: int, directory: Path, smoke: bool) -> int:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with Sandbox() as sandbox:
+    with Sandbox() as sandbox, FederationStandIn(sandbox.endpoint_url) as federation:
         os.environ.update(sandbox.gateway_credentials)
         config_path = directory / "config.yaml"
-        config_path.write_text(
-            yaml.safe_dump(demo_config(sandbox, port=port, directory=directory), sort_keys=False)
-        )
+        settings = demo_config(sandbox, port=port, directory=directory)
+        # moto has no console: "Open console" lands on the sandbox's sign-in stand-in.
+        settings["aws"]["console"] = {"federation_url": federation.url}
+        config_path.write_text(yaml.safe_dump(settings, sort_keys=False))
         config = parse_config(config_path.read_text(), source=str(config_path))
         aws_config = directory / "aws-config"
         aws_config.write_text(aws_config_text(config, config_path, PROFILES))

@@ -35,6 +35,7 @@ def test_demo_smoke(tmp_path: Path) -> None:
     assert "TOTP secret" in done.stdout
     assert "arn:aws:sts::111111111111:assumed-role/ReadOnly/dana" in done.stdout
     assert "customer-globex-data" in done.stdout
+    assert "console: signed in as dana in acme-prod, read-only" in done.stdout
     config = tmp_path / "demo" / "aws-config"
     assert config.stat().st_mode & 0o777 == 0o600
     assert "credential_process" in config.read_text()
