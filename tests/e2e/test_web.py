@@ -139,6 +139,8 @@ def test_dana_logs_in_with_password_and_totp_and_sees_only_her_access(
     roles = prod.locator("li.role").evaluate_all("els => els.map(e => e.dataset.role)")
     assert roles == ["ReadOnly", "DataScientist"]
     expect(prod.get_by_role("button", name="Open console: acme-prod / ReadOnly")).to_be_visible()
+    # The gateway's own identity is an IAM user here, so no role chaining: the configured hour.
+    expect(page.locator("#console-note")).to_have_text("Console sessions last 1h.")
 
     readonly = prod.locator("li.role[data-role='ReadOnly']")
     readonly.get_by_text("CLI set-up").click()
@@ -158,6 +160,7 @@ def test_dana_logs_in_with_password_and_totp_and_sees_only_her_access(
     expect(page.get_by_role("link", name="Users")).to_have_count(0)
     page.goto(f"{web.url}/admin/roles")
     expect(page.get_by_role("alert")).to_contain_text("Only iamgate administrators")
+    assert page.request.get(f"{web.url}/api/v1/users").status == 403  # nor through the API
 
 
 def test_wrong_code_is_refused_and_audited(
@@ -383,6 +386,10 @@ def test_an_admin_locks_carl_and_carls_next_cli_call_fails(
     row = page.locator("#users tr[data-user='carl']")
     expect(row.locator(".state")).to_contain_text("active")
     page.screenshot(path=screenshots / "users.png", full_page=True)
+    page.get_by_role("link", name="Roles & accounts").click()
+    expect(page.locator("table").first).to_contain_text("111111111111")
+    page.screenshot(path=screenshots / "roles.png", full_page=True)
+    page.get_by_role("link", name="Users").click()
     row.get_by_role("button", name="Lock carl").click()
     expect(page.get_by_role("status")).to_contain_text("Locked carl")
     expect(page.locator("#users tr[data-user='carl'] .state")).to_contain_text("locked")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -115,3 +116,35 @@ def test_the_login_url() -> None:
         "Destination": ["https://us-east-1.console.aws.amazon.com/console/home?region=us-east-1"],
         "SigninToken": ["tok&en"],
     }
+
+
+def _federation(caller_arn: str, chaining: bool | None = None) -> tuple[Any, list[str]]:
+    from iamgate.aws.federation import ConsoleFederation
+    from iamgate.config import parse_config
+
+    config = parse_config(
+        "aws:\n  console: {federation_url: 'http://127.0.0.1:9/federation'"
+        + ("" if chaining is None else f", role_chaining: {str(chaining).lower()}")
+        + "}\n  accounts: [{name: a, id: '111111111111'}]\n"
+    )
+    calls: list[str] = []
+
+    def whoami() -> str:
+        calls.append(caller_arn)
+        return caller_arn
+
+    return ConsoleFederation(config, cast(Any, None), cast(Any, None), whoami), calls
+
+
+def test_role_chaining_is_learned_once_from_the_gateways_own_identity() -> None:
+    import asyncio
+
+    as_role, asked = _federation("arn:aws:sts::999999999999:assumed-role/iamgate/i-0abc")
+    assert asyncio.run(as_role.role_chaining()) is True
+    assert asyncio.run(as_role.role_chaining()) is True
+    assert len(asked) == 1
+    as_user, _ = _federation("arn:aws:iam::999999999999:user/iamgate")
+    assert asyncio.run(as_user.role_chaining()) is False
+    configured, asked = _federation("arn:aws:iam::999999999999:user/iamgate", chaining=True)
+    assert asyncio.run(configured.role_chaining()) is True and asked == []
+    assert as_user.form_targets() == ("http://127.0.0.1:9",)

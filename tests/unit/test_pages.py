@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from iamgate.aws.profiles import profiles_block
-from iamgate.web.pages import audit_row, cli_setup
+from iamgate.web.pages import audit_row, cli_setup, human_duration
 
 
 def test_cli_setup_is_exactly_what_profiles_sync_writes() -> None:
@@ -41,3 +43,10 @@ def test_an_audit_row_names_the_account_and_the_rule() -> None:
     assert row["time"] == "2026-11-25 02:35:13" and row["account"] == "acme-prod"
     assert row["reason"].startswith("role data-scientist denies") and row["id"] == "e1"
     assert audit_row({"fields": {"account_id": "999"}}, {})["account"] == "999"
+
+
+def test_durations_read_as_the_config_writes_them() -> None:
+    assert human_duration(timedelta(hours=1)) == "1h"
+    assert human_duration(timedelta(minutes=90)) == "1h30m"
+    assert human_duration(timedelta(seconds=45)) == "45s"
+    assert human_duration(timedelta(0)) == "0s"

@@ -12,7 +12,7 @@ import json
 import shlex
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -26,6 +26,7 @@ from iamgate.access.reach import reachable_accounts
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.search import Filters, search
 from iamgate.audit.writer import AuditLog
+from iamgate.aws import console as console_rules
 from iamgate.aws.federation import ConsoleError, ConsoleFederation
 from iamgate.aws.profiles import PROFILE_PREFIX, profiles_block
 from iamgate.config import Config, RoleConfig
@@ -109,6 +110,7 @@ class Pages:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        self.templates.filters["duration"] = human_duration
         # Where forms may lead: our pages, and the console sign-in a form redirects to.
         self.csp = "; ".join(
             [
@@ -340,7 +342,19 @@ class Pages:
                     self.config.aws.upstream.region,
                 )
                 entry["pattern"] = any(c in entry["aws_role"] for c in "*?")
-        return self._page("access.html", viewer, accounts=accounts, nav="access")
+        try:
+            chaining = await self.console_federation.role_chaining()
+        except ConsoleError:
+            chaining = None
+        settings = self.config.aws.console
+        console_note = (
+            console_rules.ROLE_CHAINING_NOTE
+            if chaining
+            else f"Console sessions last {human_duration(settings.session_duration)}."
+        )
+        return self._page(
+            "access.html", viewer, accounts=accounts, nav="access", console_note=console_note
+        )
 
     async def audit_log(self, request: web.Request) -> web.StreamResponse:
         viewer = await self._require(request)
@@ -541,6 +555,15 @@ class Pages:
         response = web.FileResponse(path)
         response.headers["Cache-Control"] = "public, max-age=300"
         return response
+
+
+def human_duration(value: timedelta) -> str:
+    """1h, 90m, 1h30m, 45s: as the configuration file writes durations."""
+    total = int(value.total_seconds())
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (seconds, "s")) if n]
+    return "".join(parts) or "0s"
 
 
 def audit_row(event: Mapping[str, Any], account_names: Mapping[str, str]) -> dict[str, Any]:
