@@ -143,21 +143,26 @@ def test_verify_names_edited_deleted_and_reordered_events(
 
     def verify_after(*statements: str) -> str:
         for statement in statements:
-            conn.execute(statement.replace("CHAIN", chain))
+            conn.execute(statement.replace("CHAIN", chain).replace("FIRST_CALL", str(call)))
         conn.commit()
         result = iamgate("audit", "verify", *config, cwd=tmp_path)
         assert result.returncode == 1
         return result.stderr
 
+    (call,) = conn.execute(  # an API call's record, wherever other tests put it in the chain
+        "SELECT MIN(seq) FROM audit_events WHERE chain=? AND type='aws.call'", (chain,)
+    ).fetchone()
     original = conn.execute(
-        "SELECT body, principal FROM audit_events WHERE chain=? AND seq=3", (chain,)
+        "SELECT body FROM audit_events WHERE chain=? AND seq=?", (chain, call)
     ).fetchone()
     edited = verify_after(
         "UPDATE audit_events SET body=replace(body, 'aws.call', 'aws.calm') "
-        "WHERE chain='CHAIN' AND seq=3"
+        "WHERE chain='CHAIN' AND seq=FIRST_CALL"
     )
-    assert f"chain {chain}: event 3 edited" in edited
-    conn.execute("UPDATE audit_events SET body=? WHERE chain=? AND seq=3", (original[0], chain))
+    assert f"chain {chain}: event {call} edited" in edited
+    conn.execute(
+        "UPDATE audit_events SET body=? WHERE chain=? AND seq=?", (original[0], chain, call)
+    )
     column = verify_after(
         "UPDATE audit_events SET principal='mallory' WHERE chain='CHAIN' AND seq=4"
     )

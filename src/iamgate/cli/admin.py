@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import sys
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -12,24 +14,17 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
-from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditLog
 from iamgate.config import Config, ConfigError, load_config
-from iamgate.identity.passwords import hash_password
-from iamgate.identity.totp import enrolment_uri, new_totp_secret
 from iamgate.store.database import open_engine
 from iamgate.store.directory import (
-    delete_user,
     get_user,
     list_login_sessions,
     list_users,
-    put_user,
-    revoke,
-    set_lock,
     sync_bootstrap_users,
 )
+from iamgate.web.admin import Actor, Admin, AdminError, Enrolment
 
-LOCK_FOREVER = timedelta(days=365 * 100)
 config_option = click.option(
     "--config",
     "config_path",
@@ -49,12 +44,19 @@ def open_store(config_path: Path) -> tuple[Config, Engine]:
     return config, engine
 
 
-def record(engine: Engine, kind: EventType, subject: str, **fields: object) -> None:
-    """Administration is audited too, on the command's own short chain."""
+@contextlib.contextmanager
+def administering(config_path: Path) -> Iterator[tuple[Admin, Actor]]:
+    """The shared administration code, as the operator at this terminal, on its own short
+    audit chain; a refusal becomes the command's error."""
+    config, engine = open_store(config_path)
     log = AuditLog(engine)
-    log.append(AuditEvent(kind, principal=getpass.getuser(), fields={"subject": subject, **fields}))
-    log.flush()
-    log.close()
+    try:
+        yield Admin(config, engine, log), Actor(getpass.getuser())
+    except AdminError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        log.flush()
+        log.close()
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -67,11 +69,9 @@ def _read_password(password_stdin: bool) -> str:
     return password
 
 
-def _enrol(name: str) -> str:
-    secret = new_totp_secret()
-    click.echo(f"TOTP secret for {name}: {secret}")
-    click.echo(f"Enrol it in an authenticator app: {enrolment_uri(secret, name)}")
-    return secret
+def _show(enrolment: Enrolment) -> None:
+    click.echo(f"TOTP secret for {enrolment.user}: {enrolment.totp_secret}")
+    click.echo(f"Enrol it in an authenticator app: {enrolment.otpauth_uri}")
 
 
 @click.group()
@@ -85,23 +85,16 @@ def users() -> None:
 @click.option("--roles", default="", help="Gateway roles, comma-separated.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_add(config_path: Path, name: str, roles: str, password_stdin: bool) -> None:
-    config, engine = open_store(config_path)
-    wanted = [r for r in roles.split(",") if r]
-    unknown = sorted(set(wanted) - {r.name for r in config.roles})
-    if unknown:
-        raise click.BadParameter(f"unknown roles: {', '.join(unknown)}", param_hint="--roles")
-    row = get_user(engine, name)
-    if row is not None and row.has_password:
-        raise click.ClickException(f"user {name} exists; use `iamgate users reset {name}`")
-    password = _read_password(password_stdin)
-    put_user(
-        engine,
-        name,
-        roles=wanted if wanted or row is None else None,
-        password_hash=hash_password(password),
-        totp_secret=_enrol(name),
-    )
-    record(engine, EventType.USER_CHANGED, name, change="added", roles=wanted)
+    with administering(config_path) as (admin, me):
+        wanted = [r for r in roles.split(",") if r]
+        unknown = sorted(set(wanted) - admin.role_names)
+        if unknown:
+            raise click.BadParameter(f"unknown roles: {', '.join(unknown)}", param_hint="--roles")
+        row = get_user(admin.engine, name)
+        if row is not None and row.has_password:
+            raise click.ClickException(f"user {name} exists; use `iamgate users reset {name}`")
+        password = _read_password(password_stdin)
+        _show(admin.add_user(name, wanted, by=me, password=password))
     click.echo(f"user {name} added")
 
 
@@ -111,18 +104,10 @@ def users_add(config_path: Path, name: str, roles: str, password_stdin: bool) ->
 @click.option("--password-stdin", is_flag=True)
 def users_reset(config_path: Path, name: str, password_stdin: bool) -> None:
     """A new password and a new TOTP secret; every session of the user ends."""
-    _, engine = open_store(config_path)
-    if get_user(engine, name) is None:
-        raise click.ClickException(f"no user {name}")
-    put_user(
-        engine,
-        name,
-        password_hash=hash_password(_read_password(password_stdin)),
-        totp_secret=_enrol(name),
-    )
-    set_lock(engine, name, None)
-    revoke(engine, "user", name, by="admin")
-    record(engine, EventType.USER_CHANGED, name, change="reset")
+    with administering(config_path) as (admin, me):
+        if get_user(admin.engine, name) is None:
+            raise click.ClickException(f"no user {name}")
+        _show(admin.reset(name, by=me, password=_read_password(password_stdin)))
     click.echo(f"user {name} reset; their sessions were revoked")
 
 
@@ -131,11 +116,8 @@ def users_reset(config_path: Path, name: str, password_stdin: bool) -> None:
 @click.argument("name")
 def users_lock(config_path: Path, name: str) -> None:
     """Lock the account and end everything it holds, at once."""
-    _, engine = open_store(config_path)
-    if not set_lock(engine, name, datetime.now(UTC) + LOCK_FOREVER):
-        raise click.ClickException(f"no user {name}")
-    revoke(engine, "user", name, by="admin")
-    record(engine, EventType.USER_CHANGED, name, change="locked")
+    with administering(config_path) as (admin, me):
+        admin.lock(name, by=me)
     click.echo(f"user {name} locked; their sessions and credentials were revoked")
 
 
@@ -143,10 +125,8 @@ def users_lock(config_path: Path, name: str) -> None:
 @config_option
 @click.argument("name")
 def users_unlock(config_path: Path, name: str) -> None:
-    _, engine = open_store(config_path)
-    if not set_lock(engine, name, None):
-        raise click.ClickException(f"no user {name}")
-    record(engine, EventType.USER_CHANGED, name, change="unlocked")
+    with administering(config_path) as (admin, me):
+        admin.unlock(name, by=me)
     click.echo(f"user {name} unlocked")
 
 
@@ -156,16 +136,8 @@ def users_unlock(config_path: Path, name: str) -> None:
 @click.argument("roles", nargs=-1)
 def users_roles(config_path: Path, name: str, roles: tuple[str, ...]) -> None:
     """Set the user's gateway roles (none: no access). Applies on the user's next call."""
-    config, engine = open_store(config_path)
-    if any(u.name == name for u in config.users):
-        raise click.ClickException(f"{name} is a bootstrap user: edit its roles in {config_path}")
-    unknown = sorted(set(roles) - {r.name for r in config.roles})
-    if unknown:
-        raise click.BadParameter(f"unknown roles: {', '.join(unknown)}", param_hint="ROLES")
-    if get_user(engine, name) is None:
-        raise click.ClickException(f"no user {name}")
-    put_user(engine, name, roles=roles)
-    record(engine, EventType.USER_CHANGED, name, change="roles", roles=list(roles))
+    with administering(config_path) as (admin, me):
+        admin.set_roles(name, roles, by=me)
     click.echo(f"user {name} now holds: {', '.join(roles) or 'no roles'}")
 
 
@@ -173,12 +145,8 @@ def users_roles(config_path: Path, name: str, roles: tuple[str, ...]) -> None:
 @config_option
 @click.argument("name")
 def users_rm(config_path: Path, name: str) -> None:
-    config, engine = open_store(config_path)
-    if any(u.name == name for u in config.users):
-        raise click.ClickException(f"{name} is a bootstrap user: remove it from {config_path}")
-    if not delete_user(engine, name, by="admin"):
-        raise click.ClickException(f"no user {name}")
-    record(engine, EventType.USER_CHANGED, name, change="removed")
+    with administering(config_path) as (admin, me):
+        admin.remove(name, by=me)
     click.echo(f"user {name} removed; their sessions and credentials were revoked")
 
 
@@ -233,20 +201,14 @@ def sessions_revoke(
     config_path: Path, session_id: str | None, user: str | None, access_key: str | None
 ) -> None:
     """Takes effect on the next request, on every replica."""
-    _, engine = open_store(config_path)
     chosen = [x for x in (session_id, user, access_key) if x]
     if len(chosen) != 1:
         raise click.UsageError("give one of SESSION_ID, --user or --access-key")
-    if session_id:
-        revoke(engine, "login", session_id, by="admin")
-    elif user:
-        revoke(engine, "user", user, by="admin")
-    elif access_key:
-        revoke(engine, "credential", access_key.removeprefix("ASIA"), by="admin")
-    record(
-        engine,
-        EventType.SESSION_REVOKED,
-        chosen[0],
-        scope="login" if session_id else "user" if user else "credential",
-    )
+    with administering(config_path) as (admin, me):
+        if session_id:
+            admin.revoke_session(session_id, by=me)
+        elif user:
+            admin.revoke_user(user, by=me)
+        elif access_key:
+            admin.revoke_credential(access_key, by=me)
     click.echo("revoked")

@@ -111,8 +111,8 @@ class Admin:
             raise AdminError(400, "UnknownRole", f"unknown gateway roles: {', '.join(unknown)}")
         return list(dict.fromkeys(roles))
 
-    def _enrol(self, name: str) -> Enrolment:
-        password, secret = new_password(), new_totp_secret()
+    def _enrol(self, name: str, password: str | None) -> Enrolment:
+        password, secret = password or new_password(), new_totp_secret()
         put_user(self.engine, name, password_hash=hash_password(password), totp_secret=secret)
         return Enrolment(name, password, secret, enrolment_uri(secret, name))
 
@@ -143,7 +143,10 @@ class Admin:
             )
         return summaries
 
-    def add_user(self, name: str, roles: Sequence[str], *, by: Actor) -> Enrolment:
+    def add_user(
+        self, name: str, roles: Sequence[str], *, by: Actor, password: str | None = None
+    ) -> Enrolment:
+        """A new user, enrolled: their password (generated unless given) and TOTP secret."""
         if not USER_NAME.match(name):
             raise AdminError(
                 400,
@@ -156,13 +159,14 @@ class Admin:
             raise AdminError(409, "UserExists", f"user {name!r} exists; reset it instead")
         if row is None or (wanted and name not in self.bootstrap):
             put_user(self.engine, name, roles=wanted)
-        enrolment = self._enrol(name)
+        enrolment = self._enrol(name, password)
         self._record(EventType.USER_CHANGED, by, user=name, change="added", roles=wanted)
         return enrolment
 
-    def reset(self, name: str, *, by: Actor) -> Enrolment:
+    def reset(self, name: str, *, by: Actor, password: str | None = None) -> Enrolment:
+        """A new password and TOTP secret; every session and credential of the user ends."""
         self._existing(name)
-        enrolment = self._enrol(name)
+        enrolment = self._enrol(name, password)
         set_lock(self.engine, name, None)
         revoke(self.engine, "user", name, by=by.name)
         self._record(EventType.USER_CHANGED, by, user=name, change="reset")
@@ -220,3 +224,14 @@ class Admin:
             user=session.user,
             scope="login",
         )
+
+    def revoke_user(self, name: str, *, by: Actor) -> None:
+        """Everything the user holds now stops working; new logins still may, unlike a lock."""
+        revoke(self.engine, "user", name, by=by.name)
+        self._record(EventType.SESSION_REVOKED, by, user=name, scope="user")
+
+    def revoke_credential(self, access_key_id: str, *, by: Actor) -> None:
+        if not access_key_id.startswith("ASIA") or len(access_key_id) != 20:
+            raise AdminError(400, "InvalidAccessKeyId", "a gateway access key is ASIA + 16")
+        revoke(self.engine, "credential", access_key_id.removeprefix("ASIA"), by=by.name)
+        self._record(EventType.SESSION_REVOKED, by, access_key_id=access_key_id, scope="credential")
