@@ -434,6 +434,27 @@ def test_an_admin_adds_a_user_who_then_logs_in(
     finally:
         fresh.close()
 
+    # A lost phone: a new TOTP secret, the same password, and the old secret is dead.
+    page.locator("#users tr[data-user='erin']").get_by_role(
+        "button", name="Reset TOTP of erin"
+    ).click()
+    expect(page.get_by_role("status")).to_contain_text("Reset erin's TOTP")
+    new_secret = page.locator("[data-field='totp']").inner_text()
+    assert new_secret != secret
+    fresh = browser.new_context()
+    try:
+        again = fresh.new_page()
+        for totp_secret, lands_on in ((secret, "/login"), (new_secret, "/access")):
+            code = Person("erin", totp_secret, {}).code()
+            again.goto(f"{web.url}/login")
+            again.get_by_label("User name").fill("erin")
+            again.get_by_label("Password").fill(password)
+            again.get_by_label("One-time code").fill(code)
+            again.get_by_role("button", name="Log in").click()
+            expect(again).to_have_url(f"{web.url}{lands_on}")
+    finally:
+        fresh.close()
+
     # A name the directory refuses gets a clear message, and nothing is created.
     form = page.get_by_role("form", name="Add a user")
     form.get_by_label("User name").evaluate("e => e.removeAttribute('pattern')")

@@ -50,7 +50,7 @@ class Enrolment:
     """What a new (or reset) user needs to log in; shown once to the administrator."""
 
     user: str
-    password: str
+    password: str | None  # None: the password stays (a TOTP-only reset)
     totp_secret: str
     otpauth_uri: str
 
@@ -171,6 +171,15 @@ class Admin:
         revoke(self.engine, "user", name, by=by.name)
         self._record(EventType.USER_CHANGED, by, user=name, change="reset")
         return enrolment
+
+    def reset_totp(self, name: str, *, by: Actor) -> Enrolment:
+        """A new TOTP secret only (a lost phone); the password stays, every session ends."""
+        self._existing(name)
+        secret = new_totp_secret()
+        put_user(self.engine, name, totp_secret=secret)
+        revoke(self.engine, "user", name, by=by.name)
+        self._record(EventType.USER_CHANGED, by, user=name, change="totp-reset")
+        return Enrolment(name, None, secret, enrolment_uri(secret, name))
 
     def lock(self, name: str, *, by: Actor) -> None:
         if not set_lock(self.engine, name, datetime.now(UTC) + LOCK_FOREVER):

@@ -90,7 +90,7 @@ def _iso_time(value: str | None, name: str) -> str | None:
     return value
 
 
-def _enrolment(e: Enrolment) -> dict[str, str]:
+def _enrolment(e: Enrolment) -> dict[str, str | None]:
     return {
         "user": e.user,
         "password": e.password,
@@ -139,6 +139,7 @@ class Api:
             _route("POST", "/api/v1/users/{name}/lock", self.lock_user),
             _route("POST", "/api/v1/users/{name}/unlock", self.unlock_user),
             _route("POST", "/api/v1/users/{name}/reset", self.reset_user),
+            _route("POST", "/api/v1/users/{name}/reset-totp", self.reset_totp),
             _route("PUT", "/api/v1/users/{name}/roles", self.set_roles),
             _route("GET", "/api/v1/sessions", self.list_sessions),
             _route("DELETE", "/api/v1/sessions/{id}", self.revoke_session),
@@ -458,6 +459,13 @@ class Api:
         caller = await self._administrator(request)
         enrolment = await asyncio.to_thread(
             self.admin.reset, p["name"], by=self._actor(request, caller)
+        )
+        return _ok(_enrolment(enrolment))
+
+    async def reset_totp(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+        caller = await self._administrator(request)
+        enrolment = await asyncio.to_thread(
+            self.admin.reset_totp, p["name"], by=self._actor(request, caller)
         )
         return _ok(_enrolment(enrolment))
 

@@ -234,7 +234,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["user", "password", "totp_secret", "otpauth_uri"],
         "properties": {
             "user": STRING,
-            "password": STRING,
+            "password": {"type": "string", "nullable": True},
             "totp_secret": STRING,
             "otpauth_uri": STRING,
         },
@@ -386,6 +386,14 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "A new password and TOTP secret; the user's sessions end",
             {"200": _json(_ref("Enrolment"), "shown once")},
+            errors=(*ADMIN, 404),
+        ),
+    },
+    "/api/v1/users/{name}/reset-totp": {
+        "parameters": [_path("name")],
+        "post": _op(
+            "A new TOTP secret only; the password stays, the user's sessions end",
+            {"200": _json(_ref("Enrolment"), "shown once; password is null")},
             errors=(*ADMIN, 404),
         ),
     },

@@ -486,6 +486,9 @@ class Pages:
             elif action == "reset":
                 enrolment = await asyncio.to_thread(self.admin.reset, name, by=actor)
                 message = f"Reset {name}'s password and TOTP; their sessions have ended."
+            elif action == "reset-totp":
+                enrolment = await asyncio.to_thread(self.admin.reset_totp, name, by=actor)
+                message = f"Reset {name}'s TOTP; their password stays, their sessions have ended."
             elif action == "revoke":
                 mine = await asyncio.to_thread(self.admin.sessions, name)
                 for session in mine:
