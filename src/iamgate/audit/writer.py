@@ -10,7 +10,6 @@ forwards nothing (fail closed), and recovers as soon as the store does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import queue
@@ -44,9 +43,6 @@ _STOP = object()
 DURABLE_TIMEOUT = 5.0
 RETRY_SECONDS = 0.2
 MAX_BACKLOG = 100_000
-# Who waits for an event to be durable: nobody, a thread (concurrent Future), or a
-# coroutine on an event loop (settled on that loop).
-Waiter = Future[int] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[int]"] | None
 
 
 def columns_of(body_json: str) -> dict[str, Any]:
@@ -95,37 +91,21 @@ class AuditLog:
         # Constant column names and placeholders only: no value is ever formatted in.
         return f"INSERT INTO audit_events ({', '.join(names)}) VALUES ({marks})"  # noqa: S608
 
-    def _enqueue(self, event: AuditEvent, waiter: Waiter) -> None:
-        with self._lock:
-            self._pending += 1
-            self._idle.clear()
-        self._queue.put((event, waiter))
-
     def append(self, event: AuditEvent) -> Future[int]:
         """A future of the event's sequence number, set once it is durable."""
         future: Future[int] = Future()
         if not self.enabled:
             future.set_result(0)
             return future
-        self._enqueue(event, future)
+        with self._lock:
+            self._pending += 1
+            self._idle.clear()
+        self._queue.put((event, future))
         return future
 
-    def record(self, event: AuditEvent) -> None:
-        """Written in order with the rest, with nobody waiting for it (an outcome, say)."""
-        if self.enabled:
-            self._enqueue(event, None)
-
     async def durably(self, event: AuditEvent) -> int:
-        """The event's sequence number once it is durable; Refused (fail closed) if the store
-        cannot take it within DURABLE_TIMEOUT."""
-        if not self.enabled:
-            return 0
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[int] = loop.create_future()
-        self._enqueue(event, (loop, waiter))
         try:
-            async with asyncio.timeout(DURABLE_TIMEOUT):
-                return await waiter
+            return await asyncio.wait_for(asyncio.wrap_future(self.append(event)), DURABLE_TIMEOUT)
         except Exception:
             raise Refused(
                 Reason.AUDIT_UNAVAILABLE,
@@ -154,7 +134,7 @@ class AuditLog:
             else:
                 item = self._queue.get()
             stop = item is _STOP
-            batch: list[tuple[AuditEvent, Waiter]] = [(e, None) for e in retry]
+            batch: list[tuple[AuditEvent, Future[int] | None]] = [(e, None) for e in retry]
             if item is not None and not stop:
                 batch.append(item)  # type: ignore[arg-type]
             while not stop and len(batch) < self._max_batch:
@@ -185,7 +165,7 @@ class AuditLog:
             if self._pending == 0:
                 self._idle.set()
 
-    def _write(self, batch: list[tuple[AuditEvent, Waiter]]) -> bool:
+    def _write(self, batch: list[tuple[AuditEvent, Future[int] | None]]) -> bool:
         seq, head = self._seq, self._head
         rows: list[tuple[Any, ...]] = []
         for event, _ in batch:
@@ -201,42 +181,15 @@ class AuditLog:
                 conn.exec_driver_sql(self._insert_sql, rows)
         except Exception as exc:
             log.error("audit log not written (%d events): %s", len(batch), type(exc).__name__)
-            _settle([w for _, w in batch], [exc] * len(batch))
+            for _, future in batch:
+                if future is not None and future.set_running_or_notify_cancel():
+                    future.set_exception(exc)
             return False
-        self._seq, self._head = seq, head
-        _settle([w for _, w in batch], [int(row[1]) for row in rows])
-        return True
-
-
-def _settle(waiters: list[Waiter], outcomes: list[int | BaseException]) -> None:
-    """Tell every waiter of a batch, with one wake-up per event loop rather than one each.
-
-    A waiter that gave up (timeout) has cancelled its future: its event is durable all the
-    same, and the call's outcome will say it was not forwarded.
-    """
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], Any]]] = {}
-    for waiter, outcome in zip(waiters, outcomes, strict=True):
-        if waiter is None:
-            continue
-        if isinstance(waiter, Future):
-            if waiter.set_running_or_notify_cancel():
-                if isinstance(outcome, BaseException):
-                    waiter.set_exception(outcome)
-                else:
-                    waiter.set_result(outcome)
-            continue
-        loop, future = waiter
-        by_loop.setdefault(loop, []).append((future, outcome))
-    for loop, settled in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(_resolve, settled)
-
-
-def _resolve(settled: list[tuple[asyncio.Future[int], Any]]) -> None:
-    for future, outcome in settled:
-        if future.done():
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
         else:
-            future.set_result(outcome)
+            self._seq, self._head = seq, head
+            for row, (_, future) in zip(rows, batch, strict=True):
+                # A waiter that gave up (timeout) cancelled its future: the event is durable
+                # all the same, and its outcome will say the call was not forwarded.
+                if future is not None and future.set_running_or_notify_cancel():
+                    future.set_result(int(row[1]))
+            return True

@@ -588,10 +588,10 @@ class Gateway:
         }
         if call.recorded:
             fields = {"request_id": call.request_id, **outcome, "reason": call.reason}
-            self.audit.record(self._event(call, EventType.AWS_CALL_OUTCOME, fields))
+            self.audit.append(self._event(call, EventType.AWS_CALL_OUTCOME, fields))
         else:
             fields = {**self._call_fields(call), **outcome}
-            self.audit.record(self._event(call, EventType.AWS_CALL, fields))
+            self.audit.append(self._event(call, EventType.AWS_CALL, fields))
 
 
 def _header_pairs(request: web.Request) -> list[tuple[str, str]]:
