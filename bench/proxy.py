@@ -1,12 +1,15 @@
 """What the gateway costs: latency and throughput direct vs through it, and upload memory.
 
-    .venv/bin/python bench/proxy.py [--requests 3000] [--concurrency 16] [--upload-mib 1024]
+    .venv/bin/python bench/proxy.py [--requests 3000] [--rounds 5] [--concurrency 16]
+                                    [--upload-mib 1024]
 
 Everything runs on 127.0.0.1 in one run: a fast local upstream (a tiny aiohttp server that
 answers STS and S3 like AWS, so the upstream's own cost is near zero and the gateway's
-shows), `iamgate serve` as its own process, and an aiohttp load generator. The same
-pre-signed requests go directly to the upstream and through the gateway; the report gives
-both and their ratio. Then a 1 GiB S3 upload streams through the gateway while its resident
+shows), `iamgate serve` as its own process twice (durable audit, and audit off), and an
+aiohttp load generator. Once both gateways say they are ready, the same pre-signed requests
+go directly to the upstream and through each gateway, in rounds that rotate the order; the
+report gives medians, the CPU each serving process spent per request, and ratios taken
+within each round. Then a 1 GiB S3 upload streams through the gateway while its resident
 memory is sampled.
 """
 
@@ -14,16 +17,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -180,9 +186,89 @@ async def upload(signed: Signed, size: int) -> float:
     return time.perf_counter() - started
 
 
+def wait_until_ready(port: int, timeout: float = 120) -> None:
+    """Until the gateway says it is ready: every service model compiled, nothing warming up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the gateway on {port} never became ready")
+
+
+@dataclass
+class Series:
+    """One configuration's measurements over the rounds."""
+
+    rps: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # the measured process's, per request
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    """User and system CPU of the process and its children (the gateway's audit writer)."""
+    total = 0.0
+    for each in (process, *process.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = each.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def measure(
+    targets: dict[str, tuple[Signed, psutil.Process]],
+    *,
+    requests: int,
+    concurrency: int,
+    rounds: int,
+) -> dict[str, Series]:
+    """Every target once per round, in an order that rotates, so drift hits all alike."""
+    series = {label: Series() for label in targets}
+    labels = list(targets)
+    for round_ in range(rounds):
+        for label in labels[round_ % len(labels) :] + labels[: round_ % len(labels)]:
+            signed, process = targets[label]
+            before = cpu_seconds(process)
+            rps, latencies = asyncio.run(load(signed, requests, concurrency))
+            used = cpu_seconds(process) - before
+            series[label].rps.append(rps)
+            series[label].latencies.extend(latencies)
+            series[label].cpu_us.append(used / requests * 1e6)
+    return series
+
+
+def report(series: dict[str, Series], concurrency: int) -> None:
+    print(f"\n{concurrency} at a time, median of {len(next(iter(series.values())).rps)} rounds")
+    print(f"{'':12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU µs/req':>12}")
+    for label, s in series.items():
+        print(
+            f"{label:12}{statistics.median(s.rps):10.0f}{pct(s.latencies, 50):10.3f}"
+            f"{pct(s.latencies, 99):10.3f}{statistics.median(s.cpu_us):12.0f}"
+        )
+    direct, gateway, quiet = series["direct"], series["gateway"], series["no audit"]
+    # Ratios are taken round by round (the runs of one round are seconds apart), then the
+    # median of those: a machine that slows for a while slows both sides of a ratio.
+    vs_direct = statistics.median(g / d for g, d in zip(gateway.rps, direct.rps, strict=True))
+    ratios = [g / q for g, q in zip(gateway.rps, quiet.rps, strict=True)]
+    vs_quiet = statistics.median(ratios)
+    print(f"throughput, gateway/direct: {vs_direct:.2f}x")
+    print(
+        f"throughput, durable audit/no audit: {vs_quiet:.2f}x "
+        f"(durable audit costs {max(0.0, 1 - vs_quiet) * 100:.0f}%; "
+        f"rounds {min(ratios):.2f}x to {max(ratios):.2f}x)"
+    )
+    print(
+        f"added latency at p50: {pct(gateway.latencies, 50) - pct(direct.latencies, 50):.3f} ms; "
+        f"without audit {pct(quiet.latencies, 50) - pct(direct.latencies, 50):.3f} ms"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=3000, help="per configuration and round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--upload-mib", type=int, default=1024)
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
@@ -227,7 +313,8 @@ def main() -> int:
         quiet = subprocess.Popen(
             [str(BIN / "iamgate"), "serve", "--config", str(work / "quiet.yaml")], env=env
         )
-        wait_for_port(quiet_port)
+        wait_until_ready(gateway_port)
+        wait_until_ready(quiet_port)
         minted = mint_credentials(
             load_keyring(open_engine(f"sqlite:///{work / 'state.db'}")),
             principal="bench",
@@ -239,44 +326,37 @@ def main() -> int:
         )
         gw_creds = Credentials(minted.access_key_id, minted.secret_access_key, minted.session_token)
         up_creds = Credentials("ASIAUPSTREAMBENCH000", "upstream-secret", "upstream-token")
-        direct = sign(f"http://127.0.0.1:{upstream_port}", up_creds)
-        through = sign(f"http://127.0.0.1:{gateway_port}", gw_creds)
-        unaudited = sign(f"http://127.0.0.1:{quiet_port}", gw_creds)
-
-        for warm in (through, unaudited, direct):  # AssumeRole cached, connections open
-            asyncio.run(load(warm, 200, 4))
-        print(f"sts:GetCallerIdentity, {args.requests} requests each, same run\n")
-        print(f"{'':26}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-        results = {}
-        for label, signed, conc in (
-            ("direct, 1 at a time", direct, 1),
-            ("gateway, 1 at a time", through, 1),
-            ("no audit, 1 at a time", unaudited, 1),
-            (f"direct, {args.concurrency} at a time", direct, args.concurrency),
-            (f"gateway, {args.concurrency} at a time", through, args.concurrency),
-            (f"no audit, {args.concurrency} at a time", unaudited, args.concurrency),
-        ):
-            rps, lat = asyncio.run(load(signed, args.requests, conc))
-            results[label] = (rps, pct(lat, 50), pct(lat, 99))
-            print(f"{label:26}{rps:10.0f}{pct(lat, 50):10.3f}{pct(lat, 99):10.3f}")
-        d1, g1 = results["direct, 1 at a time"], results["gateway, 1 at a time"]
-        dn = results[f"direct, {args.concurrency} at a time"]
-        gn = results[f"gateway, {args.concurrency} at a time"]
+        targets = {
+            "direct": (
+                sign(f"http://127.0.0.1:{upstream_port}", up_creds),
+                psutil.Process(upstream.pid),
+            ),
+            "gateway": (
+                sign(f"http://127.0.0.1:{gateway_port}", gw_creds),
+                psutil.Process(gateway.pid),
+            ),
+            "no audit": (
+                sign(f"http://127.0.0.1:{quiet_port}", gw_creds),
+                psutil.Process(quiet.pid),
+            ),
+        }
+        for signed, _ in targets.values():  # AssumeRole cached, connections open
+            asyncio.run(load(signed, 200, 4))
         print(
-            f"\nadded latency at p50 (1 at a time): {g1[1] - d1[1]:.3f} ms "
-            f"(gateway/direct p50 = {g1[1] / d1[1]:.2f}x)"
+            f"sts:GetCallerIdentity, {args.requests} requests per configuration and round, "
+            "all in one run; CPU is the serving process's and its children's (the upstream's for "
+            "direct, the gateway's with its audit writer)"
         )
-        q1 = results["no audit, 1 at a time"]
-        print(
-            f"added latency at p50 without audit: {q1[1] - d1[1]:.3f} ms; the durable audit "
-            f"record adds {g1[1] - q1[1]:.3f} ms"
-        )
-        print(f"throughput at {args.concurrency} at a time: gateway/direct = {gn[0] / dn[0]:.2f}x")
-        qn = results[f"no audit, {args.concurrency} at a time"]
-        print(
-            f"durable audit vs none, {args.concurrency} at a time: {gn[0] / qn[0]:.2f}x "
-            f"throughput (costs {max(0.0, 1 - gn[0] / qn[0]) * 100:.0f}%)"
-        )
+        for concurrency in (1, args.concurrency):
+            report(
+                measure(
+                    targets,
+                    requests=args.requests,
+                    concurrency=concurrency,
+                    rounds=args.rounds,
+                ),
+                concurrency,
+            )
 
         size = args.upload_mib * 1024 * 1024
         process = psutil.Process(gateway.pid)

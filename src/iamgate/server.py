@@ -73,6 +73,7 @@ def build_app(runtime: Runtime) -> web.Application:
     app = web.Application(client_max_size=MAX_BUFFERED_BODY, middlewares=[aws_calls_first])
 
     async def on_startup(_: web.Application) -> None:
+        await runtime.audit.start()
         await gateway.start()
         runtime.audit.append(
             AuditEvent(EventType.SERVER_STARTED, fields={"url": runtime.config.server.url})
@@ -82,7 +83,7 @@ def build_app(runtime: Runtime) -> web.Application:
         runtime.audit.append(AuditEvent(EventType.SERVER_STOPPED))
         await gateway.close()
         await runtime.console.close()
-        runtime.audit.flush()
+        await runtime.audit.stop()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
@@ -148,7 +149,6 @@ async def serving(runtime: Runtime) -> AsyncIterator[web.AppRunner]:
         yield runner
     finally:
         await runner.cleanup()
-        runtime.audit.close()
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

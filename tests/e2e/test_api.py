@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -193,3 +194,15 @@ def test_schemathesis_finds_no_server_error(
     )
     (tmp_path.parent / f"schemathesis-{who}.txt").write_text(run.stdout)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+
+
+def test_health_says_ready_once_the_service_models_are_compiled(
+    api_gateway: GatewayProcess,
+) -> None:
+    deadline = time.monotonic() + 60
+    status, reply = call(api_gateway, "GET", "/api/v1/health", None)
+    while status == 503 and time.monotonic() < deadline:  # a load balancer waits likewise
+        assert reply == {"status": "starting"}
+        time.sleep(0.2)
+        status, reply = call(api_gateway, "GET", "/api/v1/health", None)
+    assert (status, reply) == (200, {"status": "ready"})

@@ -9,16 +9,25 @@ removal from the end.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 GENESIS = "0" * 64
 
 
+def canonical_bytes(body: dict[str, Any]) -> bytes:
+    """Sorted keys, no spaces, UTF-8 as is; a value JSON has no form for becomes its str().
+
+    The stored text is what is hashed and verified, so this form never has to be rebuilt.
+    """
+    return orjson.dumps(body, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
 def canonical(body: dict[str, Any]) -> str:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_bytes(body).decode()
 
 
 def link(prev_hash: str, seq: int, body_json: str) -> str:

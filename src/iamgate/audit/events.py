@@ -12,8 +12,10 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from iamgate.audit.chain import canonical_bytes
 
 
 class EventType(enum.StrEnum):
@@ -54,7 +56,7 @@ class AuditEvent:
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "time": self.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "time": format_time(self.time),
             "type": str(self.type),
             "principal": self.principal,
             "source_ip": self.source_ip,
@@ -63,6 +65,21 @@ class AuditEvent:
         }
 
 
+def encode(event: AuditEvent) -> bytes:
+    """The event as it is stored and hashed: fixed at the moment it is recorded."""
+    return canonical_bytes(event.as_dict())
+
+
+def format_time(moment: datetime) -> str:
+    """Fixed-width UTC with microseconds, so that the text sorts as the times do."""
+    t = moment if moment.utcoffset() == _ZERO else moment.astimezone(UTC)
+    return (
+        f"{t.year:04}-{t.month:02}-{t.day:02}T{t.hour:02}:{t.minute:02}:{t.second:02}"
+        f".{t.microsecond:06}Z"
+    )
+
+
+_ZERO = timedelta(0)
 _SECRET_NAME = re.compile(
     r"password|passwd|secret|token|credential|privatekey|private_key|plaintext|"
     r"authorization|signature|sessionkey|accesskey",

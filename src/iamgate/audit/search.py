@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from iamgate.access.patterns import matches
+from iamgate.audit.appender import COLUMNS, columns_of
 from iamgate.audit.chain import Problem, StoredEvent, verify_chain
 from iamgate.audit.events import EventType
-from iamgate.audit.writer import COLUMNS, columns_of
 from iamgate.store.tables import audit_events
 
 

@@ -1,195 +1,304 @@
-"""Appending to this writer's hash chain: durable before forwarding, cheap under load.
+"""The gateway's audit log: durable before forwarding, and nearly free for the event loop.
 
-Requests hand events to a queue and, when they must, wait for them to be durable. One
-thread drains whatever has accumulated, links it into the chain and commits it in a single
-transaction (group commit), so concurrent requests share one fsync. If the commit fails,
-every waiter learns it and the chain does not advance: the gateway then answers 503 and
-forwards nothing (fail closed), and recovers as soon as the store does.
+Events are encoded where they happen and numbered in this writer's chain; the audit writer
+process (`iamgate.audit.process`) links and commits them. The loop and the writer meet only
+through a socket, so a commit never holds the proxy's interpreter lock:
+
+- events appended during one turn of the loop leave in one write (group commit begins
+  here), and one acknowledgement settles all the records waiting on a batch;
+- a record someone waits on (a call about to be forwarded) leaves at the end of the turn;
+  the rest (outcomes, logins) ride along with it, or leave within DEFER_SECONDS;
+- if the store refuses a batch, or the writer does not answer within DURABLE_TIMEOUT, the
+  waiters are refused at once (fail closed: the gateway answers 503 and forwards nothing),
+  while the events stay queued and are stored, in order, once the store is back;
+- if the writer process dies, a new one resumes the chain and is sent every event not yet
+  acknowledged; events it already stored are skipped by number, so none is lost or doubled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import queue
 import secrets
+import socket
+import sys
 import threading
-from concurrent.futures import Future
-from typing import Any
+import time
+from collections import deque
+from typing import Protocol
 
 from sqlalchemy import Engine
 
-from iamgate.audit.chain import GENESIS, canonical, link
-from iamgate.audit.events import AuditEvent
+from iamgate.audit.events import AuditEvent, encode
+from iamgate.audit.wire import STORED, AckReader, WireError, frame
 from iamgate.refusals import Reason, Refused
 
 log = logging.getLogger(__name__)
-COLUMNS = (
-    "id",
-    "time",
-    "type",
-    "principal",
-    "account_id",
-    "aws_role",
-    "service",
-    "action",
-    "decision",
-    "status",
-    "request_id",
-)
-_PARAM_STYLE = {"qmark": "?", "format": "%s", "pyformat": "%s"}
-_STOP = object()
 DURABLE_TIMEOUT = 5.0
-RETRY_SECONDS = 0.2
-MAX_BACKLOG = 100_000
+DEFER_SECONDS = 0.05
+STOP_SECONDS = 10.0
+RESTART_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+MAX_UNACKNOWLEDGED = 1_000_000
 
 
-def columns_of(body_json: str) -> dict[str, Any]:
-    """The searchable columns of an event, derived from its body alone."""
-    return _columns(json.loads(body_json))
+class AuditSink(Protocol):
+    """What records an event: the gateway's audit log, or a command's direct one."""
+
+    def append(self, event: AuditEvent) -> None: ...
 
 
-def _columns(body: dict[str, Any]) -> dict[str, Any]:
-    fields = body.get("fields", {})
-    status = fields.get("status")
-    return {
-        "id": body.get("id"),
-        "time": body.get("time"),
-        "type": body.get("type"),
-        "principal": body.get("principal"),
-        "account_id": fields.get("account_id"),
-        "aws_role": fields.get("aws_role"),
-        "service": fields.get("service"),
-        "action": fields.get("action"),
-        "decision": fields.get("decision"),
-        "status": status if isinstance(status, int) else None,
-        "request_id": fields.get("request_id"),
-    }
+class AuditUnavailable(Exception):
+    pass
+
+
+class _Link(asyncio.Protocol):
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+        self._acks = AckReader()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            acks = self._acks.feed(data)
+        except WireError:
+            log.exception("the audit writer sent nonsense")
+            self._log.restart_writer()
+            return
+        for status, seq in acks:
+            self._log.acknowledged(status == STORED, seq)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._log.writer_lost()
 
 
 class AuditLog:
-    def __init__(self, engine: Engine, *, enabled: bool = True, max_batch: int = 1000) -> None:
-        self._engine = engine
+    def __init__(self, engine: Engine, *, enabled: bool = True) -> None:
         self.enabled = enabled
         self.chain = secrets.token_hex(8)
+        self._url = engine.url.render_as_string(hide_password=False)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._seq = 0
-        self._head = GENESIS
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._max_batch = max_batch
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-        self._thread.start()
+        self._early: list[AuditEvent] = []  # appended before start()
+        self._unacknowledged: deque[tuple[int, bytes]] = deque()  # oldest first
+        self._outbox: list[bytes] = []  # frames not yet written to the writer
+        self._stored = 0  # the last seq the writer has stored
+        self._waiters: deque[tuple[int, float, asyncio.Future[int]]] = deque()
+        self._turn_scheduled = False
+        self._defer: asyncio.TimerHandle | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._transport: asyncio.Transport | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._flushers: list[tuple[int, asyncio.Future[None]]] = []
+        self._restarts = 0
+        self.acknowledgements = 0  # how many batches the writer has stored: group commit
+        self._stopping = False
+        self._stopped = False
+        self._drained: asyncio.Event | None = None
+
+    # -- the life of the writer process -----------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.enabled:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._drained = asyncio.Event()
+        await self._spawn()
+        early, self._early = self._early, []
+        for event in early:
+            self._add(encode(event), None)
 
     @property
-    def _insert_sql(self) -> str:
-        names = ("chain", "seq", "prev_hash", "hash", "body", *COLUMNS)
-        marks = ", ".join(_PARAM_STYLE.get(self._engine.dialect.paramstyle, "?") for _ in names)
-        # Constant column names and placeholders only: no value is ever formatted in.
-        return f"INSERT INTO audit_events ({', '.join(names)}) VALUES ({marks})"  # noqa: S608
+    def writer_pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
-    def append(self, event: AuditEvent) -> Future[int]:
-        """A future of the event's sequence number, set once it is durable."""
-        future: Future[int] = Future()
+    async def _spawn(self) -> None:
+        assert self._loop is not None
+        ours, theirs = socket.socketpair()
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "iamgate.audit.process",
+                str(theirs.fileno()),
+                pass_fds=(theirs.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        self._transport, _ = await self._loop.create_unix_connection(lambda: _Link(self), sock=ours)
+        # The store's URL may hold a password: it goes over the socket, never on a command line.
+        settings = json.dumps({"url": self._url, "chain": self.chain}).encode()
+        pending = [frame(0, settings)] + [frame(s, b) for s, b in self._unacknowledged]
+        self._outbox.clear()  # every unacknowledged event is in `pending`
+        self._transport.write(b"".join(pending))
+
+    def writer_lost(self) -> None:
+        self._transport = None
+        if self._stopping:
+            if self._drained is not None:
+                self._drained.set()
+            return
+        log.error("the audit writer process exited; starting another")
+        self._fail_waiters()
+        assert self._loop is not None
+        delay = RESTART_SECONDS[min(self._restarts, len(RESTART_SECONDS) - 1)]
+        self._restarts += 1
+        self._loop.call_later(delay, lambda: asyncio.ensure_future(self._respawn()))
+
+    async def _respawn(self) -> None:
+        if self._stopping or self._transport is not None:
+            return
+        try:
+            await self._spawn()
+        except Exception:
+            log.exception("could not start the audit writer process")
+            self.writer_lost()
+
+    def restart_writer(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def stop(self) -> None:
+        """Store what was appended (for up to STOP_SECONDS), then end the writer process."""
+        if not self.enabled or self._loop is None or self._stopped:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_SECONDS):
+                await self.flush()
+        self._stopping = True
+        if self._transport is not None:
+            assert self._drained is not None
+            self._drained.clear()
+            self._transport.write_eof()  # the writer stores what it holds, then exits
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_SECONDS):
+                    await self._drained.wait()
+        if self._process is not None and self._process.returncode is None:
+            try:
+                async with asyncio.timeout(STOP_SECONDS):
+                    await self._process.wait()
+            except TimeoutError:
+                self._process.kill()
+        self._stopped = True
+
+    async def flush(self) -> None:
+        """Until everything appended so far is stored (bound it with asyncio.timeout)."""
+        if not self.enabled or self._loop is None or self._stored >= self._seq:
+            return
+        self._end_turn()
+        done: asyncio.Future[None] = self._loop.create_future()
+        self._flushers.append((self._seq, done))
+        await done
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def append(self, event: AuditEvent) -> None:
+        """Record `event` without waiting; it is stored, in order, within moments."""
         if not self.enabled:
-            future.set_result(0)
-            return future
-        with self._lock:
-            self._pending += 1
-            self._idle.clear()
-        self._queue.put((event, future))
-        return future
+            return
+        if self._stopped:
+            log.warning("audit event %s after the audit log stopped: not recorded", event.type)
+            return
+        if self._loop is None:
+            self._early.append(event)
+            return
+        body = encode(event)
+        if threading.get_ident() == self._loop_thread:
+            self._add(body, None)
+        else:  # an administration call running in a worker thread
+            self._loop.call_soon_threadsafe(self._add, body, None)
 
     async def durably(self, event: AuditEvent) -> int:
+        """The event's sequence number once it is durable; a refusal if it cannot be."""
+        if not self.enabled:
+            return 0
+        assert self._loop is not None, "the audit log has not been started"
+        waiter: asyncio.Future[int] = self._loop.create_future()
+        self._add(encode(event), waiter)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(self.append(event)), DURABLE_TIMEOUT)
-        except Exception:
+            return await waiter
+        except AuditUnavailable:
             raise Refused(
                 Reason.AUDIT_UNAVAILABLE,
                 "iamgate: the audit log cannot be written right now, so nothing was forwarded; "
                 "retry shortly",
             ) from None
 
-    def head(self) -> tuple[int, str]:
-        return self._seq, self._head
+    def _add(self, body: bytes, waiter: asyncio.Future[int] | None) -> None:
+        assert self._loop is not None
+        self._seq += 1
+        self._unacknowledged.append((self._seq, body))
+        self._outbox.append(frame(self._seq, body))
+        if len(self._unacknowledged) > MAX_UNACKNOWLEDGED:
+            lost, _ = self._unacknowledged.popleft()
+            log.error("audit backlog full: event %d of chain %s dropped", lost, self.chain)
+        if waiter is None:
+            if self._defer is None and not self._turn_scheduled:
+                self._defer = self._loop.call_later(DEFER_SECONDS, self._end_turn)
+            return
+        if self._transport is None:  # no writer right now: refuse at once, keep the event
+            waiter.set_exception(AuditUnavailable())
+            return
+        self._waiters.append((self._seq, time.monotonic() + DURABLE_TIMEOUT, waiter))
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(DURABLE_TIMEOUT / 4, self._check_deadlines)
+        if not self._turn_scheduled:
+            self._turn_scheduled = True
+            self._loop.call_soon(self._end_turn)
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        return self._idle.wait(timeout)
+    def _end_turn(self) -> None:
+        """Send everything appended since the last send, in one write."""
+        self._turn_scheduled = False
+        if self._defer is not None:
+            self._defer.cancel()
+            self._defer = None
+        if self._transport is None or not self._outbox:
+            return  # without a writer, the next one is sent every unacknowledged event
+        self._transport.write(b"".join(self._outbox))
+        self._outbox.clear()
 
-    def close(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join(timeout=10)
+    # -- what the writer says -----------------------------------------------------------------
 
-    def _run(self) -> None:
-        retry: list[AuditEvent] = []  # written by no one yet, oldest first
-        while True:
-            if retry:
-                try:
-                    item = self._queue.get(timeout=RETRY_SECONDS)
-                except queue.Empty:
-                    item = None
+    def acknowledged(self, stored: bool, seq: int) -> None:
+        if stored:
+            self.acknowledgements += 1
+            self._restarts = 0
+            self._stored = max(self._stored, seq)
+            while self._unacknowledged and self._unacknowledged[0][0] <= seq:
+                self._unacknowledged.popleft()
+            if self._flushers:
+                waiting = []
+                for target, done in self._flushers:
+                    if target > self._stored:
+                        waiting.append((target, done))
+                    elif not done.done():
+                        done.set_result(None)
+                self._flushers = waiting
+        while self._waiters and self._waiters[0][0] <= seq:
+            number, _, waiter = self._waiters.popleft()
+            if waiter.done():  # gave up already; the event is durable all the same
+                continue
+            if stored:
+                waiter.set_result(number)
             else:
-                item = self._queue.get()
-            stop = item is _STOP
-            batch: list[tuple[AuditEvent, Future[int] | None]] = [(e, None) for e in retry]
-            if item is not None and not stop:
-                batch.append(item)  # type: ignore[arg-type]
-            while not stop and len(batch) < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop = True
-                    break
-                batch.append(more)  # type: ignore[arg-type]
-            if batch:
-                try:
-                    written = self._write(batch)
-                except Exception:  # the writer must outlive any one batch
-                    log.exception("audit writer failed on a batch of %d", len(batch))
-                    written = False
-                # Events are never dropped for a passing failure of the store: they are
-                # written, in order, as soon as it is back (within a bounded backlog).
-                retry = [] if written else [e for e, _ in batch][-MAX_BACKLOG:]
-                self._settled(len(batch) - len(retry))
-            if stop:
-                return
+                waiter.set_exception(AuditUnavailable())
 
-    def _settled(self, count: int) -> None:
-        with self._lock:
-            self._pending -= count
-            if self._pending == 0:
-                self._idle.set()
+    def _check_deadlines(self) -> None:
+        assert self._loop is not None
+        self._watchdog = None
+        now = time.monotonic()
+        while self._waiters and self._waiters[0][1] <= now:
+            _, _, waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(AuditUnavailable())
+        if self._waiters:
+            self._watchdog = self._loop.call_later(DURABLE_TIMEOUT / 4, self._check_deadlines)
 
-    def _write(self, batch: list[tuple[AuditEvent, Future[int] | None]]) -> bool:
-        seq, head = self._seq, self._head
-        rows: list[tuple[Any, ...]] = []
-        for event, _ in batch:
-            seq += 1
-            data = event.as_dict()
-            body = canonical(data)
-            digest = link(head, seq, body)
-            columns = _columns(data)
-            rows.append((self.chain, seq, head, digest, body, *(columns[c] for c in COLUMNS)))
-            head = digest
-        try:
-            with self._engine.begin() as conn:
-                conn.exec_driver_sql(self._insert_sql, rows)
-        except Exception as exc:
-            log.error("audit log not written (%d events): %s", len(batch), type(exc).__name__)
-            for _, future in batch:
-                if future is not None and future.set_running_or_notify_cancel():
-                    future.set_exception(exc)
-            return False
-        else:
-            self._seq, self._head = seq, head
-            for row, (_, future) in zip(rows, batch, strict=True):
-                # A waiter that gave up (timeout) cancelled its future: the event is durable
-                # all the same, and its outcome will say the call was not forwarded.
-                if future is not None and future.set_running_or_notify_cancel():
-                    future.set_result(int(row[1]))
-            return True
+    def _fail_waiters(self) -> None:
+        while self._waiters:
+            _, _, waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(AuditUnavailable())

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from iamgate.access.session_policy import SessionPolicyError, session_policy_for
 from iamgate.audit.events import AuditEvent, EventType
-from iamgate.audit.writer import AuditLog
+from iamgate.audit.writer import AuditSink
 from iamgate.aws import console
 from iamgate.aws.upstream_credentials import AssumeRole, RoleKey, describe
 from iamgate.config import AccountConfig, Config, RoleConfig
@@ -64,7 +64,7 @@ class ConsoleFederation:
         self,
         config: Config,
         assume_role: AssumeRole,
-        audit: AuditLog,
+        audit: AuditSink,
         caller_arn: Callable[[], str],
     ) -> None:
         self.config = config

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
-from iamgate.audit.writer import AuditLog
+from iamgate.audit.appender import DirectAuditLog
 from iamgate.config import Config, ConfigError, load_config
 from iamgate.store.database import open_engine
 from iamgate.store.directory import (
@@ -49,13 +49,12 @@ def administering(config_path: Path) -> Iterator[tuple[Admin, Actor]]:
     """The shared administration code, as the operator at this terminal, on its own short
     audit chain; a refusal becomes the command's error."""
     config, engine = open_store(config_path)
-    log = AuditLog(engine)
+    log = DirectAuditLog(engine)
     try:
         yield Admin(config, engine, log), Actor(getpass.getuser())
     except AdminError as exc:
         raise click.ClickException(exc.message) from None
     finally:
-        log.flush()
         log.close()
 
 

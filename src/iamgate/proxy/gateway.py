@@ -166,6 +166,11 @@ class Gateway:
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
 
+    @property
+    def ready(self) -> bool:
+        """Started, with every service model compiled: calls meet no compilation pauses."""
+        return self._preload is not None and self._preload.done()
+
     async def _follow_directory(self) -> None:
         """Revocations and role changes made on any replica apply here within a poll."""
         while True:

@@ -126,6 +126,7 @@ class MotoServer:
         self.log_path = log_path
         self.env = dict(env or {})
         self._process: subprocess.Popen[bytes] | None = None
+        self._scratch: Path | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -169,6 +170,9 @@ class MotoServer:
         # Nothing of the machine's AWS or moto configuration reaches the server: an
         # inherited MOTO_ACCOUNT_ID alone would put every request in one account.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+        # moto's request recorder writes beside its working directory unless told otherwise.
+        self._scratch = Path(tempfile.mkdtemp(prefix="iamgate-moto-"))
+        env["MOTO_RECORDER_FILEPATH"] = str(self._scratch / "recording.jsonl")
         env.update(self.env)
         command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
         if self.log_path is None:
@@ -213,6 +217,15 @@ class MotoServer:
         """Terminate the process group, kill it if it lingers; safe to call twice."""
         process, self._process = self._process, None
         _running.discard(self)
+        try:
+            self._end(process, timeout)
+        finally:
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+                self._scratch = None
+
+    @staticmethod
+    def _end(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
         if process is None:
             return
         if process.poll() is None:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 
 from iamgate.audit.events import AuditEvent, EventType
-from iamgate.audit.writer import AuditLog
+from iamgate.audit.writer import AuditSink
 from iamgate.config import Config
 from iamgate.identity.passwords import hash_password
 from iamgate.identity.totp import enrolment_uri, new_totp_secret
@@ -81,7 +81,7 @@ def new_password() -> str:
 
 
 class Admin:
-    def __init__(self, config: Config, engine: Engine, audit: AuditLog) -> None:
+    def __init__(self, config: Config, engine: Engine, audit: AuditSink) -> None:
         self.config = config
         self.engine = engine
         self.audit = audit

@@ -113,8 +113,10 @@ class Api:
         sessions: BrowserSessions,
         admin: Admin,
         console: ConsoleFederation,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.config = config
+        self.ready = ready
         self.engine = engine
         self.keyring = keyring
         self.logins = logins
@@ -125,6 +127,7 @@ class Api:
         self.document = openapi_document(config.server.url)
         self.routes = [
             _route("GET", "/api/v1/openapi.json", self.openapi),
+            _route("GET", "/api/v1/health", self.health),
             _route("POST", "/api/v1/login", self.login),
             _route("POST", "/api/v1/logout", self.logout),
             _route("GET", "/api/v1/me", self.me),
@@ -242,6 +245,11 @@ class Api:
 
     async def openapi(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         return web.json_response(self.document)
+
+    async def health(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+        if self.ready():
+            return _ok({"status": "ready"})
+        return _ok({"status": "starting"}, status=503)
 
     async def login(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         body = await self._body(request)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 
 from iamgate.audit.events import AuditEvent, EventType
-from iamgate.audit.writer import AuditLog
+from iamgate.audit.writer import AuditSink
 from iamgate.identity.login import LoginError, decide_login
 from iamgate.store.directory import (
     LoginSession,
@@ -81,7 +81,7 @@ class LoginResult:
 
 
 class Logins:
-    def __init__(self, engine: Engine, audit: AuditLog) -> None:
+    def __init__(self, engine: Engine, audit: AuditSink) -> None:
         self.engine = engine
         self.audit = audit
         self.rate = RateLimiter()

@@ -76,6 +76,11 @@ NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 NAMES = {"type": "array", "items": STRING}
 
 SCHEMAS: dict[str, Any] = {
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": ["ready", "starting"]}},
+    },
     "Error": {
         "type": "object",
         "required": ["error", "message"],
@@ -314,6 +319,16 @@ AUDIT_PARAMETERS = [
 PATHS: dict[str, Any] = {
     "/api/v1/openapi.json": {
         "get": _op("This document", {"200": {"description": "OpenAPI 3.0"}}, public=True)
+    },
+    "/api/v1/health": {
+        "get": _op(
+            "Readiness, for a load balancer: ready once every service model is compiled",
+            {
+                "200": _json(_ref("Health"), "ready for AWS calls"),
+                "503": _json(_ref("Health"), "still starting"),
+            },
+            public=True,
+        )
     },
     "/api/v1/login": {
         "post": _op(

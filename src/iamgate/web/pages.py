@@ -25,7 +25,7 @@ from iamgate.access.decisions import role_reaches
 from iamgate.access.reach import reachable_accounts
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.search import Filters, search
-from iamgate.audit.writer import AuditLog
+from iamgate.audit.writer import AuditSink
 from iamgate.aws import console as console_rules
 from iamgate.aws.federation import ConsoleError, ConsoleFederation
 from iamgate.aws.profiles import PROFILE_PREFIX, profiles_block
@@ -87,7 +87,7 @@ class Pages:
         self,
         config: Config,
         engine: Engine,
-        audit: AuditLog,
+        audit: AuditSink,
         logins: Logins,
         sessions: BrowserSessions,
         admin: Admin,

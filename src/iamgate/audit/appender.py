@@ -1,0 +1,163 @@
+"""Linking events into one hash chain in the store, in order, one transaction per batch.
+
+This is the only code that writes the audit log. The gateway's writer process appends
+through it, and so does a one-shot administration command (`DirectAuditLog`). The caller
+numbers the events; a batch is either stored whole or not at all, so after a failure the
+same events can simply be offered again, and those already stored are skipped, which makes a
+resend after a crash safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, func, select
+
+from iamgate.audit.chain import GENESIS, link
+from iamgate.audit.events import AuditEvent, encode
+from iamgate.store.tables import audit_events
+
+log = logging.getLogger(__name__)
+COLUMNS = (
+    "id",
+    "time",
+    "type",
+    "principal",
+    "account_id",
+    "aws_role",
+    "service",
+    "action",
+    "decision",
+    "status",
+    "request_id",
+)
+_PARAM_STYLE = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def columns_of(body_json: str | bytes) -> dict[str, Any]:
+    """The searchable columns of an event, derived from its body alone."""
+    body = orjson.loads(body_json)
+    fields = body.get("fields", {})
+    status = fields.get("status")
+    return {
+        "id": body.get("id"),
+        "time": body.get("time"),
+        "type": body.get("type"),
+        "principal": body.get("principal"),
+        "account_id": fields.get("account_id"),
+        "aws_role": fields.get("aws_role"),
+        "service": fields.get("service"),
+        "action": fields.get("action"),
+        "decision": fields.get("decision"),
+        "status": status if isinstance(status, int) and not isinstance(status, bool) else None,
+        "request_id": fields.get("request_id"),
+    }
+
+
+class ChainBroken(Exception):
+    """Events offered out of order: a bug in the caller, never a passing failure."""
+
+
+class Appender:
+    def __init__(self, engine: Engine, chain: str) -> None:
+        self.chain = chain
+        self._engine = engine
+        self._connection: Any = None  # one DBAPI connection of its own, kept open
+        names = ("chain", "seq", "prev_hash", "hash", "body", *COLUMNS)
+        mark = _PARAM_STYLE.get(engine.dialect.paramstyle, "?")
+        # Constant column names and placeholders only: no value is ever formatted in.
+        self._insert = (
+            f"INSERT INTO audit_events ({', '.join(names)}) "  # noqa: S608
+            f"VALUES ({', '.join(mark for _ in names)})"
+        )
+        self.seq, self.head = self._stored_head()
+
+    def _stored_head(self) -> tuple[int, str]:
+        """Where this chain ends in the store: a restarted writer carries it on."""
+        c = audit_events.c
+        with self._engine.connect() as conn:
+            last = conn.execute(select(func.max(c.seq)).where(c.chain == self.chain)).scalar()
+            if last is None:
+                return 0, GENESIS
+            digest = conn.execute(
+                select(c.hash).where(c.chain == self.chain, c.seq == last)
+            ).scalar_one()
+        return int(last), str(digest)
+
+    def write(self, events: Sequence[tuple[int, bytes]]) -> int:
+        """Store the numbered events after the head, in one transaction; the new head.
+
+        Events at or below the head are already stored (a resend) and are skipped. On any
+        failure nothing is stored, the head stays, and the exception propagates.
+        """
+        seq, head = self.seq, self.head
+        rows: list[tuple[Any, ...]] = []
+        for number, body in events:
+            if number <= seq:
+                continue
+            if number != seq + 1:
+                raise ChainBroken(f"chain {self.chain}: event {number} offered after {seq}")
+            text = body.decode()
+            digest = link(head, number, text)
+            columns = columns_of(body)
+            rows.append((self.chain, number, head, digest, text, *(columns[c] for c in COLUMNS)))
+            seq, head = number, digest
+        if not rows:
+            return self.seq
+        try:
+            # A transaction per batch through SQLAlchemy's pool and result machinery costs
+            # more than the rows themselves: the appender keeps one DBAPI connection.
+            if self._connection is None:
+                self._connection = self._engine.raw_connection()
+            cursor = self._connection.cursor()
+            try:
+                cursor.executemany(self._insert, rows)
+            finally:
+                cursor.close()
+            self._connection.commit()
+        except Exception:
+            self._discard_connection()
+            raise
+        self.seq, self.head = seq, head
+        return seq
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+
+    def _discard_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            connection.rollback()
+            connection.close()
+        except Exception:
+            log.debug("closing a failed audit connection", exc_info=True)
+            with contextlib.suppress(Exception):
+                connection.invalidate()
+
+
+class DirectAuditLog:
+    """For a one-shot command: each event is committed before `append` returns, on a chain
+    of its own; if it cannot be, the command fails rather than act unrecorded."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._appender = Appender(engine, secrets.token_hex(8))
+
+    @property
+    def chain(self) -> str:
+        return self._appender.chain
+
+    def append(self, event: AuditEvent) -> None:
+        self._appender.write([(self._appender.seq + 1, encode(event))])
+
+    def close(self) -> None:
+        self._appender.close()

@@ -1,0 +1,155 @@
+"""The gateway's audit log against its real writer process and a real SQLite store.
+
+Group commit, fail closed for whoever waits, nothing lost or doubled for the rest: through
+a locked store, a killed writer, and a stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from iamgate.audit.appender import DirectAuditLog
+from iamgate.audit.events import AuditEvent, EventType
+from iamgate.audit.search import verify
+from iamgate.audit.writer import AuditLog
+from iamgate.refusals import Reason, Refused
+from iamgate.store.database import open_engine
+
+
+def event(n: int) -> AuditEvent:
+    return AuditEvent(EventType.AWS_CALL, principal=f"p{n}", fields={"request_id": f"r{n}"})
+
+
+def principals(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT principal FROM audit_events ORDER BY chain, seq"))
+        return [r[0] for r in rows]
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    return open_engine(f"sqlite:///{tmp_path / 'state.db'}")
+
+
+def test_concurrent_records_share_commits_and_each_gets_its_place(engine: Engine) -> None:
+    async def run() -> tuple[list[int], int]:
+        log = AuditLog(engine)
+        await log.start()
+        seqs = await asyncio.gather(*(log.durably(event(n)) for n in range(2000)))
+        await log.stop()
+        return list(seqs), log.acknowledgements
+
+    seqs, commits = asyncio.run(run())
+    assert sorted(seqs) == list(range(1, 2001))
+    assert commits < 100  # 2000 records, a few commits
+    assert verify(engine) == []
+
+
+def test_a_locked_store_refuses_waiters_at_once_and_loses_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
+    async def run() -> None:
+        log = AuditLog(engine)
+        await log.start()
+        assert await log.durably(event(0)) == 1
+        lock = sqlite3.connect(str(tmp_path / "state.db"), isolation_level=None, timeout=0)
+        lock.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(Refused) as refused:
+            await log.durably(event(1))  # the gateway answers 503 and forwards nothing
+        assert refused.value.reason is Reason.AUDIT_UNAVAILABLE
+        log.append(event(2))
+        log.append(event(3))
+        lock.execute("ROLLBACK")
+        lock.close()
+        async with asyncio.timeout(30):
+            await log.flush()
+        assert await log.durably(event(4)) == 5
+        await log.stop()
+
+    asyncio.run(run())
+    assert principals(engine) == ["p0", "p1", "p2", "p3", "p4"]  # in order, none lost
+    assert verify(engine) == []
+
+
+def test_a_killed_writer_is_replaced_and_its_chain_carries_on(engine: Engine) -> None:
+    async def run() -> None:
+        log = AuditLog(engine)
+        await log.start()
+        for n in range(50):
+            await log.durably(event(n))
+        pid = log.writer_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        for n in range(50, 60):  # while there is no writer: kept, and waiters refused
+            log.append(event(n))
+        refused = 0
+        for n in range(60, 200):
+            try:
+                await log.durably(event(n))
+            except Refused:
+                refused += 1
+                await asyncio.sleep(0.05)
+        assert log.writer_pid != pid
+        assert refused < 140  # a new writer took over
+        await log.stop()
+
+    asyncio.run(run())
+    assert principals(engine) == [f"p{n}" for n in range(200)]  # every event, once, in order
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(DISTINCT chain) FROM audit_events")).scalar() == 1
+    assert verify(engine) == []
+
+
+def test_events_appended_anywhere_are_stored_by_stop(engine: Engine) -> None:
+    async def run() -> None:
+        log = AuditLog(engine)
+        log.append(event(0))  # before the writer exists
+        await log.start()
+        log.append(event(1))  # on the loop, nobody waiting
+        worker = threading.Thread(target=log.append, args=(event(2),))  # an admin thread
+        worker.start()
+        worker.join()
+        await asyncio.sleep(0.01)
+        await log.stop()
+
+    asyncio.run(run())
+    assert sorted(principals(engine)) == ["p0", "p1", "p2"]
+    assert verify(engine) == []
+
+
+def test_audit_off_writes_nothing_and_never_waits(engine: Engine) -> None:
+    async def run() -> int:
+        log = AuditLog(engine, enabled=False)
+        await log.start()
+        seq = await log.durably(event(0))
+        await log.stop()
+        return seq
+
+    assert asyncio.run(run()) == 0
+    assert principals(engine) == []
+
+
+def test_a_command_records_each_event_before_it_goes_on(engine: Engine, tmp_path: Path) -> None:
+    log = DirectAuditLog(engine)
+    log.append(event(0))
+    assert principals(engine) == ["p0"]
+    lock = sqlite3.connect(str(tmp_path / "state.db"), isolation_level=None, timeout=0)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(Exception, match="locked"):
+            log.append(event(1))  # the command fails rather than act unrecorded
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    log.append(event(2))
+    log.close()
+    assert principals(engine) == ["p0", "p2"]
+    assert verify(engine) == []
