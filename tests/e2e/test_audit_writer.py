@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from iamgate.audit.appender import DirectAuditLog
-from iamgate.audit.events import AuditEvent, EventType
+from iamgate.audit.appender import Appender, ChainBroken, DirectAuditLog
+from iamgate.audit.events import AuditEvent, EventType, encode
 from iamgate.audit.search import verify
 from iamgate.audit.writer import AuditLog
 from iamgate.refusals import Reason, Refused
@@ -152,4 +152,16 @@ def test_a_command_records_each_event_before_it_goes_on(engine: Engine, tmp_path
     log.append(event(2))
     log.close()
     assert principals(engine) == ["p0", "p2"]
+    assert verify(engine) == []
+
+
+def test_a_resend_is_stored_once_and_a_gap_is_refused(engine: Engine) -> None:
+    first = Appender(engine, "c0ffee")
+    assert first.write([(1, encode(event(1))), (2, encode(event(2)))]) == 2
+    again = Appender(engine, "c0ffee")  # a restarted writer resumes where the store ends
+    assert (again.seq, again.head) == (first.seq, first.head)
+    assert again.write([(n, encode(event(n))) for n in (1, 2, 3)]) == 3
+    with pytest.raises(ChainBroken):
+        again.write([(5, encode(event(5)))])
+    assert principals(engine) == ["p1", "p2", "p3"]
     assert verify(engine) == []
