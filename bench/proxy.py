@@ -1,6 +1,6 @@
 """What the gateway costs: latency and throughput direct vs through it, and upload memory.
 
-    .venv/bin/python bench/proxy.py [--requests 3000] [--rounds 5] [--concurrency 16]
+    .venv/bin/python bench/proxy.py [--requests 3000] [--rounds 5] [--concurrency 1,16,64]
                                     [--upload-mib 1024]
 
 Everything runs on 127.0.0.1 in one run: a fast local upstream (a tiny aiohttp server that
@@ -269,7 +269,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000, help="per configuration and round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--concurrency",
+        type=lambda v: [int(c) for c in v.split(",")],
+        default=[1, 16, 64],
+        help="comma-separated levels (default 1,16,64)",
+    )
     parser.add_argument("--upload-mib", type=int, default=1024)
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -347,7 +352,7 @@ def main() -> int:
             "all in one run; CPU is the serving process's and its children's (the upstream's for "
             "direct, the gateway's with its audit writer)"
         )
-        for concurrency in (1, args.concurrency):
+        for concurrency in args.concurrency:
             report(
                 measure(
                     targets,

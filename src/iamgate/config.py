@@ -7,6 +7,7 @@ first (which remember their line) and every validation error is reported as
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -323,9 +324,26 @@ def parse_config(text: str, *, source: str = "<config>") -> Config:
         raise ConfigError("\n".join(problems)) from None
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigSource:
+    """Which configuration is in force: its file and the SHA-256 of exactly what was read."""
+
+    path: str
+    sha256: str
+
+
 def load_config(path: Path) -> Config:
+    return load_config_with_source(path)[0]
+
+
+def load_config_with_source(path: Path) -> tuple[Config, ConfigSource]:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_config(text, source=str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    config = parse_config(text, source=str(path))
+    return config, ConfigSource(str(path.resolve()), hashlib.sha256(data).hexdigest())

@@ -18,7 +18,7 @@ from iamgate.audit.writer import AuditLog
 from iamgate.aws.federation import ConsoleFederation, botocore_caller_arn
 from iamgate.aws.operations import OperationIndex
 from iamgate.aws.upstream_credentials import UpstreamCredentialCache, botocore_assume_role
-from iamgate.config import Config
+from iamgate.config import Config, ConfigSource
 from iamgate.identity.credentials import KeyRing
 from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
@@ -41,9 +41,15 @@ class Runtime:
     gateway: Gateway
     audit: AuditLog
     console: ConsoleFederation
+    config_source: ConfigSource | None = None
 
 
-def build_runtime(config: Config, *, index: OperationIndex | None = None) -> Runtime:
+def build_runtime(
+    config: Config,
+    *,
+    index: OperationIndex | None = None,
+    source: ConfigSource | None = None,
+) -> Runtime:
     engine = open_engine(config.storage.url)
     keyring = load_keyring(engine)
     upstream = config.aws.upstream
@@ -57,7 +63,7 @@ def build_runtime(config: Config, *, index: OperationIndex | None = None) -> Run
     console = ConsoleFederation(
         config, assume_role, audit, botocore_caller_arn(upstream.endpoint_url, upstream.region)
     )
-    return Runtime(config, engine, keyring, gateway, audit, console)
+    return Runtime(config, engine, keyring, gateway, audit, console, source)
 
 
 def build_app(runtime: Runtime) -> web.Application:
@@ -75,6 +81,7 @@ def build_app(runtime: Runtime) -> web.Application:
     async def on_startup(_: web.Application) -> None:
         await runtime.audit.start()
         await gateway.start()
+        runtime.audit.append(config_loaded(runtime.config, runtime.config_source))
         runtime.audit.append(
             AuditEvent(EventType.SERVER_STARTED, fields={"url": runtime.config.server.url})
         )
@@ -118,6 +125,20 @@ def build_app(runtime: Runtime) -> web.Application:
     pages.add_routes(app.router, expect)
     app.router.add_route("*", "/{tail:.*}", api.handle, expect_handler=expect)
     return app
+
+
+def config_loaded(config: Config, source: ConfigSource | None) -> AuditEvent:
+    """Which configuration this server enforces, so the trail shows when it changed."""
+    return AuditEvent(
+        EventType.CONFIG_LOADED,
+        fields={
+            "path": source.path if source else None,
+            "sha256": source.sha256 if source else None,
+            "accounts": len(config.aws.accounts),
+            "roles": [role.name for role in config.roles],
+            "audit_enabled": config.audit.enabled,
+        },
+    )
 
 
 def is_aws_request(headers: Mapping[str, str], query: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -106,6 +107,16 @@ def test_search_shows_danas_refused_delete(gateway: GatewayProcess, home: Path) 
     )
     assert "rds:DeleteDBInstance" in table.stdout and "acme-prod" in table.stdout
     assert "deny rds:Delete*" in table.stdout
+
+
+def test_the_trail_names_the_configuration_in_force(gateway: GatewayProcess) -> None:
+    (loaded,) = audited_calls(gateway.state_url, type="config.loaded", wait=0)[:1]
+    fields = loaded["fields"]
+    assert fields["path"] == str(gateway.config_path.resolve())
+    assert fields["sha256"] == hashlib.sha256(gateway.config_path.read_bytes()).hexdigest()
+    assert "data-scientist" in fields["roles"] and fields["accounts"] == 3
+    started = audited_calls(gateway.state_url, type="server.started", wait=0)
+    assert started and started[0]["fields"]["url"] == gateway.url
 
 
 def _copy_store(gw: GatewayProcess, directory: Path) -> Path:

@@ -23,7 +23,13 @@ from iamgate.cli.people import (
     profiles,
     run_aws,
 )
-from iamgate.config import Config, ConfigError, load_config, parse_duration
+from iamgate.config import (
+    Config,
+    ConfigError,
+    load_config,
+    load_config_with_source,
+    parse_duration,
+)
 from iamgate.identity.credentials import mint_credentials
 from iamgate.store.database import load_keyring, open_engine
 
@@ -51,8 +57,11 @@ def serve(config_path: Path) -> None:
     """Run the gateway: the AWS API proxy on one port."""
     from iamgate.server import build_runtime, run, serve_forever
 
-    config = _load(config_path)
-    runtime = build_runtime(config)
+    try:
+        config, source = load_config_with_source(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    runtime = build_runtime(config, source=source)
     click.echo(f"iamgate listening on {config.server.url}", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         run(serve_forever(runtime))
