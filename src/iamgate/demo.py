@@ -9,7 +9,6 @@ configuration written for that estate; AWS CLI profiles that get their credentia
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import shlex
@@ -29,7 +28,7 @@ from iamgate.identity.passwords import hash_password
 from iamgate.identity.totp import new_totp_secret
 from iamgate.sandbox import Sandbox
 from iamgate.sandbox.federation import FederationStandIn
-from iamgate.server import Runtime, build_runtime, run, serving
+from iamgate.server import Runtime, build_runtime, run, serving, until_stopped
 from iamgate.store.directory import put_user
 
 
@@ -198,8 +197,7 @@ async def _serve(
                 _smoke_console, runtime.config.server.url, people["dana"], aws_config.parent
             )
             return commands or console
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.Event().wait()
+        await until_stopped()
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from iamgate.web.pages import Pages
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SHUTDOWN_SECONDS = 10.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -163,7 +165,12 @@ async def serving(runtime: Runtime) -> AsyncIterator[web.AppRunner]:
     await runner.setup()
     server = runtime.config.server
     site = web.TCPSite(
-        runner, server.host, server.port, ssl_context=ssl_context(runtime.config), backlog=1024
+        runner,
+        server.host,
+        server.port,
+        ssl_context=ssl_context(runtime.config),
+        backlog=1024,
+        shutdown_timeout=SHUTDOWN_SECONDS,
     )
     await site.start()
     try:
@@ -181,9 +188,26 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
+async def until_stopped() -> None:
+    """Until SIGTERM or SIGINT: a stop from systemd, a container runtime or Ctrl-C.
+
+    Leaving `serving` then stops taking connections, lets calls in flight finish (up to
+    SHUTDOWN_SECONDS), records server.stopped and stores every audit event before exit.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
 async def serve_forever(runtime: Runtime, ready: asyncio.Event | None = None) -> None:
     async with serving(runtime):
         log.info("iamgate listening on %s", runtime.config.server.url)
         if ready is not None:
             ready.set()
-        await asyncio.Event().wait()
+        await until_stopped()

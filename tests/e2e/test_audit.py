@@ -317,3 +317,21 @@ def test_after_a_crash_a_call_without_outcome_shows_as_such(
     _copy_store(own_gateway, db)
     verified = iamgate("audit", "verify", "--config", str(db / "copy.yaml"), cwd=tmp_path)
     assert verified.returncode == 0, verified.stderr
+
+
+def test_a_stopped_gateway_stores_every_event_and_its_stop(
+    own_gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    client = sts_client(own_gateway, "dana", PROD, "ReadOnly")
+    for _ in range(5):
+        client.get_caller_identity()
+    assert own_gateway.process is not None
+    own_gateway.process.send_signal(signal.SIGTERM)  # as systemd or a container runtime does
+    assert own_gateway.process.wait(timeout=30) == 0
+    calls = audited_calls(own_gateway.state_url, principal="dana", wait=0)
+    assert len(calls) == 5 and all(c["fields"]["outcome_recorded"] for c in calls)
+    (stopped,) = audited_calls(own_gateway.state_url, type="server.stopped", wait=0)
+    assert stopped["time"] > calls[0]["time"]
+    _copy_store(own_gateway, tmp_path)
+    verified = iamgate("audit", "verify", "--config", str(tmp_path / "copy.yaml"), cwd=tmp_path)
+    assert verified.returncode == 0, verified.stderr

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import selectors
+import signal
 import socket
 import sys
 import time
@@ -123,6 +124,11 @@ def _last_tries(appender: Appender, backlog: list[tuple[int, bytes]]) -> int:
 
 
 def main() -> int:
+    # A stop (Ctrl-C, or SIGTERM to the whole group from systemd or a container runtime)
+    # reaches the gateway too: the writer outlives it just long enough to store what it was
+    # sent, and ends when the gateway closes the socket.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
