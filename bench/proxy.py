@@ -276,6 +276,11 @@ def main() -> int:
         help="comma-separated levels (default 1,16,64)",
     )
     parser.add_argument("--upload-mib", type=int, default=1024)
+    parser.add_argument(
+        "--storage-url",
+        help="the gateways' store, e.g. an empty PostgreSQL database (default: SQLite in a "
+        "temporary folder)",
+    )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
@@ -283,6 +288,7 @@ def main() -> int:
         return 0
 
     work = Path(tempfile.mkdtemp(prefix="iamgate-bench-"))
+    storage_url = args.storage_url or f"sqlite:///{work / 'state.db'}"
     upstream_port, gateway_port, quiet_port = free_port(), free_port(), free_port()
     upstream = subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(upstream_port)])
     gateway: subprocess.Popen[bytes] | None = None
@@ -291,7 +297,7 @@ def main() -> int:
         wait_for_port(upstream_port)
         config: dict[str, Any] = {
             "server": {"listen": f"127.0.0.1:{gateway_port}"},
-            "storage": {"url": f"sqlite:///{work / 'state.db'}"},
+            "storage": {"url": storage_url},
             "aws": {
                 "upstream": {"endpoint_url": f"http://127.0.0.1:{upstream_port}"},
                 "accounts": [{"name": "bench", "id": ACCOUNT}],
@@ -321,7 +327,7 @@ def main() -> int:
         wait_until_ready(gateway_port)
         wait_until_ready(quiet_port)
         minted = mint_credentials(
-            load_keyring(open_engine(f"sqlite:///{work / 'state.db'}")),
+            load_keyring(open_engine(storage_url)),
             principal="bench",
             kind="bot",
             account_id=ACCOUNT,

@@ -11,9 +11,12 @@ import os
 import signal
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from postgres import fresh_database
 from sqlalchemy import Engine, text
 
 from iamgate.audit.appender import Appender, ChainBroken, DirectAuditLog
@@ -34,9 +37,33 @@ def principals(engine: Engine) -> list[str]:
         return [r[0] for r in rows]
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    return open_engine(f"sqlite:///{tmp_path / 'state.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        yield open_engine(f"sqlite:///{tmp_path / 'state.db'}")
+        return
+    with fresh_database() as url:
+        engine = open_engine(url)
+        yield engine
+        engine.dispose()
+
+
+@contextmanager
+def write_lock(engine: Engine) -> Iterator[None]:
+    """Another client holding the store so that no audit event can be written."""
+    if engine.dialect.name == "sqlite":
+        lock = sqlite3.connect(str(engine.url.database), isolation_level=None, timeout=0)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        return
+    with engine.connect() as conn, conn.begin():
+        conn.execute(text("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE"))
+        yield
+        conn.rollback()
 
 
 def test_concurrent_records_share_commits_and_each_gets_its_place(engine: Engine) -> None:
@@ -60,15 +87,12 @@ def test_a_locked_store_refuses_waiters_at_once_and_loses_nothing(
         log = AuditLog(engine)
         await log.start()
         assert await log.durably(event(0)) == 1
-        lock = sqlite3.connect(str(tmp_path / "state.db"), isolation_level=None, timeout=0)
-        lock.execute("BEGIN EXCLUSIVE")
-        with pytest.raises(Refused) as refused:
-            await log.durably(event(1))  # the gateway answers 503 and forwards nothing
-        assert refused.value.reason is Reason.AUDIT_UNAVAILABLE
-        log.append(event(2))
-        log.append(event(3))
-        lock.execute("ROLLBACK")
-        lock.close()
+        with write_lock(engine):
+            with pytest.raises(Refused) as refused:
+                await log.durably(event(1))  # the gateway answers 503 and forwards nothing
+            assert refused.value.reason is Reason.AUDIT_UNAVAILABLE
+            log.append(event(2))
+            log.append(event(3))
         async with asyncio.timeout(30):
             await log.flush()
         assert await log.durably(event(4)) == 5
@@ -141,14 +165,8 @@ def test_a_command_records_each_event_before_it_goes_on(engine: Engine, tmp_path
     log = DirectAuditLog(engine)
     log.append(event(0))
     assert principals(engine) == ["p0"]
-    lock = sqlite3.connect(str(tmp_path / "state.db"), isolation_level=None, timeout=0)
-    lock.execute("BEGIN EXCLUSIVE")
-    try:
-        with pytest.raises(Exception, match="locked"):
-            log.append(event(1))  # the command fails rather than act unrecorded
-    finally:
-        lock.execute("ROLLBACK")
-        lock.close()
+    with write_lock(engine), pytest.raises(Exception, match="lock"):
+        log.append(event(1))  # the command fails rather than act unrecorded
     log.append(event(2))
     log.close()
     assert principals(engine) == ["p0", "p2"]

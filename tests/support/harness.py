@@ -135,6 +135,7 @@ class GatewayProcess:
     directory: Path
     tls: tuple[Path, Path] | None = None
     federation_url: str | None = None  # the sandbox's stand-in for AWS's sign-in endpoint
+    storage_url: str | None = None  # default: SQLite in `directory`
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -148,7 +149,9 @@ class GatewayProcess:
 
     @property
     def state_url(self) -> str:
-        return f"sqlite:///{self.directory / 'state.db'}"
+        """The store, as SQLAlchemy (in this process) reaches it."""
+        url = self.storage_url or f"sqlite:///{self.directory / 'state.db'}"
+        return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -159,6 +162,8 @@ class GatewayProcess:
             tls=self.tls,
             federation_url=self.federation_url,
         )
+        if self.storage_url is not None:
+            config["storage"]["url"] = self.storage_url
         self.config_path.write_text(yaml.safe_dump(config))
         env = clean_env(self.directory)
         env.update(self.sandbox.gateway_credentials)

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
 from sqlalchemy.engine import make_url
 
 from iamgate.identity.credentials import KeyRing, ServerKey
 from iamgate.store.tables import metadata, server_keys
 
+LOCK_TIMEOUT_MS = 5000
+
 
 def open_engine(url: str) -> Engine:
-    """An engine with the schema in place; SQLite gets WAL so readers never block the writer."""
+    """An engine with the schema in place; SQLite gets WAL so readers never block the writer,
+    and `postgresql://` means psycopg 3 (SQLAlchemy would otherwise look for psycopg2)."""
     parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        engine = create_engine(
+            parsed,
+            connect_args={"check_same_thread": False, "timeout": LOCK_TIMEOUT_MS / 1000},
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -27,14 +36,33 @@ def open_engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
+        # Like SQLite's busy timeout: a write that waits on a lock this long fails, so the
+        # audit writer reports the store unavailable rather than hang.
+        engine = create_engine(
+            parsed,
+            pool_pre_ping=True,
+            connect_args={"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
+        )
+    with engine.begin() as conn:
+        serialized(conn, "schema")  # replicas starting together create the schema once
+        metadata.create_all(conn)
     return engine
+
+
+def serialized(conn: Connection, what: str) -> None:
+    """Hold, until this transaction ends, the lock that replicas take to change `what` one
+    at a time (first start, revocations); SQLite allows one writer anyway."""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(
+            hashlib.sha256(f"iamgate:{what}".encode()).digest()[:8], "big", signed=True
+        )
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def load_keyring(engine: Engine) -> KeyRing:
     """The server keys, generating the first one on first start."""
     with engine.begin() as conn:
+        serialized(conn, "server_keys")  # two replicas on first start make one key, not two
         rows = conn.execute(select(server_keys).order_by(server_keys.c.created_at)).all()
         if not rows:
             key = ServerKey.generate()

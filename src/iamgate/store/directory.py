@@ -22,6 +22,7 @@ from sqlalchemy import Engine, insert, select, update
 from iamgate.config import UserConfig
 from iamgate.identity.credentials import Claims
 from iamgate.identity.login import LoginOutcome, UserRecord
+from iamgate.store.database import serialized
 from iamgate.store.tables import issued_credentials, login_sessions, revocations, users
 
 LOGIN_TOKEN_PREFIX = "iglogin1"
@@ -76,6 +77,7 @@ def _row_to_user(row: Any) -> UserRow:
 def sync_bootstrap_users(engine: Engine, bootstrap: Iterable[UserConfig]) -> None:
     """Users listed in the configuration exist, with the configuration's roles."""
     with engine.begin() as conn:
+        serialized(conn, "users")
         existing = {r.name for r in conn.execute(select(users.c.name))}
         for user in bootstrap:
             if user.name in existing:
@@ -285,6 +287,8 @@ def revoke(engine: Engine, kind: str, subject: str, *, by: str | None = None) ->
         raise ValueError(f"unknown revocation kind {kind}")
     now = _now()
     with engine.begin() as conn:
+        # One at a time, so that ids are committed in order: replicas follow them by id.
+        serialized(conn, "revocations")
         conn.execute(insert(revocations).values(kind=kind, subject=subject, at=now, by=by))
         if kind == "login":
             conn.execute(
