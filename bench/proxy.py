@@ -1,6 +1,6 @@
 """What the gateway costs: latency and throughput direct vs through it, and upload memory.
 
-    .venv/bin/python bench/proxy.py [--requests 3000] [--rounds 5] [--concurrency 1,16,64]
+    .venv/bin/python bench/proxy.py [--requests 500] [--rounds 20] [--concurrency 1,16,64]
                                     [--upload-mib 1024]
 
 Everything runs on 127.0.0.1 in one run: a fast local upstream (a tiny aiohttp server that
@@ -267,8 +267,8 @@ def report(series: dict[str, Series], concurrency: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=3000, help="per configuration and round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=500, help="per configuration and round")
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument(
         "--concurrency",
         type=lambda v: [int(c) for c in v.split(",")],
