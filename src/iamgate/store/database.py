@@ -10,14 +10,16 @@ from sqlalchemy import Connection, Engine, create_engine, event, insert, select,
 from sqlalchemy.engine import make_url
 
 from iamgate.identity.credentials import KeyRing, ServerKey
-from iamgate.store.tables import metadata, server_keys
+from iamgate.store.schema import current_revision, head_revision, migrate
+from iamgate.store.tables import server_keys
 
 LOCK_TIMEOUT_MS = 5000
+HEAD = head_revision()
 
 
 def open_engine(url: str) -> Engine:
-    """An engine with the schema in place; SQLite gets WAL so readers never block the writer,
-    and `postgresql://` means psycopg 3 (SQLAlchemy would otherwise look for psycopg2)."""
+    """An engine on a store migrated to this version's schema. SQLite gets WAL, so readers
+    never block the writer; `postgresql://` means psycopg 3 (not SQLAlchemy's psycopg2)."""
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -44,8 +46,9 @@ def open_engine(url: str) -> Engine:
             connect_args={"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
         )
     with engine.begin() as conn:
-        serialized(conn, "schema")  # replicas starting together create the schema once
-        metadata.create_all(conn)
+        serialized(conn, "schema")  # replicas starting together migrate the schema once
+        if current_revision(conn) != HEAD:
+            migrate(conn)
     return engine
 
 

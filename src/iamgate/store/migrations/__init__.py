@@ -1,0 +1,1 @@
+"""Alembic migrations of the state store: `open_engine` applies them on every start."""
