@@ -249,6 +249,75 @@ class ConfigError(Exception):
     """A configuration that cannot be used; the message names file, line and key."""
 
 
+# What a running gateway takes on when its configuration is reloaded (SIGHUP); every other
+# setting is fixed for the life of the process and needs a restart.
+RELOADABLE = ("roles", "users", "aws.accounts")
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """The settings `new` changes that a running gateway cannot take on."""
+    changed = []
+    for section in Config.model_fields:
+        if section in RELOADABLE:
+            continue
+        if section == "aws":
+            changed += [
+                f"aws.{key}"
+                for key in AwsConfig.model_fields
+                if f"aws.{key}" not in RELOADABLE and getattr(old.aws, key) != getattr(new.aws, key)
+            ]
+        elif getattr(old, section) != getattr(new, section):
+            changed.append(section)
+    return changed
+
+
+class LiveConfig:
+    """The configuration in force. A reload replaces it whole, and components read it when
+    they use it (never copy it at start), so a reload reaches all of them at once."""
+
+    def __init__(self, config: Config) -> None:
+        self._state = (config, {role.name: role for role in config.roles})
+
+    @property
+    def config(self) -> Config:
+        return self._state[0]
+
+    @property
+    def roles(self) -> Mapping[str, RoleConfig]:
+        return self._state[1]
+
+    def check(self, config: Config) -> None:
+        """Refuse a configuration that changes what only a restart can change."""
+        changed = restart_only_changes(self.config, config)
+        if changed:
+            raise ConfigError(
+                f"{', '.join(changed)} cannot change while the gateway runs: restart it "
+                f"(a reload takes on {', '.join(RELOADABLE)})"
+            )
+
+    def replace(self, config: Config) -> None:
+        self.check(config)
+        self._state = (config, {role.name: role for role in config.roles})
+
+
+def live(config: Config | LiveConfig) -> LiveConfig:
+    return config if isinstance(config, LiveConfig) else LiveConfig(config)
+
+
+class Configured:
+    """A component that reads the configuration in force."""
+
+    live: LiveConfig
+
+    @property
+    def config(self) -> Config:
+        return self.live.config
+
+    @property
+    def roles(self) -> Mapping[str, RoleConfig]:
+        return self.live.roles
+
+
 @dataclass(frozen=True, slots=True)
 class _Located:
     value: Any

@@ -9,17 +9,25 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditLog
 from iamgate.aws.federation import ConsoleFederation, botocore_caller_arn
 from iamgate.aws.operations import OperationIndex
 from iamgate.aws.upstream_credentials import UpstreamCredentialCache, botocore_assume_role
-from iamgate.config import Config, ConfigSource
+from iamgate.config import (
+    Config,
+    ConfigError,
+    ConfigSource,
+    LiveConfig,
+    load_config_with_source,
+)
 from iamgate.identity.credentials import KeyRing
 from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
@@ -37,13 +45,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(slots=True)
 class Runtime:
-    config: Config
+    live: LiveConfig
     engine: Engine
     keyring: KeyRing
     gateway: Gateway
     audit: AuditLog
     console: ConsoleFederation
     config_source: ConfigSource | None = None
+
+    @property
+    def config(self) -> Config:
+        return self.live.config
 
 
 def build_runtime(
@@ -52,6 +64,7 @@ def build_runtime(
     index: OperationIndex | None = None,
     source: ConfigSource | None = None,
 ) -> Runtime:
+    live = LiveConfig(config)
     engine = open_engine(config.storage.url)
     keyring = load_keyring(engine)
     upstream = config.aws.upstream
@@ -60,12 +73,40 @@ def build_runtime(
     audit = AuditLog(engine, enabled=config.audit.enabled)
     sync_bootstrap_users(engine, config.users)
     gateway = Gateway(
-        config, keyring, index or OperationIndex.build(), cache, audit, Directory(engine)
+        live, keyring, index or OperationIndex.build(), cache, audit, Directory(engine)
     )
     console = ConsoleFederation(
-        config, assume_role, audit, botocore_caller_arn(upstream.endpoint_url, upstream.region)
+        live, assume_role, audit, botocore_caller_arn(upstream.endpoint_url, upstream.region)
     )
-    return Runtime(config, engine, keyring, gateway, audit, console, source)
+    return Runtime(live, engine, keyring, gateway, audit, console, source)
+
+
+async def reload_config(runtime: Runtime) -> bool:
+    """Take on the configuration file's roles, users and accounts (SIGHUP), or keep the
+    configuration in force and say why, in the log and the audit trail."""
+    source = runtime.config_source
+    if source is None:
+        log.warning("configuration not reloaded: this gateway was not started from a file")
+        return False
+    try:
+        config, new_source = await asyncio.to_thread(load_config_with_source, Path(source.path))
+        runtime.live.check(config)
+        await asyncio.to_thread(sync_bootstrap_users, runtime.engine, config.users)
+    except (ConfigError, SQLAlchemyError) as exc:
+        log.error("configuration not reloaded, the one in force stays: %s", exc)
+        runtime.audit.append(
+            AuditEvent(
+                EventType.CONFIG_REJECTED,
+                fields={"path": source.path, "error": str(exc).splitlines()[0][:1000]},
+            )
+        )
+        return False
+    runtime.live.replace(config)
+    runtime.config_source = new_source
+    await asyncio.to_thread(runtime.gateway.directory.refresh)  # users' roles, at once
+    runtime.audit.append(config_loaded(config, new_source, reloaded=True))
+    log.warning("configuration reloaded from %s", source.path)
+    return True
 
 
 def build_app(runtime: Runtime) -> web.Application:
@@ -102,19 +143,25 @@ def build_app(runtime: Runtime) -> web.Application:
         tls=runtime.config.server.tls is not None,
         csrf_key=runtime.keyring.current.subkey("web-csrf"),
     )
-    admin = Admin(runtime.config, runtime.engine, runtime.audit)
+    admin = Admin(runtime.live, runtime.engine, runtime.audit)
     api = Api(
-        runtime.config, runtime.engine, runtime.keyring, logins, sessions, admin, runtime.console
+        runtime.live,
+        runtime.engine,
+        runtime.keyring,
+        logins,
+        sessions,
+        admin,
+        runtime.console,
+        ready=lambda: gateway.ready,
     )
     pages = Pages(
-        runtime.config,
+        runtime.live,
         runtime.engine,
         runtime.audit,
         logins,
         sessions,
         admin,
         runtime.console,
-        form_targets=runtime.console.form_targets(),
     )
 
     async def expect(request: web.Request) -> web.StreamResponse | None:
@@ -129,15 +176,19 @@ def build_app(runtime: Runtime) -> web.Application:
     return app
 
 
-def config_loaded(config: Config, source: ConfigSource | None) -> AuditEvent:
+def config_loaded(
+    config: Config, source: ConfigSource | None, *, reloaded: bool = False
+) -> AuditEvent:
     """Which configuration this server enforces, so the trail shows when it changed."""
     return AuditEvent(
         EventType.CONFIG_LOADED,
         fields={
             "path": source.path if source else None,
             "sha256": source.sha256 if source else None,
+            "reloaded": reloaded,
             "accounts": len(config.aws.accounts),
             "roles": [role.name for role in config.roles],
+            "users": len(config.users),
             "audit_enabled": config.audit.enabled,
         },
     )
@@ -188,20 +239,35 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-async def until_stopped() -> None:
-    """Until SIGTERM or SIGINT: a stop from systemd, a container runtime or Ctrl-C.
+async def until_stopped(reloading: Runtime | None = None) -> None:
+    """Until SIGTERM or SIGINT: a stop from systemd, a container runtime or Ctrl-C; with
+    `reloading`, SIGHUP (`systemctl reload`) reloads its configuration meanwhile.
 
     Leaving `serving` then stops taking connections, lets calls in flight finish (up to
     SHUTDOWN_SECONDS), records server.stopped and stores every audit event before exit.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def reload() -> None:
+        assert reloading is not None
+        task = asyncio.ensure_future(reload_config(reloading))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    handled = [signal.SIGTERM, signal.SIGINT]
+    for signum in handled:
         loop.add_signal_handler(signum, stop.set)
+    if reloading is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        handled.append(signal.SIGHUP)
     try:
         await stop.wait()
+        if reloads:
+            await asyncio.gather(*reloads, return_exceptions=True)
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in handled:
             loop.remove_signal_handler(signum)
 
 
@@ -210,4 +276,4 @@ async def serve_forever(runtime: Runtime, ready: asyncio.Event | None = None) ->
         log.info("iamgate listening on %s", runtime.config.server.url)
         if ready is not None:
             ready.set()
-        await until_stopped()
+        await until_stopped(reloading=runtime)

@@ -6,7 +6,13 @@ from datetime import timedelta
 
 import pytest
 
-from iamgate.config import ConfigError, parse_config, parse_duration
+from iamgate.config import (
+    ConfigError,
+    LiveConfig,
+    parse_config,
+    parse_duration,
+    restart_only_changes,
+)
 
 GOOD = """
 server: {listen: "127.0.0.1:8080"}
@@ -68,3 +74,27 @@ def test_durations() -> None:
     assert parse_duration(90) == timedelta(seconds=90)
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration("")
+
+
+def test_a_reload_takes_on_roles_users_and_accounts_and_nothing_else() -> None:
+    old = parse_config(GOOD, source="gateway.yaml")
+    reloadable = GOOD.replace("rds:Delete*", "rds:*").replace("name: dana", "name: erin")
+    reloadable = reloadable.replace(
+        '    - {name: ci,   id: "222222222222", labels: {env: ci}}',
+        '    - {name: ci,   id: "222222222222", labels: {env: ci}}\n'
+        '    - {name: lab,  id: "333333333333"}',
+    )
+    new = parse_config(reloadable, source="gateway.yaml")
+    assert restart_only_changes(old, new) == []
+    live = LiveConfig(old)
+    live.replace(new)
+    assert live.config is new and live.roles["data-scientist"].deny.actions == ["rds:*"]
+
+    moved = parse_config(
+        reloadable.replace("127.0.0.1:8080", "127.0.0.1:9090").replace("5000", "5001"),
+        source="gateway.yaml",
+    )
+    assert restart_only_changes(new, moved) == ["server", "aws.upstream"]
+    with pytest.raises(ConfigError, match=r"server, aws.upstream cannot change while"):
+        live.replace(moved)
+    assert live.config is new  # the configuration in force stays

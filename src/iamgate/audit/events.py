@@ -33,7 +33,8 @@ class EventType(enum.StrEnum):
     REQUEST_APPROVED = "request.approved"
     REQUEST_DENIED = "request.denied"
     REQUEST_EXPIRED = "request.expired"
-    CONFIG_LOADED = "config.loaded"
+    CONFIG_LOADED = "config.loaded"  # at start, and after each reload
+    CONFIG_REJECTED = "config.rejected"  # a reload refused: the configuration in force stays
     SERVER_STARTED = "server.started"
     SERVER_STOPPED = "server.stopped"
     WEB_REFUSED = "web.refused"  # a browser request refused: forged form, no session

@@ -24,7 +24,7 @@ from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditSink
 from iamgate.aws import console
 from iamgate.aws.upstream_credentials import AssumeRole, RoleKey, describe
-from iamgate.config import AccountConfig, Config, RoleConfig
+from iamgate.config import AccountConfig, Config, Configured, LiveConfig, RoleConfig, live
 
 log = logging.getLogger(__name__)
 FEDERATION_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
@@ -59,16 +59,16 @@ def botocore_caller_arn(endpoint_url: str | None, region: str) -> Callable[[], s
     return caller_arn
 
 
-class ConsoleFederation:
+class ConsoleFederation(Configured):
     def __init__(
         self,
-        config: Config,
+        config: Config | LiveConfig,
         assume_role: AssumeRole,
         audit: AuditSink,
         caller_arn: Callable[[], str],
     ) -> None:
-        self.config = config
-        self.settings = config.aws.console
+        self.live = live(config)
+        self.settings = self.config.aws.console  # fixed for the process
         self.assume_role = assume_role
         self.audit = audit
         self._caller_arn = caller_arn

@@ -86,7 +86,7 @@ def users() -> None:
 def users_add(config_path: Path, name: str, roles: str, password_stdin: bool) -> None:
     with administering(config_path) as (admin, me):
         wanted = [r for r in roles.split(",") if r]
-        unknown = sorted(set(wanted) - admin.role_names)
+        unknown = sorted(set(wanted) - set(admin.roles))
         if unknown:
             raise click.BadParameter(f"unknown roles: {', '.join(unknown)}", param_hint="--roles")
         row = get_user(admin.engine, name)

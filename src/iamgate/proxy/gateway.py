@@ -31,7 +31,7 @@ from iamgate.aws.endpoints import resolve_upstream
 from iamgate.aws.errors import render_error
 from iamgate.aws.operations import Identified, OperationIndex
 from iamgate.aws.upstream_credentials import RoleKey, UpstreamCredentialCache
-from iamgate.config import Config, RoleConfig
+from iamgate.config import Config, Configured, LiveConfig, RoleConfig, live
 from iamgate.identity.credentials import Claims, KeyRing, open_credentials
 from iamgate.proxy.body import BodyStream
 from iamgate.proxy.outbound import (
@@ -111,10 +111,10 @@ class _Authenticated:
     secret: str
 
 
-class Gateway:
+class Gateway(Configured):
     def __init__(
         self,
-        config: Config,
+        config: Config | LiveConfig,
         keyring: KeyRing,
         index: OperationIndex,
         upstream_credentials: UpstreamCredentialCache,
@@ -123,7 +123,7 @@ class Gateway:
         *,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.config = config
+        self.live = live(config)
         self.keyring = keyring
         self.index = index
         self.upstream_credentials = upstream_credentials
@@ -132,15 +132,15 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._preload: asyncio.Future[None] | None = None
-        public = urlsplit(config.server.url)
+        public = urlsplit(self.config.server.url)
         self._public_host = (public.netloc or "").lower()
-        self._override = config.aws.upstream.endpoint_url
-        self._roles = {role.name: role for role in config.roles}
+        self._override = self.config.aws.upstream.endpoint_url  # fixed for the process
         self.directory = directory
 
     def _current_roles(self, principal: str) -> list[RoleConfig]:
         """The roles the principal holds now, not when the credential was minted."""
-        return [self._roles[r] for r in self.directory.roles_of(principal) if r in self._roles]
+        roles = self.roles
+        return [roles[r] for r in self.directory.roles_of(principal) if r in roles]
 
     def _open(self, auth: Authorization, call: _Call) -> tuple[Claims, str]:
         claims, secret = open_credentials(

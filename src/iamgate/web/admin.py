@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditSink
-from iamgate.config import Config
+from iamgate.config import Config, Configured, LiveConfig, live
 from iamgate.identity.passwords import hash_password
 from iamgate.identity.totp import enrolment_uri, new_totp_secret
 from iamgate.store.directory import (
@@ -80,13 +80,16 @@ def new_password() -> str:
     return secrets.token_urlsafe(18)
 
 
-class Admin:
-    def __init__(self, config: Config, engine: Engine, audit: AuditSink) -> None:
-        self.config = config
+class Admin(Configured):
+    def __init__(self, config: Config | LiveConfig, engine: Engine, audit: AuditSink) -> None:
+        self.live = live(config)
         self.engine = engine
         self.audit = audit
-        self.role_names = {r.name for r in config.roles}
-        self.bootstrap = {u.name for u in config.users}
+
+    @property
+    def bootstrap(self) -> set[str]:
+        """Users the configuration lists: their roles are the configuration's to set."""
+        return {u.name for u in self.config.users}
 
     def _record(self, kind: EventType, by: Actor, **fields: object) -> None:
         self.audit.append(
@@ -106,7 +109,7 @@ class Admin:
         return row
 
     def _check_roles(self, roles: Sequence[str]) -> list[str]:
-        unknown = sorted(set(roles) - self.role_names)
+        unknown = sorted(set(roles) - set(self.roles))
         if unknown:
             raise AdminError(400, "UnknownRole", f"unknown gateway roles: {', '.join(unknown)}")
         return list(dict.fromkeys(roles))

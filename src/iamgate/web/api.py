@@ -24,7 +24,7 @@ from iamgate.access.reach import reachable_accounts
 from iamgate.audit.events import EventType
 from iamgate.audit.search import Filters, search
 from iamgate.aws.federation import ConsoleError, ConsoleFederation
-from iamgate.config import Config, RoleConfig
+from iamgate.config import Config, Configured, LiveConfig, RoleConfig, live
 from iamgate.identity.credentials import KeyRing, mint_credentials
 from iamgate.store.directory import LoginSession, get_user, open_login_session, record_issued
 from iamgate.web import browser
@@ -103,10 +103,10 @@ def _time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime(TIME) if value else None
 
 
-class Api:
+class Api(Configured):
     def __init__(
         self,
-        config: Config,
+        config: Config | LiveConfig,
         engine: Engine,
         keyring: KeyRing,
         logins: Logins,
@@ -115,7 +115,7 @@ class Api:
         console: ConsoleFederation,
         ready: Callable[[], bool] = lambda: True,
     ) -> None:
-        self.config = config
+        self.live = live(config)
         self.ready = ready
         self.engine = engine
         self.keyring = keyring
@@ -123,8 +123,7 @@ class Api:
         self.sessions = sessions
         self.admin = admin
         self.console = console
-        self.roles = {r.name: r for r in config.roles}
-        self.document = openapi_document(config.server.url)
+        self.document = openapi_document(self.config.server.url)
         self.routes = [
             _route("GET", "/api/v1/openapi.json", self.openapi),
             _route("GET", "/api/v1/health", self.health),

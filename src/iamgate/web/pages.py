@@ -29,7 +29,7 @@ from iamgate.audit.writer import AuditSink
 from iamgate.aws import console as console_rules
 from iamgate.aws.federation import ConsoleError, ConsoleFederation
 from iamgate.aws.profiles import PROFILE_PREFIX, profiles_block
-from iamgate.config import Config, RoleConfig
+from iamgate.config import Config, Configured, LiveConfig, RoleConfig, live
 from iamgate.store.directory import (
     LoginSession,
     get_user,
@@ -82,28 +82,25 @@ def _client(request: web.Request) -> Client:
     return Client(request.remote, request.headers.get("User-Agent"))
 
 
-class Pages:
+class Pages(Configured):
     def __init__(
         self,
-        config: Config,
+        config: Config | LiveConfig,
         engine: Engine,
         audit: AuditSink,
         logins: Logins,
         sessions: BrowserSessions,
         admin: Admin,
         console: ConsoleFederation,
-        *,
-        form_targets: tuple[str, ...] = (),
     ) -> None:
-        self.config = config
+        self.live = live(config)
         self.engine = engine
         self.audit = audit
         self.logins = logins
-        self.roles = {r.name: r for r in config.roles}
         self.sessions = sessions
         self.admin = admin
         self.console_federation = console
-        self.tls = config.server.tls is not None
+        self.tls = self.config.server.tls is not None
         self.cookie = sessions.cookie
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -111,15 +108,18 @@ class Pages:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.filters["duration"] = human_duration
-        # Where forms may lead: our pages, and the console sign-in a form redirects to.
-        self.csp = "; ".join(
+
+    def csp(self) -> str:
+        """Where forms may lead: our pages, and the console sign-in a form redirects to
+        (its host follows the partitions of the accounts configured now)."""
+        return "; ".join(
             [
                 "default-src 'none'",
                 "style-src 'self'",
                 "script-src 'self'",
                 "img-src 'self' data:",
                 "connect-src 'self'",
-                "form-action 'self' " + " ".join(form_targets),
+                "form-action 'self' " + " ".join(self.console_federation.form_targets()),
                 "frame-ancestors 'none'",
                 "base-uri 'none'",
             ]
@@ -174,7 +174,7 @@ class Pages:
 
     def _secure(self, response: web.StreamResponse) -> None:
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", self.csp)
+        headers.setdefault("Content-Security-Policy", self.csp())
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "same-origin")
