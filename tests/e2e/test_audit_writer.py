@@ -183,3 +183,15 @@ def test_a_resend_is_stored_once_and_a_gap_is_refused(engine: Engine) -> None:
         again.write([(5, encode(event(5)))])
     assert principals(engine) == ["p1", "p2", "p3"]
     assert verify(engine) == []
+
+
+def test_a_writer_that_was_overtaken_carries_on_after_what_is_stored(engine: Engine) -> None:
+    late = Appender(engine, "c0ffee")  # took over while the old writer was still storing
+    old = Appender(engine, "c0ffee")
+    old.write([(n, encode(event(n))) for n in (1, 2, 3)])
+    batch = [(n, encode(event(n))) for n in (1, 2, 3, 4)]
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        late.write(batch)  # its idea of the head was stale: nothing stored, head re-read
+    assert late.write(batch) == 4  # the retry skips what the old writer stored
+    assert principals(engine) == ["p1", "p2", "p3", "p4"]
+    assert verify(engine) == []

@@ -122,6 +122,10 @@ class Appender:
             self._connection.commit()
         except Exception:
             self._discard_connection()
+            # Someone may have stored some of these meanwhile (a writer that was replaced):
+            # carry on from what the store holds, so that the next try skips them.
+            with contextlib.suppress(Exception):
+                self.seq, self.head = self._stored_head()
             raise
         self.seq, self.head = seq, head
         return seq

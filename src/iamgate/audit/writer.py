@@ -128,7 +128,13 @@ class AuditLog:
             )
         finally:
             theirs.close()
-        self._transport, _ = await self._loop.create_unix_connection(lambda: _Link(self), sock=ours)
+        try:
+            self._transport, _ = await self._loop.create_unix_connection(
+                lambda: _Link(self), sock=ours
+            )
+        except BaseException:
+            ours.close()  # the writer sees its end close, and exits
+            raise
         # The store's URL may hold a password: it goes over the socket, never on a command line.
         settings = json.dumps({"url": self._url, "chain": self.chain}).encode()
         pending = [frame(0, settings)] + [frame(s, b) for s, b in self._unacknowledged]
@@ -158,6 +164,9 @@ class AuditLog:
             self.writer_lost()
 
     def restart_writer(self) -> None:
+        """End a writer that misbehaves; a new one takes over its chain."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()  # never two writers on one chain
         if self._transport is not None:
             self._transport.abort()
 
