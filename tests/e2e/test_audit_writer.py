@@ -190,7 +190,7 @@ def test_a_writer_that_was_overtaken_carries_on_after_what_is_stored(engine: Eng
     old = Appender(engine, "c0ffee")
     old.write([(n, encode(event(n))) for n in (1, 2, 3)])
     batch = [(n, encode(event(n))) for n in (1, 2, 3, 4)]
-    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         late.write(batch)  # its idea of the head was stale: nothing stored, head re-read
     assert late.write(batch) == 4  # the retry skips what the old writer stored
     assert principals(engine) == ["p1", "p2", "p3", "p4"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import re
 import sqlite3
 import threading
 import urllib.error
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import pytest
 from harness import GatewayProcess, MotoRecorder, audited_calls
 from people import PASSWORD, Person, enrol, iamgate, login
@@ -368,6 +370,35 @@ def test_the_audit_page_filters_to_danas_denied_calls(
         assert principals == {"dana"}
     finally:
         dana_context.close()
+
+
+def test_the_audit_page_pages_to_older_calls_without_repeating_one(
+    web: GatewayProcess, people: dict[str, Person], context: BrowserContext
+) -> None:
+    creds = web.issue("ci-bot", "222222222222", "CIRunner")
+    sts = boto3.Session(
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+        aws_session_token=creds.session_token,
+        region_name="us-east-1",
+    ).client("sts", endpoint_url=web.url)
+    for _ in range(55):
+        sts.get_caller_identity()
+    audited_calls(web.state_url, principal="ci-bot", limit=55)  # all stored, outcomes too
+
+    page = context.new_page()
+    log_in(page, web.url, people["loader"])
+    page.goto(f"{web.url}/audit?principal=ci-bot&action=sts:GetCallerIdentity")
+    rows = page.locator("table.events tbody tr")
+    expect(rows).to_have_count(50)
+    first = rows.evaluate_all("rs => rs.map(r => [r.dataset.id, r.cells[0].innerText])")
+    page.get_by_role("link", name="Older calls →").click()
+    expect(page).to_have_url(re.compile(r"before="))
+    second = rows.evaluate_all("rs => rs.map(r => [r.dataset.id, r.cells[0].innerText])")
+    assert len(second) >= 5
+    assert not {i for i, _ in first} & {i for i, _ in second}  # no call on both pages
+    assert max(t for _, t in second) <= min(t for _, t in first)  # and each page is older
+    expect(page.locator("#events")).to_have_attribute("data-live", "off")  # history stays put
 
 
 def test_an_admin_locks_carl_and_carls_next_cli_call_fails(

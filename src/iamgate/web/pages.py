@@ -78,6 +78,17 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
+def _iso_or_none(value: str | None) -> str | None:
+    """A time to page from, if it is one; anything else pages from the newest."""
+    if not value:
+        return None
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value
+
+
 def _client(request: web.Request) -> Client:
     return Client(request.remote, request.headers.get("User-Agent"))
 
@@ -375,14 +386,16 @@ class Pages(Configured):
             status=status,
             since=q.get("since") or None,
             until=q.get("until") or None,
+            before=_iso_or_none(q.get("before")),
             limit=AUDIT_PAGE_SIZE,
         )
         events = await asyncio.to_thread(search, self.engine, filters)
         rows = [audit_row(e, names) for e in events]
         older = None
         if len(events) == AUDIT_PAGE_SIZE:
+            # Strictly before the last row shown: no row appears on two pages.
             older = "/audit?" + urlencode(
-                {k: v for k, v in q.items() if k != "until" and v} | {"until": events[-1]["time"]}
+                {k: v for k, v in q.items() if k != "before" and v} | {"before": events[-1]["time"]}
             )
         # Live updates follow the newest page only; an older page stays as it is.
         api_filters = {
@@ -402,7 +415,7 @@ class Pages(Configured):
             query=dict(q),
             accounts=self.config.aws.accounts,
             older=older,
-            live=not filters.until,
+            live=not (filters.until or filters.before),
             newest=events[0]["time"] if events else datetime.now(UTC).strftime(TIME_FORMAT),
             api_filters=urlencode({k: v for k, v in api_filters.items() if v is not None}),
             account_names=json.dumps(names),
