@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -66,9 +67,24 @@ def test_unknown_users_cost_a_full_password_check() -> None:
     assert verify_password(hash_password("pw-pw-pw-pw"), "pw-pw-pw-pw") is True
 
 
-def test_the_per_address_rate_limit() -> None:
+def test_the_per_address_rate_limit_counts_failures_only() -> None:
     from iamgate.web.logins import RateLimiter
 
     limiter = RateLimiter(limit=3, window=60)
-    assert [limiter.allow("127.0.0.1") for _ in range(4)] == [True, True, True, False]
-    assert limiter.allow("::1")  # another address has its own budget
+    assert all(limiter.allows("127.0.0.1") for _ in range(100))  # logins that succeed
+    allowed = []
+    for _ in range(4):
+        allowed.append(limiter.allows("127.0.0.1"))
+        limiter.failed("127.0.0.1")
+    assert allowed == [True, True, True, False]
+    assert limiter.allows("::1")  # another address has its own budget
+
+
+def test_failures_leave_the_window() -> None:
+    from iamgate.web.logins import RateLimiter
+
+    limiter = RateLimiter(limit=1, window=0.05)
+    limiter.failed("127.0.0.1")
+    assert not limiter.allows("127.0.0.1")
+    time.sleep(0.06)
+    assert limiter.allows("127.0.0.1")

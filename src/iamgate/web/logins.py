@@ -1,7 +1,7 @@
 """One way in, for the JSON API (the CLI) and the login page (the browser).
 
 Login is the one unauthenticated action, so both doors share its defenses: a per-address
-rate limit, constant-work password checks, single-use TOTP codes, lockout after repeated
+limit on failed logins, constant-work password checks, single-use TOTP codes, lockout after repeated
 failures, and an audit event for every outcome.
 """
 
@@ -32,25 +32,35 @@ from iamgate.web import browser
 
 LOGIN_SESSION_TTL = timedelta(hours=12)
 RATE_WINDOW_SECONDS = 300
-RATE_MAX_ATTEMPTS = 20
+RATE_MAX_FAILURES = 20
 
 
 class RateLimiter:
-    """At most `limit` attempts per address in a sliding window (per replica)."""
+    """At most `limit` failed logins per address in a sliding window (per replica).
 
-    def __init__(self, limit: int = RATE_MAX_ATTEMPTS, window: float = RATE_WINDOW_SECONDS):
+    Only failures count: a whole office behind one NAT address logs in every morning, while
+    guessing (one user's password, or one password across many users) is nothing but
+    failures. Per-user lockout stops the first; this stops the second.
+    """
+
+    def __init__(self, limit: int = RATE_MAX_FAILURES, window: float = RATE_WINDOW_SECONDS):
         self.limit, self.window = limit, window
-        self._attempts: dict[str, deque[float]] = defaultdict(deque)
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
 
-    def allow(self, address: str) -> bool:
-        now = time.monotonic()
-        attempts = self._attempts[address]
-        while attempts and attempts[0] < now - self.window:
-            attempts.popleft()
-        if len(attempts) >= self.limit:
-            return False
-        attempts.append(now)
-        return True
+    def allows(self, address: str) -> bool:
+        failures = self._failures.get(address)
+        if not failures:
+            return True
+        horizon = time.monotonic() - self.window
+        while failures and failures[0] < horizon:
+            failures.popleft()
+        if not failures:
+            del self._failures[address]
+            return True
+        return len(failures) < self.limit
+
+    def failed(self, address: str) -> None:
+        self._failures[address].append(time.monotonic())
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +112,8 @@ class Logins:
     async def log_in(
         self, name: str, password: str, code: str, client: Client, *, kind: str = "cli"
     ) -> LoginResult:
-        if not self.rate.allow(client.source_ip or "?"):
+        address = client.source_ip or "?"
+        if not self.rate.allows(address):
             self.record(EventType.LOGIN_FAILED, name, client, error=LoginError.RATE_LIMITED.name)
             return LoginResult(name, LoginError.RATE_LIMITED)
         row = await asyncio.to_thread(get_user, self.engine, name)
@@ -112,6 +123,7 @@ class Logins:
             await asyncio.to_thread(apply_login_outcome, self.engine, name, outcome)
         if not outcome.ok:
             assert outcome.error is not None
+            self.rate.failed(address)
             locked_now = outcome.locked_until is not None
             self.record(
                 EventType.LOGIN_LOCKED if locked_now else EventType.LOGIN_FAILED,
