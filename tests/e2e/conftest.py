@@ -32,6 +32,15 @@ def gateway(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Itera
     gw.stop()
 
 
+@pytest.fixture
+def own_gateway(sandbox: Sandbox, tmp_path: Path) -> Iterator[GatewayProcess]:
+    """A gateway for one test that stops, kills, locks or reconfigures it."""
+    gw = GatewayProcess(sandbox, tmp_path / "gw")
+    gw.start()
+    yield gw
+    gw.stop()
+
+
 @pytest.fixture(scope="session")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("home")

@@ -10,11 +10,9 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 from botocore.config import Config as BotoConfig
@@ -48,17 +46,8 @@ def iamgate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def sts_client(gw: GatewayProcess, user: str, account: str, role: str) -> Any:
-    creds = gw.issue(user, account, role)
-    return boto3.Session(
-        aws_access_key_id=creds.access_key_id,
-        aws_secret_access_key=creds.secret_access_key,
-        aws_session_token=creds.session_token,
-        region_name="us-east-1",
-    ).client(
-        "sts",
-        endpoint_url=gw.url,
-        config=BotoConfig(retries={"total_max_attempts": 1}, read_timeout=30),
-    )
+    config = BotoConfig(retries={"total_max_attempts": 1}, read_timeout=30)
+    return gw.client("sts", gw.issue(user, account, role), config)
 
 
 def test_search_shows_danas_refused_delete(gateway: GatewayProcess, home: Path) -> None:
@@ -229,14 +218,6 @@ def test_an_anchored_head_catches_removal_from_the_end(
     assert f"event {head['seq']} deleted" in anchored_check.stderr
 
 
-@pytest.fixture
-def own_gateway(sandbox: Sandbox, tmp_path: Path) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(sandbox, tmp_path / "gw")
-    gw.start()
-    yield gw
-    gw.stop()
-
-
 def test_an_unwritable_audit_store_fails_closed_and_recovers(
     own_gateway: GatewayProcess, sandbox: Sandbox
 ) -> None:
@@ -295,14 +276,7 @@ def test_after_a_crash_a_call_without_outcome_shows_as_such(
         Bucket="acme-ci-data", Key="big.bin", Body=os.urandom(32 * 1024 * 1024)
     )
     creds = own_gateway.issue("ci-bot", CI, "CIRunner")
-    s3 = boto3.Session(
-        aws_access_key_id=creds.access_key_id,
-        aws_secret_access_key=creds.secret_access_key,
-        aws_session_token=creds.session_token,
-        region_name="us-east-1",
-    ).client(
-        "s3", endpoint_url=own_gateway.url, config=BotoConfig(retries={"total_max_attempts": 1})
-    )
+    s3 = own_gateway.client("s3", creds, BotoConfig(retries={"total_max_attempts": 1}))
     body = s3.get_object(Bucket="acme-ci-data", Key="big.bin")["Body"]
     body.read(1024)  # the response is streaming: the call is in flight
     assert own_gateway.process is not None

@@ -498,12 +498,7 @@ def test_over_tls_with_aws_chunked_uploads(
 def test_a_client_cannot_switch_moto_accounts(gateway: GatewayProcess) -> None:
     """moto honours x-moto-account-id; the gateway must never pass it on, signed or not."""
     creds = gateway.issue("dana", PROD, "ReadOnly")
-    s3 = boto3.Session(
-        aws_access_key_id=creds.access_key_id,
-        aws_secret_access_key=creds.secret_access_key,
-        aws_session_token=creds.session_token,
-        region_name="us-east-1",
-    ).client("s3", endpoint_url=gateway.url)
+    s3 = gateway.client("s3", creds)
 
     def add_header(request: Any, **_: Any) -> None:
         request.headers["x-moto-account-id"] = CI  # signed along with the rest
@@ -517,12 +512,7 @@ def test_the_sandbox_control_api_is_out_of_reach(gateway: GatewayProcess, sandbo
     """moto answers /moto-api/* whatever the service: a bucket named moto-api must not
     let a client reset or read the sandbox through the gateway."""
     creds = gateway.issue("ci-bot", CI, "CIRunner")
-    s3 = boto3.Session(
-        aws_access_key_id=creds.access_key_id,
-        aws_secret_access_key=creds.secret_access_key,
-        aws_session_token=creds.session_token,
-        region_name="us-east-1",
-    ).client("s3", endpoint_url=gateway.url, config=BotoConfig(s3={"addressing_style": "path"}))
+    s3 = gateway.client("s3", creds, BotoConfig(s3={"addressing_style": "path"}))
     from botocore.exceptions import ClientError
 
     attempts: list[tuple[str, dict[str, str]]] = [

@@ -6,39 +6,21 @@ import hashlib
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 from harness import GatewayProcess, audited_calls
 
-from iamgate.sandbox import Sandbox
-
 pytestmark = pytest.mark.e2e
 PROD = "111111111111"
 
 
-@pytest.fixture
-def gw(sandbox: Sandbox, tmp_path: Path) -> Iterator[GatewayProcess]:
-    gateway = GatewayProcess(sandbox, tmp_path / "gw")
-    gateway.start()
-    yield gateway
-    gateway.stop()
-
-
 def whoami(gw: GatewayProcess, user: str) -> str:
-    creds = gw.issue(user, PROD, "ReadOnly")
-    client = boto3.Session(
-        aws_access_key_id=creds.access_key_id,
-        aws_secret_access_key=creds.secret_access_key,
-        aws_session_token=creds.session_token,
-        region_name="us-east-1",
-    ).client("sts", endpoint_url=gw.url, config=BotoConfig(retries={"total_max_attempts": 1}))
+    config = BotoConfig(retries={"total_max_attempts": 1})
+    client = gw.client("sts", gw.issue(user, PROD, "ReadOnly"), config)
     return str(client.get_caller_identity()["Account"])
 
 
@@ -70,7 +52,8 @@ def _config_events(gw: GatewayProcess) -> list[dict[str, Any]]:
     ]
 
 
-def test_a_reload_applies_roles_users_and_accounts_at_once(gw: GatewayProcess) -> None:
+def test_a_reload_applies_roles_users_and_accounts_at_once(own_gateway: GatewayProcess) -> None:
+    gw = own_gateway
     assert whoami(gw, "dana") == PROD
 
     def deny_identity(settings: dict[str, Any]) -> None:
@@ -91,7 +74,9 @@ def test_a_reload_applies_roles_users_and_accounts_at_once(gw: GatewayProcess) -
     assert whoami(gw, "erin") == PROD  # a user and role that did not exist before the reload
 
 
-def test_a_bad_reload_keeps_the_configuration_in_force(gw: GatewayProcess) -> None:
+def test_a_bad_reload_keeps_the_configuration_in_force(own_gateway: GatewayProcess) -> None:
+    gw = own_gateway
+
     def break_it(settings: dict[str, Any]) -> str:
         text = yaml.safe_dump(settings)
         return text.replace("max_session_ttl: 1h", "max_session_ttl: forever", 1)

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
@@ -50,12 +49,7 @@ def replicas(sandbox: Sandbox, tmp_path: Path) -> Iterator[list[GatewayProcess]]
 
 
 def sts(gw: GatewayProcess, creds: GatewayCredentials) -> Any:
-    return boto3.Session(
-        aws_access_key_id=creds.access_key_id,
-        aws_secret_access_key=creds.secret_access_key,
-        aws_session_token=creds.session_token,
-        region_name="us-east-1",
-    ).client("sts", endpoint_url=gw.url, config=BotoConfig(retries={"total_max_attempts": 1}))
+    return gw.client("sts", creds, BotoConfig(retries={"total_max_attempts": 1}))
 
 
 def iamgate(gw: GatewayProcess, *args: str) -> subprocess.CompletedProcess[str]:

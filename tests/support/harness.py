@@ -20,7 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import yaml
+from botocore.config import Config as BotoConfig
 
 from iamgate.identity.credentials import GatewayCredentials, mint_credentials
 from iamgate.sandbox import Sandbox
@@ -196,6 +198,18 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def client(
+        self, service: str, creds: GatewayCredentials, config: BotoConfig | None = None
+    ) -> Any:
+        """A boto3 client for `service` through this gateway, as a caller holding `creds`."""
+        session: Any = boto3.Session(  # Any: the stubs type clients by literal service name
+            aws_access_key_id=creds.access_key_id,
+            aws_secret_access_key=creds.secret_access_key,
+            aws_session_token=creds.session_token,
+            region_name="us-east-1",
+        )
+        return session.client(service, endpoint_url=self.url, config=config)
 
     def issue(
         self,
