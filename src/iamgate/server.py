@@ -8,7 +8,7 @@ import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,6 +52,7 @@ class Runtime:
     audit: AuditLog
     console: ConsoleFederation
     config_source: ConfigSource | None = None
+    reloading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reload at a time
 
     @property
     def config(self) -> Config:
@@ -84,6 +85,11 @@ def build_runtime(
 async def reload_config(runtime: Runtime) -> bool:
     """Take on the configuration file's roles, users and accounts (SIGHUP), or keep the
     configuration in force and say why, in the log and the audit trail."""
+    async with runtime.reloading:
+        return await _reload(runtime)
+
+
+async def _reload(runtime: Runtime) -> bool:
     source = runtime.config_source
     if source is None:
         log.warning("configuration not reloaded: this gateway was not started from a file")
