@@ -7,10 +7,12 @@ a locked store, a killed writer, and a stop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,6 +102,50 @@ def test_a_locked_store_refuses_waiters_at_once_and_loses_nothing(
 
     asyncio.run(run())
     assert principals(engine) == ["p0", "p1", "p2", "p3", "p4"]  # in order, none lost
+    assert verify(engine) == []
+
+
+def test_a_record_is_committed_while_its_caller_works_on(engine: Engine) -> None:
+    """The gateway signs the upstream request while the record is committed: the record
+    must leave at once, not when the caller next yields to the loop."""
+
+    async def run() -> None:
+        log = AuditLog(engine)
+        await log.start()
+        record = log.start_durable(event(0))
+        deadline = time.monotonic() + 10
+        while principals(engine) != ["p0"]:  # the loop is blocked here, as while signing
+            assert time.monotonic() < deadline, "the record waited for the caller"
+            time.sleep(0.005)  # noqa: ASYNC251 - blocking the loop is the point
+        assert await record == 1
+        await log.stop()
+
+    asyncio.run(run())
+
+
+def test_a_record_given_up_on_is_stored_and_raises_nothing_later(engine: Engine) -> None:
+    """A call that fails while its record is on the way (say AssumeRole fails) leaves the
+    record behind: it is stored all the same, and its failure is nobody's unhandled error."""
+    unhandled: list[dict[str, object]] = []
+
+    async def run() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _, context: unhandled.append(context)
+        )
+        log = AuditLog(engine)
+        await log.start()
+        with write_lock(engine):
+            log.start_durable(event(0)).abandon()
+            with pytest.raises(Refused):
+                await log.durably(event(1))
+        async with asyncio.timeout(30):
+            await log.flush()
+        await log.stop()
+
+    asyncio.run(run())
+    gc.collect()  # an unretrieved exception is reported when its future is collected
+    assert unhandled == []
+    assert principals(engine) == ["p0", "p1"]
     assert verify(engine) == []
 
 

@@ -4,10 +4,11 @@ Events are encoded where they happen and numbered in this writer's chain; the au
 process (`iamgate.audit.process`) links and commits them. The loop and the writer meet only
 through a socket, so a commit never holds the proxy's interpreter lock:
 
-- events appended during one turn of the loop leave in one write (group commit begins
-  here), and one acknowledgement settles all the records waiting on a batch;
-- a record someone waits on (a call about to be forwarded) leaves at the end of the turn;
-  the rest (outcomes, logins) ride along with it, or leave within DEFER_SECONDS;
+- a record someone waits on (a call about to be forwarded) leaves at once, and its caller
+  prepares the upstream request while the writer commits; the rest (outcomes, logins) ride
+  along with it, or leave within DEFER_SECONDS;
+- whatever arrives while the writer commits shares its next transaction (group commit), and
+  one acknowledgement settles all the records waiting on a batch;
 - if the store refuses a batch, or the writer does not answer within DURABLE_TIMEOUT, the
   waiters are refused at once (fail closed: the gateway answers 503 and forwards nothing),
   while the events stay queued and are stored, in order, once the store is back;
@@ -27,7 +28,8 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Protocol
+from collections.abc import Generator
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
@@ -51,6 +53,38 @@ class AuditSink(Protocol):
 
 class AuditUnavailable(Exception):
     pass
+
+
+class DurableRecord:
+    """An event on its way to the store: await it before acting on what it records."""
+
+    __slots__ = ("_waiter",)
+
+    def __init__(self, waiter: asyncio.Future[int]) -> None:
+        self._waiter = waiter
+
+    def __await__(self) -> Generator[Any, None, int]:
+        try:
+            return (yield from self._waiter.__await__())
+        except AuditUnavailable:
+            raise Refused(
+                Reason.AUDIT_UNAVAILABLE,
+                "iamgate: the audit log cannot be written right now, so nothing was forwarded; "
+                "retry shortly",
+            ) from None
+
+    def abandon(self) -> None:
+        """Not awaited after all (the request failed meanwhile): the event is stored just the
+        same, and a failure to store it is not an unhandled error of the loop."""
+        if self._waiter.done():
+            _consume(self._waiter)
+        else:
+            self._waiter.add_done_callback(_consume)
+
+
+def _consume(waiter: asyncio.Future[int]) -> None:
+    if not waiter.cancelled():
+        waiter.exception()
 
 
 class _Link(asyncio.Protocol):
@@ -85,7 +119,6 @@ class AuditLog:
         self._outbox: list[bytes] = []  # frames not yet written to the writer
         self._stored = 0  # the last seq the writer has stored
         self._waiters: deque[tuple[int, float, asyncio.Future[int]]] = deque()
-        self._turn_scheduled = False
         self._defer: asyncio.TimerHandle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._transport: asyncio.Transport | None = None
@@ -220,21 +253,25 @@ class AuditLog:
         else:  # an administration call running in a worker thread
             self._loop.call_soon_threadsafe(self._add, body, None)
 
-    async def durably(self, event: AuditEvent) -> int:
-        """The event's sequence number once it is durable; a refusal if it cannot be."""
+    def start_durable(self, event: AuditEvent) -> DurableRecord:
+        """Send `event` to be stored at once; awaiting the record waits until it is durable.
+
+        The gateway starts the record of a call as soon as it has decided, and prepares the
+        upstream request while the writer commits: the commit's latency is then hidden
+        behind that work instead of added to it.
+        """
         if not self.enabled:
-            return 0
+            done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            done.set_result(0)
+            return DurableRecord(done)
         assert self._loop is not None, "the audit log has not been started"
         waiter: asyncio.Future[int] = self._loop.create_future()
         self._add(encode(event), waiter)
-        try:
-            return await waiter
-        except AuditUnavailable:
-            raise Refused(
-                Reason.AUDIT_UNAVAILABLE,
-                "iamgate: the audit log cannot be written right now, so nothing was forwarded; "
-                "retry shortly",
-            ) from None
+        return DurableRecord(waiter)
+
+    async def durably(self, event: AuditEvent) -> int:
+        """The event's sequence number once it is durable; a refusal if it cannot be."""
+        return await self.start_durable(event)
 
     def _add(self, body: bytes, waiter: asyncio.Future[int] | None) -> None:
         assert self._loop is not None
@@ -245,7 +282,7 @@ class AuditLog:
             lost, _ = self._unacknowledged.popleft()
             log.error("audit backlog full: event %d of chain %s dropped", lost, self.chain)
         if waiter is None:
-            if self._defer is None and not self._turn_scheduled:
+            if self._defer is None:
                 self._defer = self._loop.call_later(DEFER_SECONDS, self._end_turn)
             return
         if self._transport is None:  # no writer right now: refuse at once, keep the event
@@ -254,13 +291,13 @@ class AuditLog:
         self._waiters.append((self._seq, time.monotonic() + DURABLE_TIMEOUT, waiter))
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(DURABLE_TIMEOUT / 4, self._check_deadlines)
-        if not self._turn_scheduled:
-            self._turn_scheduled = True
-            self._loop.call_soon(self._end_turn)
+        # Someone waits on this one: it leaves now, with everything queued before it, so the
+        # commit runs while its caller goes on. Records that arrive while the writer commits
+        # queue in the socket and share its next transaction (group commit).
+        self._end_turn()
 
     def _end_turn(self) -> None:
         """Send everything appended since the last send, in one write."""
-        self._turn_scheduled = False
         if self._defer is not None:
             self._defer.cancel()
             self._defer = None

@@ -26,7 +26,7 @@ from yarl import URL
 from iamgate.access.decisions import decide, role_reaches
 from iamgate.access.session_policy import SessionPolicyError, session_policy_for
 from iamgate.audit.events import AuditEvent, EventType, summarize_params
-from iamgate.audit.writer import AuditLog
+from iamgate.audit.writer import AuditLog, DurableRecord
 from iamgate.aws.endpoints import resolve_upstream
 from iamgate.aws.errors import render_error
 from iamgate.aws.operations import Identified, OperationIndex
@@ -340,67 +340,77 @@ class Gateway(Configured):
         if not decision.allowed:
             raise Refused(Reason.ACCESS_DENIED, f"iamgate: {decision.rule}")
 
-        # 4. upstream credentials: AssumeRole into the account's role with the session policy
-        #    of the roles that reach it, so AWS enforces the same view; cached.
+        # 4. the session policy of the roles that reach this IAM role, so that AWS enforces
+        #    the same view.
         role_arn = f"arn:{account.partition}:iam::{account.id}:role/{claims.aws_role}"
         reaching = [r for r in roles if role_reaches(r, account, claims.aws_role)]
         try:
             policy = session_policy_for(reaching, partition=account.partition)
         except SessionPolicyError as exc:
             raise Refused(Reason.ACCESS_DENIED, f"iamgate: {exc}") from None
-        creds = await self.upstream_credentials.get(
-            RoleKey(
-                role_arn=role_arn,
-                session_name=claims.principal,
-                source_identity=claims.principal,
-                external_id=account.external_id,
-                policy=policy.policy,
-                policy_arns=policy.policy_arns,
+
+        # 5. audit: the call is forwarded only once its record is durable (fail closed). The
+        #    record leaves for the writer now, and the upstream request is prepared while it
+        #    is committed; the outcome follows the response.
+        record = self._record_forwarding(call)
+        try:
+            # 6. upstream credentials: AssumeRole into the account's role with that policy;
+            #    cached.
+            creds = await self.upstream_credentials.get(
+                RoleKey(
+                    role_arn=role_arn,
+                    session_name=claims.principal,
+                    source_identity=claims.principal,
+                    external_id=account.external_id,
+                    policy=policy.policy,
+                    policy_arns=policy.policy_arns,
+                )
             )
-        )
 
-        # 5. forward: re-signed for the endpoint of (service, region), chosen by us alone.
-        bucket = virtual_bucket or (_first_segment(raw_path) if s3 else None)
-        upstream = resolve_upstream(
-            self.index.endpoint_prefix(identified.operation.service),
-            auth.scope.region,
-            override=self._override,
-            bucket=bucket,
-        )
-        path = canonical_path(raw_path)
-        if virtual_bucket and not upstream.bucket_in_host:
-            path = "/" + canonical_path(virtual_bucket) + path
-        elif upstream.bucket_in_host and not virtual_bucket and bucket:
-            path = path[len(canonical_path(bucket)) + 1 :] or "/"
-        query = canonical_query(raw_query)
-        url = upstream.base_url + path + (f"?{query}" if query else "")
+            # 7. re-sign for the endpoint of (service, region), chosen by us alone.
+            bucket = virtual_bucket or (_first_segment(raw_path) if s3 else None)
+            upstream = resolve_upstream(
+                self.index.endpoint_prefix(identified.operation.service),
+                auth.scope.region,
+                override=self._override,
+                bucket=bucket,
+            )
+            path = canonical_path(raw_path)
+            if virtual_bucket and not upstream.bucket_in_host:
+                path = "/" + canonical_path(virtual_bucket) + path
+            elif upstream.bucket_in_host and not virtual_bucket and bucket:
+                path = path[len(canonical_path(bucket)) + 1 :] or "/"
+            query = canonical_query(raw_query)
+            url = upstream.base_url + path + (f"?{query}" if query else "")
 
-        out_headers = forwarded_headers(headers, auth.signed_headers)
-        upstream_hash: str | None
-        if stream is not None:
-            if stream.decoder is not None:
-                declared = request.headers.get("x-amz-decoded-content-length")
-                upstream_hash = "UNSIGNED-PAYLOAD"
+            out_headers = forwarded_headers(headers, auth.signed_headers)
+            upstream_hash: str | None
+            if stream is not None:
+                if stream.decoder is not None:
+                    declared = request.headers.get("x-amz-decoded-content-length")
+                    upstream_hash = "UNSIGNED-PAYLOAD"
+                else:
+                    declared = request.headers.get("Content-Length")
+                    upstream_hash = stream.expected_sha256 or "UNSIGNED-PAYLOAD"
+                if declared is not None:
+                    out_headers.append(("Content-Length", declared))
             else:
-                declared = request.headers.get("Content-Length")
-                upstream_hash = stream.expected_sha256 or "UNSIGNED-PAYLOAD"
-            if declared is not None:
-                out_headers.append(("Content-Length", declared))
-        else:
-            upstream_hash = hashlib.sha256(body or b"").hexdigest() if s3 else None
-        signed = sign_upstream(
-            method=request.method,
-            url=url,
-            headers=out_headers,
-            body=body if stream is None else None,
-            payload_hash=upstream_hash,
-            credentials=creds,
-            signing_name=signing_name,
-            region=upstream.signing_region,
-            s3=s3,
-        )
-        # 6. audit: durable before anything reaches AWS; the outcome follows.
-        await self._record_forwarding(call)
+                upstream_hash = hashlib.sha256(body or b"").hexdigest() if s3 else None
+            signed = sign_upstream(
+                method=request.method,
+                url=url,
+                headers=out_headers,
+                body=body if stream is None else None,
+                payload_hash=upstream_hash,
+                credentials=creds,
+                signing_name=signing_name,
+                region=upstream.signing_region,
+                s3=s3,
+            )
+        except BaseException:
+            record.abandon()
+            raise
+        await record
         return await self._forward(request, call, url, signed, body, stream)
 
     async def _forward(
@@ -575,12 +585,13 @@ class Gateway(Configured):
             fields=fields,
         )
 
-    async def _record_forwarding(self, call: _Call) -> None:
-        """The call is forwarded only once this record is durable (fail closed)."""
+    def _record_forwarding(self, call: _Call) -> DurableRecord:
         # From here on the call's own record may exist (even if the wait times out): what
         # follows is recorded as its outcome, never as a second call.
         call.recorded = True
-        await self.audit.durably(self._event(call, EventType.AWS_CALL, self._call_fields(call)))
+        return self.audit.start_durable(
+            self._event(call, EventType.AWS_CALL, self._call_fields(call))
+        )
 
     def _audit(self, call: _Call) -> None:
         outcome: dict[str, object] = {
