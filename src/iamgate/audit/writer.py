@@ -230,7 +230,7 @@ class AuditLog:
         """Until everything appended so far is stored (bound it with asyncio.timeout)."""
         if not self.enabled or self._loop is None or self._stored >= self._seq:
             return
-        self._end_turn()
+        self._send_queued()
         done: asyncio.Future[None] = self._loop.create_future()
         self._flushers.append((self._seq, done))
         await done
@@ -283,7 +283,7 @@ class AuditLog:
             log.error("audit backlog full: event %d of chain %s dropped", lost, self.chain)
         if waiter is None:
             if self._defer is None:
-                self._defer = self._loop.call_later(DEFER_SECONDS, self._end_turn)
+                self._defer = self._loop.call_later(DEFER_SECONDS, self._send_queued)
             return
         if self._transport is None:  # no writer right now: refuse at once, keep the event
             waiter.set_exception(AuditUnavailable())
@@ -294,9 +294,9 @@ class AuditLog:
         # Someone waits on this one: it leaves now, with everything queued before it, so the
         # commit runs while its caller goes on. Records that arrive while the writer commits
         # queue in the socket and share its next transaction (group commit).
-        self._end_turn()
+        self._send_queued()
 
-    def _end_turn(self) -> None:
+    def _send_queued(self) -> None:
         """Send everything appended since the last send, in one write."""
         if self._defer is not None:
             self._defer.cancel()
