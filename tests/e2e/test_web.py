@@ -169,11 +169,15 @@ def test_wrong_code_is_refused_and_audited(
 ) -> None:
     page = context.new_page()
     log_in(page, web.url, someone, code="000000")
-    expect(page.get_by_role("alert")).to_have_text("Invalid one-time code.")
+    # The same answer as for a wrong password or an unknown name; the audit log says why.
+    expect(page.get_by_role("alert")).to_have_text(
+        "Invalid user name, password or one-time code; a code works only once."
+    )
     expect(page).to_have_url(f"{web.url}/login")
     assert not [c for c in context.cookies() if "iamgate-session" in c["name"]]
     failed = audited_calls(web.state_url, principal=someone.name, type="login.failed")
     assert failed and failed[0]["fields"]["via"] == "web"
+    assert failed[0]["fields"]["reason"] == "bad_code"
 
 
 def test_session_cookie_flags_and_a_new_session_at_login(

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from iamgate.config import UserConfig
 from iamgate.identity.credentials import Claims
-from iamgate.identity.login import LoginOutcome, UserRecord
+from iamgate.identity.login import UserRecord
 from iamgate.store.database import serialized
 from iamgate.store.tables import issued_credentials, login_sessions, revocations, users
 
@@ -161,15 +161,29 @@ def set_lock(engine: Engine, name: str, until: datetime | None) -> bool:
     return bool(changed)
 
 
-def apply_login_outcome(engine: Engine, name: str, outcome: LoginOutcome) -> None:
-    values: dict[str, Any] = {
-        "failed_logins": outcome.failed_logins,
-        "locked_until": outcome.locked_until,
-    }
-    if outcome.totp_step is not None:
-        values["last_totp_step"] = outcome.totp_step
+def note_login_failure(engine: Engine, name: str) -> None:
+    """One more failed login for the user (shown to administrators); never a lock."""
     with engine.begin() as conn:
-        conn.execute(update(users).where(users.c.name == name).values(**values))
+        conn.execute(
+            update(users)
+            .where(users.c.name == name)
+            .values(failed_logins=users.c.failed_logins + 1)
+        )
+
+
+def claim_login(engine: Engine, name: str, totp_step: int) -> bool:
+    """Record a successful login's code as used, unless a login with this code or a later
+    one got there first: a code is accepted once, even by logins racing each other."""
+    with engine.begin() as conn:
+        claimed = conn.execute(
+            update(users)
+            .where(
+                users.c.name == name,
+                (users.c.last_totp_step.is_(None)) | (users.c.last_totp_step < totp_step),
+            )
+            .values(last_totp_step=totp_step, failed_logins=0)
+        ).rowcount
+    return bool(claimed)
 
 
 # -- login sessions -------------------------------------------------------------------------

@@ -257,7 +257,10 @@ class Api(Configured):
         result = await self.logins.log_in(name, password, code, client)
         if not result.ok or result.token is None:
             assert result.error is not None
-            return _error(result.status, result.error.name, result.error.value)
+            refused = _error(result.status, result.error.name, result.error.value)
+            if result.retry_after is not None:
+                refused.headers["Retry-After"] = str(result.retry_after)
+            return refused
         return _ok(
             {
                 "user": name,

@@ -318,11 +318,15 @@ class Pages(Configured):
         )
         if not result.ok or result.token is None:
             assert result.error is not None
-            return await self.login_form(
-                request,
-                error=result.error.value[:1].upper() + result.error.value[1:] + ".",
-                status=result.status,
-            )
+            error = result.error.value
+            if (wait := result.retry_after) is not None:
+                when = f"{wait} seconds" if wait < 120 else f"{-(-wait // 60)} minutes"
+                error = f"too many failed logins; try again in {when}"
+            error = error[:1].upper() + error[1:] + "."
+            refused = await self.login_form(request, error=error, status=result.status)
+            if result.retry_after is not None:
+                refused.headers["Retry-After"] = str(result.retry_after)
+            return refused
         # A session that was open in this browser ends: each login gets a new session id.
         previous, _ = await self._viewer(request)
         if previous is not None:
