@@ -2,9 +2,19 @@
 
 This is the only code that writes the audit log. The gateway's writer process appends
 through it, and so does a one-shot administration command (`DirectAuditLog`). The caller
-numbers the events; a batch is either stored whole or not at all, so after a failure the
-same events can simply be offered again, and those already stored are skipped, which makes a
-resend after a crash safe.
+numbers the events; a batch is stored in one transaction, and events already stored are
+skipped when offered again, so after a failure (or a crash) the same events can simply be
+offered again.
+
+A record the store refuses for what is in it (a value too long for its column, a character
+it cannot hold, a body that is not JSON) must not stop the chain: the audit log is
+fail-closed, so that would stop the gateway. When a batch is refused with such an error,
+its halves are stored apart (and their halves, and so on), and a record refused on its own
+is stored in its place as an `audit.quarantined` record (its id, type, number, size,
+SHA-256 and the error's class), so that the chain goes on and verifies. If the store
+refuses that too, or fails in any other way (down, locked, full), the failure is the
+store's: the error propagates, the head is what the store holds, and the caller offers the
+events again later (the gateway meanwhile answers 503).
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ import orjson
 from sqlalchemy import Engine, func, select
 
 from iamgate.audit.chain import GENESIS, link
-from iamgate.audit.events import AuditEvent, encode
+from iamgate.audit.events import AuditEvent, encode, quarantined
 from iamgate.store.tables import audit_events
 
 log = logging.getLogger(__name__)
@@ -37,6 +47,13 @@ COLUMNS = (
     "request_id",
 )
 _PARAM_STYLE = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+# Raised for what a record holds, not for the state of the store (PEP 249 names, looked up
+# in the driver in use; ProgrammingError covers a value of a type the driver cannot bind).
+# Not IntegrityError: that is another writer having stored the same numbers (the head is
+# re-read and the next try skips them); a record without the columns that may not be empty
+# is refused before it reaches the store.
+_DATA_ERRORS = ("DataError", "ProgrammingError", "NotSupportedError")
+_REQUIRED = ("id", "time", "type")
 
 
 def columns_of(body_json: str | bytes) -> dict[str, Any]:
@@ -63,6 +80,10 @@ class ChainBroken(Exception):
     """Events offered out of order: a bug in the caller, never a passing failure."""
 
 
+class IncompleteRecord(ValueError):
+    """A record without an id, time or type, which the store would refuse."""
+
+
 class Appender:
     def __init__(self, engine: Engine, chain: str) -> None:
         self.chain = chain
@@ -76,6 +97,16 @@ class Appender:
             f"VALUES ({', '.join(mark for _ in names)})"
         )
         self.seq, self.head = self._stored_head()
+        dbapi = engine.dialect.loaded_dbapi
+        self._data_errors: tuple[type[BaseException], ...] = (
+            ValueError,  # not UTF-8, not JSON (UnicodeError, JSONDecodeError), NUL
+            TypeError,
+            OverflowError,  # an integer too large for the driver
+            AttributeError,  # JSON that is not an object
+            IncompleteRecord,
+            *(getattr(dbapi, name) for name in _DATA_ERRORS if hasattr(dbapi, name)),
+        )
+        self.quarantined = 0  # records stored in quarantined form since this appender began
 
     def _stored_head(self) -> tuple[int, str]:
         """Where this chain ends in the store: a restarted writer carries it on."""
@@ -90,10 +121,67 @@ class Appender:
         return int(last), str(digest)
 
     def write(self, events: Sequence[tuple[int, bytes]]) -> int:
+        """Store the numbered events after the head; the new head.
+
+        Events at or below the head are already stored (a resend) and are skipped. In the
+        common case the events are stored in one transaction. A record that the store
+        refuses for what it holds is stored in quarantined form instead (see above). On any
+        other failure the exception propagates, and the head is what the store holds.
+        """
+        try:
+            return self._write(events)
+        except Exception as exc:
+            if not self._for_data(exc):
+                raise
+        return self._salvage(events)
+
+    def _for_data(self, exc: BaseException) -> bool:
+        return not isinstance(exc, ChainBroken) and isinstance(exc, self._data_errors)
+
+    def _salvage(self, events: Sequence[tuple[int, bytes]]) -> int:
+        """The store refused `events` for what is in them: store each half on its own, and
+        so on down to the records it refuses, which are quarantined. A few transactions per
+        such record, not one per record of the batch."""
+        pending = [(number, body) for number, body in events if number > self.seq]
+        if len(pending) == 1:
+            number, body = pending[0]
+            try:
+                self._write(pending)
+            except Exception as exc:
+                if not self._for_data(exc):
+                    raise
+                self._quarantine(number, body, exc)
+        elif pending:
+            half = len(pending) // 2
+            for part in (pending[:half], pending[half:]):
+                try:
+                    self._write(part)
+                except Exception as exc:
+                    if not self._for_data(exc):
+                        raise
+                    self._salvage(part)
+        return self.seq
+
+    def _quarantine(self, number: int, body: bytes, error: BaseException) -> None:
+        if number <= self.seq:
+            return  # stored meanwhile by a writer that overtook this one
+        stand_in = quarantined(body, number, type(error).__name__)
+        self._write([(number, stand_in)])  # if the store refuses this too, the store is at fault
+        self.quarantined += 1
+        log.error(
+            "audit event %d of chain %s (%d bytes) refused by the store: %s: %s; "
+            "stored as audit.quarantined",
+            number,
+            self.chain,
+            len(body),
+            type(error).__name__,
+            str(error)[:300],
+        )
+
+    def _write(self, events: Sequence[tuple[int, bytes]]) -> int:
         """Store the numbered events after the head, in one transaction; the new head.
 
-        Events at or below the head are already stored (a resend) and are skipped. On any
-        failure nothing is stored, the head stays, and the exception propagates.
+        On any failure nothing is stored, the head is re-read, and the exception propagates.
         """
         seq, head = self.seq, self.head
         rows: list[tuple[Any, ...]] = []
@@ -105,6 +193,10 @@ class Appender:
             text = body.decode()
             digest = link(head, number, text)
             columns = columns_of(body)
+            if not all(isinstance(columns[name], str) for name in _REQUIRED):
+                raise IncompleteRecord(
+                    f"chain {self.chain}: event {number} has no id, time or type"
+                )
             rows.append((self.chain, number, head, digest, text, *(columns[c] for c in COLUMNS)))
             seq, head = number, digest
         if not rows:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 GENESIS = "0" * 64
+CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
 def canonical_bytes(body: dict[str, Any]) -> bytes:
@@ -23,7 +24,7 @@ def canonical_bytes(body: dict[str, Any]) -> bytes:
 
     The stored text is what is hashed and verified, so this form never has to be rebuilt.
     """
-    return orjson.dumps(body, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(body, default=str, option=CANONICAL)
 
 
 def canonical(body: dict[str, Any]) -> str:

@@ -5,9 +5,11 @@ chain, writing and fsyncing them in a thread of that process would make every co
 with the proxy for the interpreter lock, and a durable record waits on exactly those
 commits. So the writing happens here, in a process of its own on its own core: it reads
 numbered events from the socket FD, appends whatever has arrived in one transaction (group
-commit), and acknowledges up to the last one. When the store refuses a batch, it says so at
-once (so the gateway answers 503) and keeps the batch to try again. When the gateway goes
-away, it stores what it was sent and exits.
+commit), and acknowledges up to the last one. When the store cannot be written (down,
+locked, full), it says so at once (so the gateway answers 503) and keeps the batch to try
+again. A record the store refuses for what it holds never holds the chain up: the appender
+stores it in quarantined form and goes on (see `iamgate.audit.appender`). When the gateway
+goes away, it stores what it was sent and exits.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def serve(sock: socket.socket) -> int:
             except Exception as exc:
                 backlog = batch + backlog
                 if not failing:
-                    log.error("audit log not written (%d events): %s", len(backlog), exc)
+                    log.error("audit log not written (%d events): %s", len(backlog), _said(exc))
                 failing = True
                 _send(sock, ack(FAILED, backlog[-1][0]))
                 break
@@ -116,11 +118,19 @@ def _last_tries(appender: Appender, backlog: list[tuple[int, bytes]]) -> int:
             backlog = []
         except Exception as exc:
             if time.monotonic() > deadline:
-                log.error("audit writer exits with %d events unwritten: %s", len(backlog), exc)
+                log.error(
+                    "audit writer exits with %d events unwritten: %s", len(backlog), _said(exc)
+                )
                 return 1
             time.sleep(RETRY_SECONDS)
     appender.close()
     return 0
+
+
+def _said(exc: BaseException) -> str:
+    """An error for the log, bounded: a driver may quote the value it refused."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 500 else text[:499] + "…"
 
 
 def main() -> int:

@@ -13,7 +13,10 @@ through a socket, so a commit never holds the proxy's interpreter lock:
   waiters are refused at once (fail closed: the gateway answers 503 and forwards nothing),
   while the events stay queued and are stored, in order, once the store is back;
 - if the writer process dies, a new one resumes the chain and is sent every event not yet
-  acknowledged; events it already stored are skipped by number, so none is lost or doubled.
+  acknowledged; events it already stored are skipped by number, so none is lost or doubled;
+- no event can hold the chain up, and with it the gateway: each is bounded where it is
+  encoded (`iamgate.audit.events`), and one the store refuses all the same is stored in
+  quarantined form (`iamgate.audit.appender`); only the store itself can fail the waiters.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
-from iamgate.audit.events import AuditEvent, encode
-from iamgate.audit.wire import STORED, AckReader, WireError, frame
+from iamgate.audit.events import AuditEvent, encode, quarantined
+from iamgate.audit.wire import MAX_BODY, STORED, AckReader, WireError, frame
 from iamgate.refusals import Reason, Refused
 
 log = logging.getLogger(__name__)
@@ -276,6 +279,8 @@ class AuditLog:
     def _add(self, body: bytes, waiter: asyncio.Future[int] | None) -> None:
         assert self._loop is not None
         self._seq += 1
+        if len(body) > MAX_BODY:  # never from `encode`; the writer would refuse the frame
+            body = quarantined(body, self._seq, "too large for the audit writer")
         self._unacknowledged.append((self._seq, body))
         self._outbox.append(frame(self._seq, body))
         if len(self._unacknowledged) > MAX_UNACKNOWLEDGED:
