@@ -29,6 +29,9 @@ class Reason(enum.Enum):
     MISSING_CONTENT_SHA256 = "missing-content-sha256"  # S3 header auth without the header
     ACCESS_DENIED = "access-denied"  # authorization said no
     UNKNOWN_OPERATION = "unknown-operation"  # the request matches no operation of the service
+    # another parser could read the request as another operation, target or value: the
+    # operation named twice, a parameter given twice, a body that cannot be read, ...
+    AMBIGUOUS_REQUEST = "ambiguous-request"
     UNKNOWN_ACCOUNT = "unknown-account"  # credential names an account not configured
     UPSTREAM_UNAVAILABLE = "upstream-unavailable"  # AssumeRole or the upstream failed
     AUDIT_UNAVAILABLE = "audit-unavailable"  # fail closed: the audit store cannot be written

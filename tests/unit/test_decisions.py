@@ -112,8 +112,12 @@ def test_guardrails_name_the_limit() -> None:
 
 
 def test_guardrails_refuse_what_they_cannot_read() -> None:
-    allowed, rule = run([CI_RUNNER], CI, "CIRunner", "ec2:RunInstances", {"MaxCount": "ten"})
-    assert not allowed and "not a number" in rule
+    for unreadable in ("ten", "1e3", "0x10", "NaN", "Infinity", "1_000", " 9", True, None):
+        params = {"MaxCount": unreadable}
+        allowed, rule = run([CI_RUNNER], CI, "CIRunner", "ec2:RunInstances", params)
+        assert not allowed and "not a plain decimal number" in rule, unreadable
+    assert run([CI_RUNNER], CI, "CIRunner", "ec2:RunInstances", {"MaxCount": "10"})[0]
+    assert run([CI_RUNNER], CI, "CIRunner", "ec2:RunInstances", {"MaxCount": 10})[0]
     allowed, rule = run(
         [CI_RUNNER],
         CI,
@@ -150,3 +154,55 @@ def test_max_count_guardrail_is_exact(n: int) -> None:
         {"MaxCount": str(n), "InstanceType": "t3.small"},
     )
     assert allowed == (n <= 10)
+
+
+@given(
+    min_count=st.one_of(st.none(), st.integers(0, 2000)),
+    max_count=st.one_of(st.none(), st.integers(0, 2000)),
+)
+def test_a_maximum_count_bounds_the_minimum_too(
+    min_count: int | None, max_count: int | None
+) -> None:
+    """AWS launches at least MinCount: a guardrail on MaxCount holds however the two are
+    given (MinCount above the limit with MaxCount absent, or lower)."""
+    params = {
+        name: str(value)
+        for name, value in (("MinCount", min_count), ("MaxCount", max_count))
+        if value is not None
+    }
+    allowed, rule = run([CI_RUNNER], CI, "CIRunner", "ec2:RunInstances", params)
+    launched_at_most = max(int(v) for v in params.values()) if params else 0
+    assert allowed == (launched_at_most <= 10), (params, rule)
+
+
+def test_credential_minting_sts_calls_are_never_allowed() -> None:
+    everything = RoleConfig.model_validate(
+        {
+            "name": "admin",
+            "allow": {"accounts": {"name": ["acme-ci"]}, "aws_roles": ["*"], "actions": ["sts:*"]},
+        }
+    )
+    for action in ("sts:AssumeRole", "sts:GetSessionToken", "sts:assumerolewithwebidentity"):
+        allowed, rule = run([everything], CI, "Admin", action)
+        assert not allowed and "credentials are issued by iamgate" in rule
+    assert run([everything], CI, "Admin", "sts:GetCallerIdentity")[0]
+
+
+def test_credential_issuing_actions_need_a_role_that_names_them() -> None:
+    def role(actions: list[str] | None = None, levels: list[str] | None = None) -> RoleConfig:
+        allow: dict[str, Any] = {"accounts": {"name": ["acme-ci"]}, "aws_roles": ["Admin"]}
+        if actions is not None:
+            allow["actions"] = actions
+        if levels is not None:
+            allow["access_levels"] = levels
+        return RoleConfig.model_validate({"name": "r", "allow": allow})
+
+    for action in ("ecr:GetAuthorizationToken", "iam:CreateAccessKey", "sso:GetRoleCredentials"):
+        for broad in (role(), role(["*"]), role([action.split(":")[0] + ":*"])):
+            allowed, rule = run([broad], CI, "Admin", action)
+            assert not allowed and "issues credentials" in rule and "by name" in rule
+        allowed, rule = run([role([action])], CI, "Admin", action)
+        assert allowed and "by name" in rule
+    reader = role(levels=["read", "list", "write"])
+    assert not run([reader], CI, "Admin", "ecr:GetAuthorizationToken")[0]
+    assert run([reader], CI, "Admin", "ecr:DescribeRepositories")[0]

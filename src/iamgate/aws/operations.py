@@ -29,6 +29,8 @@ from urllib.parse import parse_qsl, quote, unquote
 from botocore.loaders import Loader, create_loader
 from botocore.utils import PRIORITY_ORDERED_SUPPORTED_PROTOCOLS
 
+from iamgate.refusals import Reason, Refused
+
 # Signing names whose IAM service prefix differs (from IAM's service authorization data).
 IAM_PREFIX = {
     "monitoring": "cloudwatch",
@@ -165,11 +167,17 @@ class Operation:
 @dataclass(frozen=True, slots=True)
 class Identified:
     operation: Operation
+    # As the upstream will read them. For the RPC protocols (query, ec2, json, cbor) they
+    # are exactly what is forwarded: the upstream request is rebuilt from them.
     params: Mapping[str, object]
     resource: str | None
-    # Why the parameters cannot be read with certainty (a key given twice, a compressed or
-    # unparsable body): guardrails refuse rather than guess.
+    # Why the parameters cannot be vouched for (a compressed body of a REST call, or a
+    # parameter the operation does not take): guardrails refuse rather than guess.
     ambiguous: str | None = None
+
+
+def _refuse(message: str) -> Refused:
+    return Refused(Reason.AMBIGUOUS_REQUEST, f"iamgate: {message}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +239,10 @@ class _SigningIndex:
     targets: dict[str, Operation] = field(default_factory=dict)  # json X-Amz-Target
     cbor: dict[tuple[str, str], Operation] = field(default_factory=dict)  # (prefix, op)
     rest: dict[str, _RestIndex] = field(default_factory=dict)  # method -> templates
+    # The top-level parameter names each operation takes, as its protocol spells them.
+    inputs: dict[Operation, frozenset[str]] = field(default_factory=dict)
+    # Query keys that select a REST operation (S3's sub-resources: ?tagging, ?versioning).
+    selectors: frozenset[str] = frozenset()
 
 
 def iam_action_for(service: str, signing_name: str, operation: str) -> str:
@@ -377,6 +389,28 @@ def _rest_template(
     )
 
 
+def _input_names(model: Mapping[str, Any], op: Mapping[str, Any], protocol: str) -> frozenset[str]:
+    """The top-level parameter names of an operation's input as `protocol` puts them on the
+    wire (botocore's serializers' rules), so a name in another spelling is seen as unknown."""
+    shapes = model["shapes"]
+    members = shapes.get(op.get("input", {}).get("shape", ""), {}).get("members", {})
+    names: set[str] = set()
+    for member, spec in members.items():
+        wire = spec.get("locationName")
+        if protocol == "ec2":
+            names.add(spec.get("queryName") or (wire[0].upper() + wire[1:] if wire else member))
+        elif protocol in ("rest-json", "rest-xml"):
+            names.add(member)  # REST parameters are read by binding, into member names
+            if "location" not in spec:
+                names.add(wire or member)
+        else:
+            names.add(wire or member)
+            shape = shapes.get(spec.get("shape", ""), {})
+            if protocol == "query" and shape.get("flattened") and shape.get("type") == "list":
+                names.add(shape.get("member", {}).get("locationName") or wire or member)
+    return frozenset(names)
+
+
 def _index_rest(templates: list[_Template]) -> _RestIndex:
     # Stable: among equally specific templates the model's order (and the service named
     # like the signing name, which is added first) wins.
@@ -450,6 +484,7 @@ class OperationIndex:
                 action = iam_action_for(service.name, service.signing_name, op_name)
                 for protocol in service.protocols:
                     operation = Operation(service.name, op_name, protocol, action)
+                    signing.inputs[operation] = _input_names(model, op, protocol)
                     if protocol in ("query", "ec2"):
                         signing.actions.setdefault(op_name, []).append(operation)
                     elif protocol == "json" and service.target_prefix:
@@ -460,6 +495,9 @@ class OperationIndex:
                         method = op.get("http", {}).get("method", "POST").upper()
                         rest[method].append(_rest_template(service, model, op_name, op, protocol))
         signing.rest = {method: _index_rest(templates) for method, templates in rest.items()}
+        signing.selectors = frozenset(
+            key for templates in rest.values() for t in templates for key, _ in t.query_values
+        )
         return signing
 
     # -- metadata: answered without compiling anything ----------------------------------
@@ -526,6 +564,11 @@ class OperationIndex:
     ) -> Identified | None:
         """The operation a request is, or None when it is none the models describe.
 
+        `query` and `headers` must be exactly what will be forwarded (no presigning, no
+        unsigned headers, each header once), so nothing the upstream reads escapes this
+        reading. A request another parser could read as another operation (`Action` beside
+        `X-Amz-Target`, a parameter given twice, two S3 sub-resources) raises `Refused`.
+
         `path` is percent-decoded. Pass `raw_path` (as sent) too where possible: REST labels
         are then matched before decoding, so an encoded `/` inside a label (`a%2Fversions`)
         cannot make the request look like a different operation than AWS will execute.
@@ -536,38 +579,116 @@ class OperationIndex:
         lower = {k.lower(): v for k, v in headers.items()}
         encoding = lower.get("content-encoding", "").replace("aws-chunked", "").strip(", ")
         compressed = f"the body is {encoding}-encoded" if encoding else None
-        readable = None if compressed else body
         target = lower.get("x-amz-target")
-        if target is not None and signing.targets:
-            op = signing.targets.get(target.strip())
-            if op is None:
-                return None
-            params, ambiguous = _json_params(readable)
-            return Identified(op, params, None, compressed or ambiguous)
-        if signing.cbor:
-            cbor = _cbor_path(path)
-            if cbor is not None:
-                op = signing.cbor.get(cbor)
-                if op is None:
-                    return None
-                params, ambiguous = _cbor_params(readable)
-                return Identified(op, params, None, compressed or ambiguous)
-        if signing.actions:
-            form, ambiguous = _form_params(query, lower, readable)
-            action = form.get("Action")
-            if isinstance(action, str):
-                candidates = signing.actions.get(action)
-                if candidates is None:
-                    return None
-                version = form.get("Version")
-                op = next(
-                    (c for c in candidates if self._services[c.service].api_version == version),
-                    candidates[0],
-                )
-                return Identified(op, form, None, compressed or ambiguous)
+        form = _form_pairs(query, lower, body)
+        actions = [value for key, value in form if key.lower() == "action"]
+        if target is not None:
+            return self._identify_json(signing, target, actions, path, query, body, compressed)
+        cbor = _cbor_path(path) if signing.cbor else None
+        if cbor is not None:
+            return self._identify_cbor(signing, cbor, actions, query, body, compressed)
+        if actions and signing.actions:
+            return self._identify_query(signing, actions, form, path, lower, body, compressed)
         return self._identify_rest(
-            signing, method, path, raw_path, query, lower, readable, virtual_bucket, compressed
+            signing, method, path, raw_path, query, lower, body, virtual_bucket, compressed
         )
+
+    def _identify_json(
+        self,
+        signing: _SigningIndex,
+        target: str,
+        actions: Sequence[str],
+        path: str,
+        query: Sequence[tuple[str, str]],
+        body: bytes | None,
+        compressed: str | None,
+    ) -> Identified | None:
+        if not signing.targets:
+            also = f", beside Action={actions[0]}" if actions else ""
+            raise _refuse(f"X-Amz-Target {target} is not part of this service's protocol{also}")
+        if actions:
+            raise _refuse(
+                f"the request names its operation twice: X-Amz-Target {target} and "
+                f"Action={actions[0]}"
+            )
+        if path != "/" or query:
+            raise _refuse("a JSON-protocol call is a POST to / with no query string")
+        op = signing.targets.get(target.strip())
+        if op is None:
+            return None
+        if compressed:
+            raise _refuse(f"{compressed}, which iamgate cannot read")
+        params, error = _json_params(body)
+        if error is not None:
+            raise _refuse(f"{op.name}: {error}")
+        return Identified(op, params, None, _unknown(signing, op, params))
+
+    def _identify_cbor(
+        self,
+        signing: _SigningIndex,
+        cbor: tuple[str, str],
+        actions: Sequence[str],
+        query: Sequence[tuple[str, str]],
+        body: bytes | None,
+        compressed: str | None,
+    ) -> Identified | None:
+        if actions or query:
+            raise _refuse("a CBOR-protocol call carries no query string and no Action")
+        op = signing.cbor.get(cbor)
+        if op is None:
+            return None
+        if compressed:
+            raise _refuse(f"{compressed}, which iamgate cannot read")
+        params, error = _cbor_params(body)
+        if error is not None:
+            raise _refuse(f"{op.name}: {error}")
+        return Identified(op, params, None, _unknown(signing, op, params))
+
+    def _identify_query(
+        self,
+        signing: _SigningIndex,
+        actions: Sequence[str],
+        form: Sequence[tuple[str, str]],
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        compressed: str | None,
+    ) -> Identified | None:
+        if len(actions) > 1:
+            raise _refuse(
+                "the request names its operation twice: "
+                + " and ".join(f"Action={a}" for a in actions)
+            )
+        named = f"Action={actions[0]}: "
+        if path != "/":
+            raise _refuse(f"{named}a query-protocol call goes to /; QueueUrl and such name targets")
+        if compressed:
+            raise _refuse(f"{named}{compressed}, which iamgate cannot read")
+        if body and "x-www-form-urlencoded" not in headers.get("content-type", ""):
+            raise _refuse(f"{named}the body of a query-protocol call must be a form")
+        params: dict[str, object] = {}
+        spelled: dict[str, str] = {}
+        for key, value in form:
+            seen = spelled.setdefault(key.lower(), key)
+            if key in params or seen != key:
+                raise _refuse(
+                    f"{named}the parameter {key} is given twice"
+                    + ("" if seen == key else f" (also as {seen})")
+                )
+            params[key] = value
+        if "Action" not in params:
+            given = next(name for name, _ in form if name.lower() == "action")
+            raise _refuse(f"the operation is named by Action, not {given}={actions[0]}")
+        candidates = signing.actions.get(actions[0])
+        if candidates is None:
+            return None
+        version = params.get("Version")
+        op = next(
+            (c for c in candidates if self._services[c.service].api_version == version),
+            candidates[0],
+        )
+        top = {key.partition(".")[0] for key in params if key not in ("Action", "Version")}
+        return Identified(op, params, None, _unknown(signing, op, top))
 
     def _identify_rest(
         self,
@@ -621,17 +742,65 @@ class OperationIndex:
             match = template.path.match(full_path)
             if match is None:
                 continue
+            _check_selectors(signing, template, query)
             labels = match.groups()
             if encoded:
                 labels = tuple(unquote(label) for label in labels)
-            params, ambiguous = _rest_params(template, labels, query, headers, body)
+            params = _rest_params(template, labels, query, headers)
+            ambiguous = compressed
+            if template.operation.protocol == "rest-json" and not compressed:
+                ambiguous = _rest_json_body(template, body, params)
             return Identified(
                 template.operation,
                 params,
                 _resource(template.operation, params),
-                compressed or ambiguous,
+                ambiguous or _unknown(signing, template.operation, params),
             )
         return None
+
+
+def _check_selectors(
+    signing: _SigningIndex, template: _Template, query: Sequence[tuple[str, str]]
+) -> None:
+    """A REST request may name only the sub-resources of the operation it is: with two
+    (`?tagging&versioning`) the upstream's own order, not ours, would decide."""
+    allowed = {key for key, _ in template.query_values}
+    lists = {key for key, _, is_list in template.binding.query if is_list}
+    allowed |= {key for key, _, _ in template.binding.query}
+    seen: set[str] = set()
+    for key, _ in query:
+        if key == "Action" and key not in allowed:
+            raise _refuse(f"{template.operation.name} takes no Action parameter")
+        if key in signing.selectors and key not in allowed:
+            raise _refuse(
+                f"the query names another operation than {template.operation.name} "
+                f"(the sub-resource {key})"
+            )
+        if key in seen and key in allowed and key not in lists:
+            raise _refuse(f"the query parameter {key} is given twice")
+        seen.add(key)
+
+
+def _unknown(signing: _SigningIndex, operation: Operation, names: Iterable[str]) -> str | None:
+    known = signing.inputs.get(operation, frozenset())
+    for name in names:
+        if name not in known:
+            return f"{name} is not a parameter of {operation.name}"
+    return None
+
+
+def _form_pairs(
+    query: Sequence[tuple[str, str]], headers: Mapping[str, str], body: bytes | None
+) -> list[tuple[str, str]]:
+    """The query's pairs and, for a form body, the body's: where query protocols read."""
+    pairs = list(query)
+    if body and "x-www-form-urlencoded" in headers.get("content-type", ""):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _refuse("the form body is not UTF-8") from None
+        pairs += parse_qsl(text, keep_blank_values=True)
+    return pairs
 
 
 def _cbor_path(path: str) -> tuple[str, str] | None:
@@ -657,11 +826,17 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return seen
 
 
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _json_params(body: bytes | None) -> tuple[dict[str, object], str | None]:
+    """Strict JSON: a duplicate key or NaN/Infinity (which other parsers read otherwise, or
+    not at all) is an error, not a value."""
     if not body:
         return {}, None
     try:
-        parsed = json.loads(body, object_pairs_hook=_no_duplicates)
+        parsed = json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except _DuplicateKey as dup:
         return {}, f"the JSON key {dup} appears twice"
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -768,41 +943,15 @@ class _CborReader:
         raise ValueError("unsupported CBOR simple value")
 
 
-def _form_params(
-    query: Sequence[tuple[str, str]], headers: Mapping[str, str], body: bytes | None
-) -> tuple[dict[str, object], str | None]:
-    pairs = list(query)
-    if body and "x-www-form-urlencoded" in headers.get("content-type", ""):
-        try:
-            pairs += parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-        except UnicodeDecodeError:
-            return dict(pairs), "the form body is not UTF-8"
-    params: dict[str, object] = {}
-    ambiguous = None
-    for key, value in pairs:
-        if key in params and ambiguous is None:
-            ambiguous = f"the parameter {key} appears twice"
-        params.setdefault(key, value)
-    return params, ambiguous
-
-
 def _rest_params(
     template: _Template,
     labels: Sequence[str],
     pairs: Sequence[tuple[str, str]],
     headers: Mapping[str, str],
-    body: bytes | None,
-) -> tuple[dict[str, object], str | None]:
+) -> dict[str, object]:
+    """The parameters bound to the URI, the query and the headers."""
     binding = template.binding
     params: dict[str, object] = {}
-    ambiguous = None
-    if template.operation.protocol == "rest-json":
-        if binding.payload is None:
-            body_params, ambiguous = _json_params(body)
-            params.update(body_params)
-        elif binding.payload_is_structure and body:
-            body_params, ambiguous = _json_params(body)
-            params[binding.payload] = body_params
     by_label = dict(zip(template.labels, labels, strict=True))
     for label, member in binding.uri:
         if label in by_label:
@@ -812,21 +961,28 @@ def _rest_params(
         values[key].append(value)
     for key, member, is_list in binding.query:
         given = values.get(key)
-        if not given:
-            continue
-        if is_list:
-            params[member] = list(given)
-            continue
-        params[member] = given[0]
-        if len(given) > 1 and ambiguous is None:
-            ambiguous = f"the query parameter {key} appears twice"
-    for key, _ in template.query_values:
-        if len(values.get(key, ())) > 1 and ambiguous is None:
-            ambiguous = f"the query parameter {key} appears twice"
+        if given:
+            params[member] = list(given) if is_list else given[0]
     for header, member in binding.headers:
         if header in headers:
             params[member] = headers[header]
-    return params, ambiguous
+    return params
+
+
+def _rest_json_body(
+    template: _Template, body: bytes | None, params: dict[str, object]
+) -> str | None:
+    """Adds what a rest-json body says to `params`; why it cannot be read, if it cannot."""
+    binding = template.binding
+    if binding.payload is None:
+        body_params, ambiguous = _json_params(body)
+        params.update({k: v for k, v in body_params.items() if k not in params})
+        return ambiguous
+    if binding.payload_is_structure and body:
+        body_params, ambiguous = _json_params(body)
+        params[binding.payload] = body_params
+        return ambiguous
+    return None
 
 
 def _resource(operation: Operation, params: Mapping[str, object]) -> str | None:

@@ -14,8 +14,9 @@ import logging
 import re
 import secrets
 import time
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
@@ -24,33 +25,38 @@ from aiohttp import web
 from yarl import URL
 
 from iamgate.access.decisions import decide, role_reaches
+from iamgate.access.minting import issues_credentials
 from iamgate.access.session_policy import SessionPolicyError, session_policy_for
 from iamgate.audit.events import AuditEvent, EventType, summarize_params
 from iamgate.audit.writer import AuditLog, DurableRecord
 from iamgate.aws.endpoints import resolve_upstream
 from iamgate.aws.errors import render_error
 from iamgate.aws.operations import Identified, OperationIndex
-from iamgate.aws.upstream_credentials import RoleKey, UpstreamCredentialCache
+from iamgate.aws.upstream_credentials import AwsCredentials, RoleKey, UpstreamCredentialCache
 from iamgate.config import Config, Configured, LiveConfig, RoleConfig, live
 from iamgate.identity.credentials import Claims, KeyRing, open_credentials
 from iamgate.proxy.body import BodyStream
 from iamgate.proxy.outbound import (
     HOP_BY_HOP,
+    RPC_PROTOCOLS,
     canonical_path,
     canonical_query,
     forwarded_headers,
+    forwarded_query,
+    rebuilt_rpc,
+    refuse_repeated,
     sign_upstream,
 )
 from iamgate.refusals import Reason, Refused
 from iamgate.sigv4 import (
     Authorization,
     ChunkedDecoder,
+    Verified,
     check_payload_sha256,
     is_sha256_hex,
     is_streaming,
     parse_authorization,
     payload_hash_for,
-    query_params,
     verify_signature,
 )
 from iamgate.store.directory import Directory
@@ -66,18 +72,6 @@ DIRECTORY_POLL_SECONDS = 0.5
 _SANDBOX_CONTROL = ("moto-api", "latest/")
 _ERROR_CODE_XML = re.compile(rb"<Code>([^<]{1,128})</Code>")
 _ERROR_CODE_JSON = re.compile(rb'"(?:__type|code)"\s*:\s*"([^"]{1,256})"')
-
-# STS operations that would hand the caller real AWS credentials, around the gateway.
-_CREDENTIAL_MINTING = frozenset(
-    {
-        "sts:AssumeRole",
-        "sts:AssumeRoleWithSAML",
-        "sts:AssumeRoleWithWebIdentity",
-        "sts:AssumeRoot",
-        "sts:GetFederationToken",
-        "sts:GetSessionToken",
-    }
-)
 
 
 @dataclass(slots=True)
@@ -106,9 +100,40 @@ class _Call:
 
 @dataclass(slots=True)
 class _Authenticated:
+    """Whose request it is, and the request as it was signed."""
+
     auth: Authorization
     claims: Claims
     secret: str
+    raw_path: str
+    raw_query: str
+    headers: list[tuple[str, str]]
+    verified: Verified | None = None
+
+
+@dataclass(slots=True)
+class _Inbound:
+    """The request as it will cross: the only parts identification reads."""
+
+    body: bytes | None = None
+    stream: BodyStream | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)  # signed or harmless
+    query: list[tuple[str, str]] = field(default_factory=list)  # presigning removed
+    view: dict[str, str] = field(default_factory=dict)  # headers as identification read them
+    virtual_bucket: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Outbound:
+    """The upstream request: unsigned until the call is allowed, then signed."""
+
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes | None  # None: the inbound stream follows
+    payload_hash: str | None
+    signing_name: str
+    region: str
 
 
 class Gateway(Configured):
@@ -194,7 +219,7 @@ class Gateway(Configured):
             raise web.HTTPExpectationFailed(text="Unknown Expect header")
         call = self._new_call(request)
         try:
-            request["iamgate.authn"] = self._authenticate_headers(request, call)
+            request["iamgate.authn"] = self._authenticate_head(request, call)
         except Refused as refused:
             response = self._refuse(request, call, refused)
             self._audit(call)
@@ -224,101 +249,124 @@ class Gateway(Configured):
     # -- the pipeline ---------------------------------------------------------------------
 
     async def _process(self, request: web.Request, call: _Call) -> web.StreamResponse:
-        raw_path, _, raw_query = request.raw_path.partition("?")
-        headers = _header_pairs(request)
         authn: _Authenticated | None = request.get("iamgate.authn")
         if authn is None:
-            auth = parse_authorization(request.method, raw_path, raw_query, headers)
-            call.auth = auth
-            claims, secret = self._open(auth, call)
-            authn = _Authenticated(auth, claims, secret)
-        auth, claims = authn.auth, authn.claims
-        signing_name = auth.scope.service
-        s3 = signing_name in S3_FAMILY
+            authn = self._authenticate_head(request, call)
+        inbound = await self._authenticate(request, call, authn)
+        identified = self._identify(request, call, authn, inbound)
+        outbound = self._outbound(request, authn, inbound, identified)
+        grant = self._authorize(call, authn.claims, identified)
+        # The record leaves for the writer now, and the upstream request is signed while it
+        # is committed; nothing is forwarded before it is durable (fail closed).
+        record = self._record_forwarding(call)
+        try:
+            creds = await self.upstream_credentials.get(grant)
+            signed = self._sign(outbound, creds)
+        except BaseException:
+            record.abandon()
+            raise
+        await record
+        return await self._forward(request, call, signed, inbound.stream)
 
-        # 1. authenticate: the signature, over exactly the bytes we will forward.
-        body: bytes | None = None
-        stream: BodyStream | None = None
+    # 1. authenticate: the signature, over exactly the bytes we will forward.
+
+    def _authenticate_head(self, request: web.Request, call: _Call) -> _Authenticated:
+        """What the request head proves: whose credential it is, and, when the payload hash
+        is declared in a header, the signature itself (so `100 Continue` is earned)."""
+        raw_path, raw_query = _origin_form(request)
+        headers = _header_pairs(request)
+        auth = parse_authorization(request.method, raw_path, raw_query, headers)
+        call.auth = auth
+        claims, secret = self._open(auth, call)
+        authn = _Authenticated(auth, claims, secret, raw_path, raw_query, headers)
+        s3 = auth.scope.service in S3_FAMILY
         content_sha = auth.content_sha256
-        if s3 and (is_streaming(content_sha) or _too_big_to_buffer(request)):
-            payload_hash = payload_hash_for(auth, None)
-            verified = verify_signature(
-                auth,
-                request.method,
-                raw_path,
-                raw_query,
-                headers,
-                authn.secret,
-                payload_hash,
-                now=self._clock(),
-            )
-            if is_streaming(content_sha):
-                assert content_sha is not None
-                decoder = ChunkedDecoder(
-                    content_sha,
-                    verified=verified,
-                    trailer_names=_split_list(request.headers.get("x-amz-trailer", "")),
-                    decoded_length=_int_or_none(
-                        request.headers.get("x-amz-decoded-content-length")
-                    ),
-                )
-                stream = BodyStream(request.content, decoder=decoder)
-            else:
-                expected = content_sha if is_sha256_hex(content_sha) else None
-                stream = BodyStream(request.content, expected_sha256=expected)
-        else:
-            body = await _read_body(request)
-            call.bytes_in = len(body)
-            payload_hash = payload_hash_for(auth, body)
-            verify_signature(
-                auth,
-                request.method,
-                raw_path,
-                raw_query,
-                headers,
-                authn.secret,
-                payload_hash,
-                now=self._clock(),
-            )
-            if content_sha is not None and is_sha256_hex(content_sha):
-                check_payload_sha256(hashlib.sha256(body).hexdigest(), content_sha)
-
-        if self._override and unquote(raw_path).lstrip("/").startswith(_SANDBOX_CONTROL):
-            # moto routes these paths to its control API and instance metadata, whatever
-            # the service: through the gateway they would reset or read the whole sandbox.
+        if not s3 and content_sha is not None and not is_sha256_hex(content_sha):
             raise Refused(
-                Reason.ACCESS_DENIED,
-                "iamgate: this path is reserved by the configured upstream",
+                Reason.BODY_HASH_MISMATCH,
+                "iamgate: outside S3 the body is always signed; x-amz-content-sha256 may "
+                f"only be the body's SHA-256, not {content_sha[:40]}",
             )
+        if content_sha is not None and (s3 or is_sha256_hex(content_sha)):
+            authn.verified = self._verify(request, authn, payload_hash_for(auth, None))
+        return authn
 
-        # 2. identify: the operation and its IAM action, from botocore's service models.
-        virtual_bucket = self._virtual_bucket(request.host) if s3 else None
-        query_pairs = query_params(raw_query)
+    def _verify(self, request: web.Request, authn: _Authenticated, payload_hash: str) -> Verified:
+        return verify_signature(
+            authn.auth,
+            request.method,
+            authn.raw_path,
+            authn.raw_query,
+            authn.headers,
+            authn.secret,
+            payload_hash,
+            now=self._clock(),
+        )
+
+    async def _authenticate(
+        self, request: web.Request, call: _Call, authn: _Authenticated
+    ) -> _Inbound:
+        """The body, verified against the signature: read whole, or (large S3 uploads)
+        checked as it streams, its last piece held back until it has verified."""
+        auth = authn.auth
+        content_sha = auth.content_sha256
+        s3 = auth.scope.service in S3_FAMILY
+        if s3 and (is_streaming(content_sha) or _too_big_to_buffer(request)):
+            verified = authn.verified or self._verify(request, authn, payload_hash_for(auth, None))
+            return _Inbound(stream=_body_stream(request, verified, content_sha))
+        body = await _read_body(request)
+        call.bytes_in = len(body)
+        if authn.verified is None:
+            authn.verified = self._verify(request, authn, payload_hash_for(auth, body))
+        if content_sha is not None and is_sha256_hex(content_sha):
+            check_payload_sha256(hashlib.sha256(body).hexdigest(), content_sha)
+        return _Inbound(body=body)
+
+    # 2. identify: the operation and its IAM action, from botocore's service models, read
+    #    from exactly what will be forwarded.
+
+    def _identify(
+        self, request: web.Request, call: _Call, authn: _Authenticated, inbound: _Inbound
+    ) -> Identified:
+        auth = authn.auth
+        signing_name = auth.scope.service
+        inbound.headers = forwarded_headers(authn.headers, auth.signed_headers)
+        refuse_repeated(inbound.headers)
+        inbound.query = forwarded_query(authn.raw_query)
+        view = {name.lower(): value for name, value in inbound.headers}
+        body = inbound.body
+        if body and view.get("content-encoding", "").strip().lower() == "gzip":
+            # What the upstream will decompress is what identification must read.
+            body = _gunzip(body)
+            del view["content-encoding"]
+        if signing_name in S3_FAMILY:
+            inbound.virtual_bucket = self._virtual_bucket(request.host)
         identified = self.index.identify(
             signing_name,
             request.method,
-            unquote(raw_path),
-            query_pairs,
-            request.headers,
+            unquote(authn.raw_path),
+            inbound.query,
+            view,
             body,
-            virtual_bucket=virtual_bucket,
-            raw_path=raw_path,
+            virtual_bucket=inbound.virtual_bucket,
+            raw_path=authn.raw_path,
         )
         if identified is None:
+            named = _named_operation(view, inbound.query)
             raise Refused(
                 Reason.UNKNOWN_OPERATION,
-                f"iamgate: this request matches no {signing_name} operation it knows",
+                f"iamgate: this request{named} matches no {signing_name} operation it knows",
             )
         call.identified = identified
-        action = identified.operation.iam_action
+        inbound.view = view
+        return identified
 
-        # 3. authorize: the caller's current gateway roles, explicit deny first, default deny.
-        if action in _CREDENTIAL_MINTING:
-            raise Refused(
-                Reason.ACCESS_DENIED,
-                f"iamgate: {action} is not available through the gateway; "
-                "credentials are issued by iamgate",
-            )
+    # 3. authorize: the caller's current gateway roles, explicit deny first, default deny;
+    #    and the session policy of the roles that reach the IAM role, so AWS enforces the
+    #    same view.
+
+    def _authorize(self, call: _Call, claims: Claims, identified: Identified) -> RoleKey:
+        action = identified.operation.iam_action
         account = self.config.aws.account_by_id(claims.account_id)
         if account is None:
             raise Refused(
@@ -331,7 +379,7 @@ class Gateway(Configured):
             account,
             claims.aws_role,
             action,
-            auth.scope.region,
+            call.auth.scope.region if call.auth else "",
             identified.params,
             ambiguous=identified.ambiguous,
         )
@@ -339,96 +387,122 @@ class Gateway(Configured):
         call.rule = decision.rule
         if not decision.allowed:
             raise Refused(Reason.ACCESS_DENIED, f"iamgate: {decision.rule}")
-
-        # 4. the session policy of the roles that reach this IAM role, so that AWS enforces
-        #    the same view.
-        role_arn = f"arn:{account.partition}:iam::{account.id}:role/{claims.aws_role}"
         reaching = [r for r in roles if role_reaches(r, account, claims.aws_role)]
         try:
             policy = session_policy_for(reaching, partition=account.partition)
         except SessionPolicyError as exc:
             raise Refused(Reason.ACCESS_DENIED, f"iamgate: {exc}") from None
+        # 4. upstream credentials: AssumeRole into the account's role with that policy.
+        return RoleKey(
+            role_arn=f"arn:{account.partition}:iam::{account.id}:role/{claims.aws_role}",
+            session_name=claims.principal,
+            source_identity=claims.principal,
+            external_id=account.external_id,
+            policy=policy.policy,
+            policy_arns=policy.policy_arns,
+        )
 
-        # 5. audit: the call is forwarded only once its record is durable (fail closed). The
-        #    record leaves for the writer now, and the upstream request is prepared while it
-        #    is committed; the outcome follows the response.
-        record = self._record_forwarding(call)
-        try:
-            # 6. upstream credentials: AssumeRole into the account's role with that policy;
-            #    cached.
-            creds = await self.upstream_credentials.get(
-                RoleKey(
-                    role_arn=role_arn,
-                    session_name=claims.principal,
-                    source_identity=claims.principal,
-                    external_id=account.external_id,
-                    policy=policy.policy,
-                    policy_arns=policy.policy_arns,
-                )
-            )
+    # 5. forward: the upstream request is made from what identification read, before the
+    #    decision, so the decision is on exactly what will be sent; it goes to the endpoint
+    #    of (service, region), chosen by us alone, and is re-signed once allowed.
 
-            # 7. re-sign for the endpoint of (service, region), chosen by us alone.
-            bucket = virtual_bucket or (_first_segment(raw_path) if s3 else None)
-            upstream = resolve_upstream(
-                self.index.endpoint_prefix(identified.operation.service),
-                auth.scope.region,
-                override=self._override,
-                bucket=bucket,
+    def _outbound(
+        self,
+        request: web.Request,
+        authn: _Authenticated,
+        inbound: _Inbound,
+        identified: Identified,
+    ) -> _Outbound:
+        auth = authn.auth
+        s3 = auth.scope.service in S3_FAMILY
+        operation = identified.operation
+        raw_path = authn.raw_path
+        bucket = inbound.virtual_bucket or (_first_segment(raw_path) if s3 else None)
+        upstream = resolve_upstream(
+            self.index.endpoint_prefix(operation.service),
+            auth.scope.region,
+            override=self._override,
+            bucket=bucket,
+        )
+        body = inbound.body
+        if operation.protocol in RPC_PROTOCOLS:
+            method = "POST"
+            path, headers, body = rebuilt_rpc(
+                identified,
+                raw_path,
+                inbound.view,
+                body,
+                json_version=self.index.json_version(operation.service),
             )
+            query = ""
+        else:
+            method = request.method
             path = canonical_path(raw_path)
-            if virtual_bucket and not upstream.bucket_in_host:
-                path = "/" + canonical_path(virtual_bucket) + path
-            elif upstream.bucket_in_host and not virtual_bucket and bucket:
+            if inbound.virtual_bucket and not upstream.bucket_in_host:
+                path = "/" + canonical_path(inbound.virtual_bucket) + path
+            elif upstream.bucket_in_host and not inbound.virtual_bucket and bucket:
                 path = path[len(canonical_path(bucket)) + 1 :] or "/"
-            query = canonical_query(raw_query)
-            url = upstream.base_url + path + (f"?{query}" if query else "")
-
-            out_headers = forwarded_headers(headers, auth.signed_headers)
-            upstream_hash: str | None
-            if stream is not None:
-                if stream.decoder is not None:
-                    declared = request.headers.get("x-amz-decoded-content-length")
-                    upstream_hash = "UNSIGNED-PAYLOAD"
-                else:
-                    declared = request.headers.get("Content-Length")
-                    upstream_hash = stream.expected_sha256 or "UNSIGNED-PAYLOAD"
-                if declared is not None:
-                    out_headers.append(("Content-Length", declared))
+            query = canonical_query(authn.raw_query)
+            headers = inbound.headers
+        self._refuse_reserved(path)
+        url = upstream.base_url + path + (f"?{query}" if query else "")
+        _check_destination(url, upstream.base_url)
+        stream = inbound.stream
+        payload_hash: str | None
+        if stream is not None:
+            if stream.decoder is not None:
+                declared = request.headers.get("x-amz-decoded-content-length")
+                payload_hash = "UNSIGNED-PAYLOAD"
             else:
-                upstream_hash = hashlib.sha256(body or b"").hexdigest() if s3 else None
-            signed = sign_upstream(
-                method=request.method,
-                url=url,
-                headers=out_headers,
-                body=body if stream is None else None,
-                payload_hash=upstream_hash,
-                credentials=creds,
-                signing_name=signing_name,
-                region=upstream.signing_region,
-                s3=s3,
+                declared = request.headers.get("Content-Length")
+                payload_hash = stream.expected_sha256 or "UNSIGNED-PAYLOAD"
+            if declared is not None:
+                headers = [*headers, ("Content-Length", declared)]
+            body = None
+        else:
+            payload_hash = hashlib.sha256(body or b"").hexdigest() if s3 else None
+        return _Outbound(
+            method, url, headers, body, payload_hash, auth.scope.service, upstream.signing_region
+        )
+
+    def _sign(self, outbound: _Outbound, creds: AwsCredentials) -> _Outbound:
+        signed = sign_upstream(
+            method=outbound.method,
+            url=outbound.url,
+            headers=outbound.headers,
+            body=outbound.body,
+            payload_hash=outbound.payload_hash,
+            credentials=creds,
+            signing_name=outbound.signing_name,
+            region=outbound.region,
+            s3=outbound.signing_name in S3_FAMILY,
+        )
+        return replace(outbound, headers=signed)
+
+    def _refuse_reserved(self, path: str) -> None:
+        """moto routes these paths to its control API and instance metadata, whatever the
+        service or bucket: through the gateway they would reset or read the whole sandbox.
+        Checked on the path the upstream will see, after the bucket is placed."""
+        if self._override and unquote(path).lstrip("/").startswith(_SANDBOX_CONTROL):
+            raise Refused(
+                Reason.ACCESS_DENIED,
+                "iamgate: this path is reserved by the configured upstream",
             )
-        except BaseException:
-            record.abandon()
-            raise
-        await record
-        return await self._forward(request, call, url, signed, body, stream)
 
     async def _forward(
         self,
         request: web.Request,
         call: _Call,
-        url: str,
-        headers: list[tuple[str, str]],
-        body: bytes | None,
+        outbound: _Outbound,
         stream: BodyStream | None,
     ) -> web.StreamResponse:
         assert self._session is not None
-        data = stream.chunks() if stream is not None else (body or None)
+        data = stream.chunks() if stream is not None else (outbound.body or None)
         try:
             upstream = await self._session.request(
-                request.method,
-                URL(url, encoded=True),
-                headers=headers,
+                outbound.method,
+                URL(outbound.url, encoded=True),
+                headers=outbound.headers,
                 data=data,
                 allow_redirects=False,
                 compress=False,
@@ -483,30 +557,6 @@ class Gateway(Configured):
             return response
 
     # -- helpers --------------------------------------------------------------------------
-
-    def _authenticate_headers(self, request: web.Request, call: _Call) -> _Authenticated:
-        raw_path, _, raw_query = request.raw_path.partition("?")
-        auth = parse_authorization(request.method, raw_path, raw_query, _header_pairs(request))
-        call.auth = auth
-        claims, secret = self._open(auth, call)
-        content_sha = auth.content_sha256
-        if content_sha is not None and (
-            is_streaming(content_sha)
-            or is_sha256_hex(content_sha)
-            or content_sha == "UNSIGNED-PAYLOAD"
-        ):
-            # The payload hash is in the headers, so the signature can be checked now.
-            verify_signature(
-                auth,
-                request.method,
-                raw_path,
-                raw_query,
-                _header_pairs(request),
-                secret,
-                payload_hash_for(auth, None),
-                now=self._clock(),
-            )
-        return _Authenticated(auth, claims, secret)
 
     def _virtual_bucket(self, host: str) -> str | None:
         host = host.lower()
@@ -574,6 +624,7 @@ class Gateway(Configured):
             "rule": call.rule,
             "reason": call.reason,
             "params": summarize_params(call.identified.params) if call.identified else {},
+            "issues_credentials": bool(op and issues_credentials(op.iam_action)),
         }
 
     def _event(self, call: _Call, kind: EventType, fields: dict[str, object]) -> AuditEvent:
@@ -615,6 +666,63 @@ def _header_pairs(request: web.Request) -> list[tuple[str, str]]:
         (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
         for name, value in request.raw_headers
     ]
+
+
+def _origin_form(request: web.Request) -> tuple[str, str]:
+    """(raw path, raw query) of an origin-form target (`/path?query`): an absolute-form or
+    authority-form target (`CONNECT host:port`) would let the client name where the call
+    goes, so it is refused before anything else is read."""
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    if request.method == "CONNECT" or not raw_path.startswith("/"):
+        raise Refused(
+            Reason.AMBIGUOUS_REQUEST,
+            "iamgate: only origin-form request targets (/path?query) are accepted",
+        )
+    return raw_path, raw_query
+
+
+def _named_operation(headers: dict[str, str], query: list[tuple[str, str]]) -> str:
+    """What an unknown request called itself, for its refusal and its audit record."""
+    target = headers.get("x-amz-target")
+    if target is not None:
+        return f" (X-Amz-Target {target[:128]})"
+    action = next((value for key, value in query if key.lower() == "action"), None)
+    return f" (Action={action[:128]})" if action is not None else ""
+
+
+def _check_destination(url: str, base_url: str) -> None:
+    """The upstream URL must be on the endpoint's own host, whatever the path held."""
+    built, base = URL(url, encoded=True), URL(base_url)
+    if (built.scheme, built.host, built.port) != (base.scheme, base.host, base.port):
+        raise Refused(Reason.AMBIGUOUS_REQUEST, "iamgate: the request would leave the endpoint")
+
+
+def _gunzip(body: bytes) -> bytes:
+    """A gzip body as the upstream will read it, bounded like any buffered body."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        plain = inflater.decompress(body, MAX_BUFFERED_BODY)
+    except zlib.error:
+        raise Refused(Reason.AMBIGUOUS_REQUEST, "iamgate: the body is not valid gzip") from None
+    if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
+        raise Refused(
+            Reason.AMBIGUOUS_REQUEST,
+            "iamgate: the gzip body is truncated, too large, or followed by other bytes",
+        )
+    return plain
+
+
+def _body_stream(request: web.Request, verified: Verified, content_sha: str | None) -> BodyStream:
+    if content_sha is not None and is_streaming(content_sha):
+        decoder = ChunkedDecoder(
+            content_sha,
+            verified=verified,
+            trailer_names=_split_list(request.headers.get("x-amz-trailer", "")),
+            decoded_length=_int_or_none(request.headers.get("x-amz-decoded-content-length")),
+        )
+        return BodyStream(request.content, decoder=decoder)
+    expected = content_sha if is_sha256_hex(content_sha) else None
+    return BodyStream(request.content, expected_sha256=expected)
 
 
 def _too_big_to_buffer(request: web.Request) -> bool:

@@ -7,7 +7,8 @@ request. The gateway's own framing (length, chunking, the client's auth) never c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import quote, unquote, unquote_plus
 
 from botocore.auth import SigV4Auth
@@ -15,7 +16,17 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.utils import normalize_url_path
 
+from iamgate.aws.operations import Identified
 from iamgate.aws.upstream_credentials import AwsCredentials
+from iamgate.refusals import Reason, Refused
+from iamgate.sigv4 import query_params
+
+# Protocols whose upstream request is rebuilt from the identified operation and parameters,
+# so the upstream reads nothing that identification did not: no second Action, no stray
+# X-Amz-Target, no parameter in the query and another in the body.
+RPC_PROTOCOLS = frozenset({"query", "ec2", "json", "smithy-rpc-v2-cbor"})
+_FORM = "application/x-www-form-urlencoded; charset=utf-8"
+_CBOR = "application/cbor"
 
 PRESIGN_PARAMS = frozenset(
     {
@@ -101,6 +112,57 @@ def forwarded_headers(
             value = ",".join(codings)
         out.append((name, value))
     return out
+
+
+def refuse_repeated(headers: Iterable[tuple[str, str]]) -> None:
+    """A header given twice may be read as the first, the last or both joined, depending on
+    who reads it: nothing that crosses the gateway may be given twice."""
+    seen: set[str] = set()
+    for name, _ in headers:
+        lower = name.lower()
+        if lower in seen:
+            raise Refused(Reason.AMBIGUOUS_REQUEST, f"iamgate: the header {name} is given twice")
+        seen.add(lower)
+
+
+def forwarded_query(raw_query: str) -> list[tuple[str, str]]:
+    """The query's pairs as they cross (presigning removed): all identification may read."""
+    return [(k, v) for k, v in query_params(raw_query) if k.lower() not in PRESIGN_PARAMS]
+
+
+def rebuilt_rpc(
+    identified: Identified,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    *,
+    json_version: str,
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """(path, headers, body) of an RPC call, made from what identification read alone."""
+    operation = identified.operation
+    out: list[tuple[str, str]] = []
+    agent = headers.get("user-agent")
+    if agent is not None:
+        out.append(("User-Agent", agent))
+    if operation.protocol in ("query", "ec2"):
+        form = "&".join(
+            f"{quote(str(k), safe='-_.~')}={quote(str(v), safe='-_.~')}"
+            for k, v in identified.params.items()
+        )
+        return "/", [*out, ("Content-Type", _FORM)], form.encode()
+    if operation.protocol == "json":
+        content_type = headers.get("content-type", "")
+        if not content_type.startswith("application/x-amz-json-"):
+            content_type = f"application/x-amz-json-{json_version}"
+        out += [("Content-Type", content_type), ("X-Amz-Target", headers["x-amz-target"])]
+        if "x-amzn-query-mode" in headers:
+            out.append(("x-amzn-query-mode", headers["x-amzn-query-mode"]))
+        encoded = json.dumps(identified.params, separators=(",", ":"), allow_nan=False)
+        return "/", out, encoded.encode()
+    # smithy-rpc-v2-cbor: the body was read strictly (no duplicate keys, nothing after the
+    # value) and crosses as it came; the path names the operation.
+    out += [("Content-Type", _CBOR), ("Accept", _CBOR), ("smithy-protocol", "rpc-v2-cbor")]
+    return path, out, body or b""
 
 
 def canonical_path(raw_path: str) -> str:
