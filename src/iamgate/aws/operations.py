@@ -21,7 +21,7 @@ import re
 import struct
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
@@ -614,14 +614,7 @@ class OperationIndex:
         if path != "/" or query:
             raise _refuse("a JSON-protocol call is a POST to / with no query string")
         op = signing.targets.get(target.strip())
-        if op is None:
-            return None
-        if compressed:
-            raise _refuse(f"{compressed}, which iamgate cannot read")
-        params, error = _json_params(body)
-        if error is not None:
-            raise _refuse(f"{op.name}: {error}")
-        return Identified(op, params, None, _unknown(signing, op, params))
+        return _read_rpc(signing, op, _json_params, body, compressed)
 
     def _identify_cbor(
         self,
@@ -634,15 +627,7 @@ class OperationIndex:
     ) -> Identified | None:
         if actions or query:
             raise _refuse("a CBOR-protocol call carries no query string and no Action")
-        op = signing.cbor.get(cbor)
-        if op is None:
-            return None
-        if compressed:
-            raise _refuse(f"{compressed}, which iamgate cannot read")
-        params, error = _cbor_params(body)
-        if error is not None:
-            raise _refuse(f"{op.name}: {error}")
-        return Identified(op, params, None, _unknown(signing, op, params))
+        return _read_rpc(signing, signing.cbor.get(cbor), _cbor_params, body, compressed)
 
     def _identify_query(
         self,
@@ -757,6 +742,25 @@ class OperationIndex:
                 ambiguous or _unknown(signing, template.operation, params),
             )
         return None
+
+
+def _read_rpc(
+    signing: _SigningIndex,
+    op: Operation | None,
+    parse: Callable[[bytes | None], tuple[dict[str, object], str | None]],
+    body: bytes | None,
+    compressed: str | None,
+) -> Identified | None:
+    """An RPC call's parameters, read strictly: its upstream request is rebuilt from them,
+    so a body that cannot be read cannot be forwarded."""
+    if op is None:
+        return None
+    if compressed:
+        raise _refuse(f"{op.name}: {compressed}, which iamgate cannot read")
+    params, error = parse(body)
+    if error is not None:
+        raise _refuse(f"{op.name}: {error}")
+    return Identified(op, params, None, _unknown(signing, op, params))
 
 
 def _check_selectors(
