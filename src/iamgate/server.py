@@ -33,7 +33,7 @@ from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
 from iamgate.store.directory import Directory, sync_bootstrap_users
 from iamgate.web.admin import Admin
-from iamgate.web.api import Api
+from iamgate.web.api import MAX_BODY, Api, body_too_large
 from iamgate.web.logins import BrowserSessions, Logins
 from iamgate.web.pages import Pages
 
@@ -123,7 +123,16 @@ def build_app(runtime: Runtime) -> web.Application:
         # A SigV4-signed request is an AWS call whatever its path: a bucket may be "login".
         if is_aws_request(request.headers, request.query_string):
             return await gateway.handle(request)
-        return await handler(request)
+        # The rest (the login API, the JSON API, the pages) takes small bodies only: the
+        # proxy's MAX_BUFFERED_BODY is for AWS calls, and logging in is unauthenticated.
+        if declares_too_large_a_body(request):
+            return body_too_large_for(request)
+        if not request.can_read_body:
+            return await handler(request)
+        try:
+            return await handler(request.clone(client_max_size=MAX_BODY))
+        except web.HTTPRequestEntityTooLarge:  # a body of no declared length went over
+            return body_too_large_for(request)
 
     app = web.Application(client_max_size=MAX_BUFFERED_BODY, middlewares=[aws_calls_first])
 
@@ -173,6 +182,8 @@ def build_app(runtime: Runtime) -> web.Application:
     async def expect(request: web.Request) -> web.StreamResponse | None:
         if is_aws_request(request.headers, request.query_string):
             return await gateway.expect(request)
+        if declares_too_large_a_body(request):
+            return body_too_large_for(request)  # instead of 100 Continue
         if request.headers.get("Expect", "").lower() == "100-continue":
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return None
@@ -196,6 +207,36 @@ def config_loaded(
             "roles": [role.name for role in config.roles],
             "users": len(config.users),
             "audit_enabled": config.audit.enabled,
+        },
+    )
+
+
+def declares_too_large_a_body(request: web.Request) -> bool:
+    """A request that is not an AWS call, with a Content-Length over MAX_BODY."""
+    length = request.content_length
+    return length is not None and length > MAX_BODY
+
+
+_TOO_LARGE_PAGE = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Request too large</title>"
+    f"<h1>Request too large</h1><p>A form sent to iamgate may be at most {MAX_BODY // 1024} "
+    "KiB. Go back and send less.</p></html>"
+)
+
+
+def body_too_large_for(request: web.Request) -> web.Response:
+    """413: JSON for the API (and the CLI), a page for a browser."""
+    if request.path.startswith("/api/"):
+        return body_too_large()
+    return web.Response(
+        status=413,
+        text=_TOO_LARGE_PAGE,
+        content_type="text/html",
+        headers={
+            "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            "Cache-Control": "no-store",
         },
     )
 

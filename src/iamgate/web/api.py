@@ -34,6 +34,9 @@ from iamgate.web.openapi import openapi_document
 
 TIME = "%Y-%m-%dT%H:%M:%SZ"
 MAX_AUDIT_PAGE = 1000
+# The largest body the JSON API, the login API and the pages take: they need a few
+# kilobytes, and login is unauthenticated. (The proxy's own limit is for AWS calls.)
+MAX_BODY = 64 * 1024
 Handler = Callable[[web.Request, Mapping[str, str]], Awaitable[web.StreamResponse]]
 
 
@@ -49,6 +52,14 @@ def _error(status: int, code: str, message: str) -> web.Response:
     response = web.json_response({"error": code, "message": message}, status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+_TOO_LARGE = f"iamgate: a request body here may be at most {MAX_BODY} bytes"
+
+
+def body_too_large() -> web.Response:
+    """The answer to a request with a body over MAX_BODY."""
+    return _error(413, "RequestTooLarge", _TOO_LARGE)
 
 
 def _ok(data: Any, status: int = 200) -> web.Response:
@@ -214,8 +225,12 @@ class Api(Configured):
         return Actor(caller.user, request.remote, request.headers.get("User-Agent"))
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise ApiError(413, "RequestTooLarge", _TOO_LARGE)
         try:
-            data = await request.json()
+            data = await request.clone(client_max_size=MAX_BODY).json()
+        except web.HTTPRequestEntityTooLarge:
+            raise ApiError(413, "RequestTooLarge", _TOO_LARGE) from None
         except ValueError:
             raise ApiError(400, "BadRequest", "a JSON object is expected") from None
         if not isinstance(data, dict):
