@@ -306,3 +306,23 @@ def test_an_administrators_lock_answers_like_a_wrong_password(tmp_path: Path) ->
         ("bad_code", True),
         ("locked", True),
     ]
+
+
+def test_names_no_store_can_hold_are_refused_like_unknown_names(tmp_path: Path) -> None:
+    """A lone surrogate, a NUL or an over-long name never reaches the store (PostgreSQL
+    refuses NUL, any store refuses a surrogate): one answer, one audit event."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    audit = Events()
+    logins = Logins(engine, audit, Throttle(RateLimiter(clock=Clock()), Backoffs(clock=Clock())))
+    names = ["\udc80dana", "da\x00na", "d" * 65, "nobody"]
+
+    async def scenario() -> list[tuple[int, LoginError | None]]:
+        answers = []
+        for name in names:
+            result = await logins.log_in(name, "guess", "000000", Client("192.0.2.5", None))
+            answers.append((result.status, result.error))
+        return answers
+
+    assert asyncio.run(scenario()) == [(401, LoginError.BAD_CREDENTIALS)] * 4
+    failed = [e for e in audit.events if e.type is EventType.LOGIN_FAILED]
+    assert [e.fields["reason"] for e in failed] == ["unknown_user"] * 4

@@ -230,7 +230,9 @@ class Logins:
             )
             return LoginResult(name, reason.answer, retry_after=wait)
         stamp, backoff = self.throttle.begin(name, address)
-        row = await asyncio.to_thread(get_user, self.engine, name)
+        # A name no user can have (too long for the column, NUL, a lone surrogate) is not
+        # looked up: the store would fail on it; it is refused like any unknown name.
+        row = await asyncio.to_thread(get_user, self.engine, name) if _storable(name) else None
         record = row.record if row is not None else None
         outcome = await asyncio.to_thread(decide_login, record, password, code, datetime.now(UTC))
         if outcome.ok:
@@ -319,3 +321,17 @@ class BrowserSessions:
         if browser.needs_touch(session.last_seen_at, now):
             await asyncio.to_thread(touch_login_session, self.engine, session.id, now)
         return session, None
+
+
+MAX_USER_NAME = 64  # as `users.name`
+
+
+def _storable(name: str) -> bool:
+    """Whether `name` could be a user's name in any store (SQLite and PostgreSQL alike)."""
+    if len(name) > MAX_USER_NAME or "\x00" in name:
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
