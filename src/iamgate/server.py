@@ -259,7 +259,10 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
 @asynccontextmanager
 async def serving(runtime: Runtime) -> AsyncIterator[web.AppRunner]:
     """The gateway listening on its configured address until the block ends."""
-    runner = web.AppRunner(build_app(runtime), access_log=None, handle_signals=False)
+    # Bodies reach the gateway as the client signed them: the server never decompresses.
+    runner = web.AppRunner(
+        build_app(runtime), access_log=None, handle_signals=False, auto_decompress=False
+    )
     await runner.setup()
     server = runtime.config.server
     site = web.TCPSite(
