@@ -172,3 +172,13 @@ def test_a_credential_issuing_call_needs_a_role_that_names_it(
     (record, *_) = audited_calls(gateway.state_url, principal="loader", decision="denied")
     assert record["fields"]["action"] == "iam:CreateAccessKey"
     assert record["fields"]["issues_credentials"] is True
+
+
+def test_a_gzip_object_crosses_byte_for_byte(gateway: GatewayProcess, sandbox: Sandbox) -> None:
+    """The server must not decompress what the client signed compressed: an object stored
+    with Content-Encoding gzip arrives in S3 exactly as sent."""
+    s3 = gateway.client("s3", gateway.issue("ci-bot", CI, "CIRunner"))
+    packed = gzip.compress(b"build log\n" * 1000)
+    s3.put_object(Bucket="acme-ci-logs", Key="log.gz", Body=packed, ContentEncoding="gzip")
+    stored = sandbox.client(CI, "s3").get_object(Bucket="acme-ci-logs", Key="log.gz")
+    assert stored["ContentEncoding"] == "gzip" and stored["Body"].read() == packed
