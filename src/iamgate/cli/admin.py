@@ -206,8 +206,17 @@ def sessions_revoke(
     with administering(config_path) as (admin, me):
         if session_id:
             admin.revoke_session(session_id, by=me)
+            click.echo(f"revoked login session {session_id}")
         elif user:
+            if get_user(admin.engine, user) is None:
+                raise click.ClickException(f"no user named {user}")
+            active = len(admin.sessions(user))
             admin.revoke_user(user, by=me)
+            noun = "session" if active == 1 else "sessions"
+            click.echo(
+                f"revoked {active} {noun} of {user}, and every gateway credential issued "
+                f"to {user} until now"
+            )
         elif access_key:
             admin.revoke_credential(access_key, by=me)
-    click.echo("revoked")
+            click.echo(f"revoked gateway credential {access_key}")

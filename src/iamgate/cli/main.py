@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from iamgate import __version__
 from iamgate.cli.admin import sessions, users
 from iamgate.cli.audit import audit
 from iamgate.cli.people import (
@@ -42,6 +43,7 @@ def _load(path: Path) -> Config:
 
 
 @click.group()
+@click.version_option(__version__, prog_name="iamgate", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the gateway does.")
 def cli(verbose: bool) -> None:
     """iamgate: short-lived, audited access to many AWS accounts."""
