@@ -146,6 +146,8 @@ def test_revoking_a_user_stops_their_credentials_on_the_next_call(
     creds = iamgate(frank.env, "env", "--account", "customer-globex", "--role", "ReadOnly")
     env = dict(frank.env)
     for line in creds.stdout.splitlines():
+        if not line.startswith("export "):
+            continue  # unset AWS_PROFILE …
         name, _, value = line.removeprefix("export ").partition("=")
         env[name] = value.strip("'")
     first = run_aws(["s3", "ls"], env=env)
@@ -190,6 +192,8 @@ def _env_for(person: Person, account: str, role: str) -> dict[str, str]:
     assert exported.returncode == 0, exported.stderr
     env = dict(person.env)
     for line in exported.stdout.splitlines():
+        if not line.startswith("export "):
+            continue  # unset AWS_PROFILE …
         name, _, value = line.removeprefix("export ").partition("=")
         env[name] = value.strip("'")
     return env

@@ -6,6 +6,7 @@ and cached gateway credentials, reused until five minutes before they expire.
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import shlex
@@ -22,7 +23,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from iamgate.aws.profiles import profiles_block, without_block
+from iamgate.aws.profiles import PROFILE_PREFIX, profiles_block, without_block
 
 REFRESH_BEFORE = timedelta(minutes=5)
 
@@ -155,37 +156,124 @@ def fetch_credentials(account: str, role: str) -> dict[str, Any]:
     return creds
 
 
-def _aws_env(creds: dict[str, Any]) -> dict[str, str]:
+DEFAULT_REGION = "us-east-1"
+
+
+def _aws_config_file() -> Path:
+    return Path(os.environ.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config")
+
+
+def _profile_region(account: str, role: str) -> str | None:
+    """The region of `[profile iamgate-ACCOUNT-ROLE]` (written by `iamgate profiles sync`)."""
+    parser = configparser.RawConfigParser(strict=False)
+    try:
+        parser.read(_aws_config_file())
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return None
+    section = f"profile {PROFILE_PREFIX}{account}-{role}"
+    region = parser.get(section, "region", fallback="") if parser.has_section(section) else ""
+    return region.strip() or None
+
+
+def resolve_region(account: str, role: str, region: str | None) -> str:
+    """As aws-vault: --region, else the profile's, else AWS_REGION / AWS_DEFAULT_REGION,
+    else us-east-1."""
+    return (
+        region
+        or _profile_region(account, role)
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or DEFAULT_REGION
+    )
+
+
+def _aws_env(creds: dict[str, Any], region: str) -> dict[str, str]:
     return {
         "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
         "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
         "AWS_SESSION_TOKEN": creds["SessionToken"],
         "AWS_ENDPOINT_URL": _session()["url"],
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
     }
+
+
+region_option = click.option(
+    "--region",
+    default=None,
+    help="AWS_REGION and AWS_DEFAULT_REGION (default: the iamgate profile's region, "
+    "else AWS_REGION / AWS_DEFAULT_REGION, else us-east-1).",
+)
+
+AWS_CLI_MISSING = (
+    "the AWS CLI (`aws`) was not found on PATH; install it, e.g. `pip install awscli`, "
+    "or see https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
+)
 
 
 @click.command("aws", context_settings={"ignore_unknown_options": True})
 @click.option("--account", required=True)
 @click.option("--role", required=True)
+@region_option
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run_aws(account: str, role: str, args: tuple[str, ...]) -> None:
+def run_aws(account: str, role: str, region: str | None, args: tuple[str, ...]) -> None:
     """Run `aws ARGS…` with my credentials for ACCOUNT/ROLE, through the gateway."""
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")}
-    env |= _aws_env(fetch_credentials(account, role))
-    aws = shutil.which("aws", path=env.get("PATH")) or "aws"
+    aws = shutil.which("aws", path=env.get("PATH"))
+    if aws is None:
+        raise click.ClickException(AWS_CLI_MISSING)
+    env |= _aws_env(fetch_credentials(account, role), resolve_region(account, role, region))
     # --endpoint-url on the command line: CLI v1 ignores the profile's for rds, sqs and others.
     argv = [aws, *args]
-    if "--endpoint-url" not in args:
+    if not any(a == "--endpoint-url" or a.startswith("--endpoint-url=") for a in args):
         argv += ["--endpoint-url", env["AWS_ENDPOINT_URL"]]
-    os.execvpe(aws, argv, env)  # noqa: S606 - becomes the aws CLI, as intended
+    try:
+        os.execve(aws, argv, env)  # noqa: S606 - becomes the aws CLI, as intended
+    except OSError as exc:
+        raise click.ClickException(f"cannot run {aws}: {exc.strerror}") from None
+
+
+def _env_aws_config(url: str, region: str) -> Path:
+    """An AWS config file for `iamgate env`: CLI v1 pins rds, sqs, emr, docdb, neptune and
+    health to AWS's own hosts unless --endpoint-url is given, whatever AWS_ENDPOINT_URL says;
+    iamgate's AWS CLI plugin, loaded from this file, keeps them on the gateway."""
+    path = home() / "aws-config"
+    text = "\n".join(
+        [
+            "# Written by `iamgate env`: keeps every AWS CLI service on the gateway.",
+            "[plugins]",
+            "iamgate = iamgate.awscli_plugin",
+            "",
+            "[default]",
+            f"region = {region}",
+            f"endpoint_url = {url}",
+            "s3 =",
+            "    signature_version = s3v4",
+            "",
+        ]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
 
 
 @click.command("env")
 @click.option("--account", required=True)
 @click.option("--role", required=True)
-def env_lines(account: str, role: str) -> None:
-    """`export` lines for a shell or a CI job."""
-    for name, value in _aws_env(fetch_credentials(account, role)).items():
+@region_option
+def env_lines(account: str, role: str, region: str | None) -> None:
+    """`export` lines for a shell or a CI job: `eval "$(iamgate env …)"`.
+
+    They point AWS_CONFIG_FILE at iamgate's own file (~/.iamgate/aws-config) so that the AWS
+    CLI v1 sends every service, rds and sqs included, to the gateway; your own profiles are
+    not read in that shell, and AWS_PROFILE is unset."""
+    chosen = resolve_region(account, role, region)
+    variables = _aws_env(fetch_credentials(account, role), chosen)
+    variables["AWS_CONFIG_FILE"] = str(_env_aws_config(variables["AWS_ENDPOINT_URL"], chosen))
+    click.echo("unset AWS_PROFILE AWS_DEFAULT_PROFILE")
+    for name, value in variables.items():
         click.echo(f"export {name}={shlex.quote(value)}")
 
 
