@@ -417,3 +417,15 @@ def test_a_body_that_is_not_gzip_is_refused_and_audited(gw: Pipeline) -> None:
         },
     )
     assert_refused(gw, send(gw, case), "ValidationException", "not valid gzip")
+
+
+def test_an_s3_objects_content_encoding_is_its_metadata(gw: Pipeline) -> None:
+    """S3 stores bytes labelled gzip as they are, gzip or not: they cross untouched."""
+    body = b"not gzip, but labelled so by its owner"
+    case = ci(
+        "s3", "PUT", "/ci-artifacts/label.txt", body=body, headers={"Content-Encoding": "gzip"}
+    )
+    assert send(gw, case).status == 200
+    (sent,) = gw.received
+    assert sent.body == body
+    assert ("Content-Encoding", "gzip") in sent.headers

@@ -335,11 +335,13 @@ class Gateway(Configured):
         inbound.query = forwarded_query(authn.raw_query)
         view = {name.lower(): value for name, value in inbound.headers}
         body = inbound.body
-        if body and view.get("content-encoding", "").strip().lower() == "gzip":
-            # What the upstream will decompress is what identification must read.
+        s3 = signing_name in S3_FAMILY
+        if body and not s3 and view.get("content-encoding", "").strip().lower() == "gzip":
+            # What the upstream will decompress is what identification must read. (An S3
+            # object's Content-Encoding is its metadata: S3 stores the bytes as they are.)
             body = _gunzip(body)
             del view["content-encoding"]
-        if signing_name in S3_FAMILY:
+        if s3:
             inbound.virtual_bucket = self._virtual_bucket(request.host)
         identified = self.index.identify(
             signing_name,
