@@ -154,7 +154,7 @@ def rebuilt_rpc(
         content_type = headers.get("content-type", "")
         if not content_type.startswith("application/x-amz-json-"):
             content_type = f"application/x-amz-json-{json_version}"
-        out += [("Content-Type", content_type), ("X-Amz-Target", headers["x-amz-target"])]
+        out += [("Content-Type", content_type), ("X-Amz-Target", headers["x-amz-target"].strip())]
         if "x-amzn-query-mode" in headers:
             out.append(("x-amzn-query-mode", headers["x-amzn-query-mode"]))
         encoded = json.dumps(identified.params, separators=(",", ":"), allow_nan=False)
