@@ -419,6 +419,8 @@ def test_an_admin_locks_carl_and_carls_next_cli_call_fails(
     page.screenshot(path=screenshots / "roles.png", full_page=True)
     page.get_by_role("link", name="Users").click()
     row.get_by_role("button", name="Lock carl").click()
+    expect(page.get_by_role("heading", name="Lock carl?")).to_be_visible()  # a second step
+    page.get_by_role("form", name="Confirm").get_by_role("button", name="Lock carl").click()
     expect(page.get_by_role("status")).to_contain_text("Locked carl")
     expect(page.locator("#users tr[data-user='carl'] .state")).to_contain_text("locked")
 
@@ -464,6 +466,9 @@ def test_an_admin_adds_a_user_who_then_logs_in(
 
     # A lost phone: a new TOTP secret, the same password, and the old secret is dead.
     page.locator("#users tr[data-user='erin']").get_by_role(
+        "button", name="Reset TOTP of erin"
+    ).click()
+    page.get_by_role("form", name="Confirm").get_by_role(
         "button", name="Reset TOTP of erin"
     ).click()
     expect(page.get_by_role("status")).to_contain_text("Reset erin's TOTP")
@@ -569,7 +574,7 @@ def test_iamgate_console_prints_a_signin_url_for_allowed_roles_only(
 
     refused = iamgate(dana.env, "console", "--account", "acme-ci", "--role", "CIRunner")
     assert refused.returncode != 0 and refused.stdout == ""
-    assert "no role of yours allows CIRunner in acme-ci (HTTP 403)" in refused.stderr
+    assert "no role of yours allows CIRunner in acme-ci" in refused.stderr
     elsewhere = iamgate(
         dana.env, *target[:5], "--destination", "https://evil.example/console.aws.amazon.com"
     )

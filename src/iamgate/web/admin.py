@@ -124,6 +124,41 @@ class Admin(Configured):
         held = set(row.roles) if row else set()
         return any(r.administer for r in self.config.roles if r.name in held)
 
+    def _active_administrators(self) -> set[str]:
+        """Users who could administer iamgate now: an administering role, enrolled, unlocked."""
+        now = datetime.now(UTC)
+        administering = {r.name for r in self.config.roles if r.administer}
+        return {
+            row.record.name
+            for row in list_users(self.engine)
+            if administering & set(row.roles)
+            and row.has_password
+            and not (row.record.locked_until is not None and row.record.locked_until > now)
+        }
+
+    def check_admin_loss(
+        self, name: str, *, by: Actor, change: str, confirmed_self: bool = False
+    ) -> None:
+        """Refuse a change (`lock`, `demote`, `remove`) that would leave nobody to administer
+        iamgate, or that takes an administrator's own rights without their second yes."""
+        active = self._active_administrators()
+        if name not in active:
+            return
+        if not active - {name}:
+            raise AdminError(
+                409,
+                "LastAdministrator",
+                f"{name} is the last administrator of iamgate: give another user an "
+                f"administering role before you {change} {name}",
+            )
+        if name == by.name and not confirmed_self:
+            raise AdminError(
+                409,
+                "ConfirmSelf",
+                f"you would {change} yourself and lose administration: confirm it a second "
+                "time (in the JSON API, add ?confirm=self)",
+            )
+
     def users(self) -> list[UserSummary]:
         now = datetime.now(UTC)
         active: dict[str, int] = {}
@@ -184,7 +219,8 @@ class Admin(Configured):
         self._record(EventType.USER_CHANGED, by, user=name, change="totp-reset")
         return Enrolment(name, None, secret, enrolment_uri(secret, name))
 
-    def lock(self, name: str, *, by: Actor) -> None:
+    def lock(self, name: str, *, by: Actor, confirmed_self: bool = False) -> None:
+        self.check_admin_loss(name, by=by, change="lock", confirmed_self=confirmed_self)
         if not set_lock(self.engine, name, datetime.now(UTC) + LOCK_FOREVER):
             raise AdminError(404, "NoSuchUser", f"no user {name!r}")
         revoke(self.engine, "user", name, by=by.name)
@@ -195,21 +231,26 @@ class Admin(Configured):
             raise AdminError(404, "NoSuchUser", f"no user {name!r}")
         self._record(EventType.USER_CHANGED, by, user=name, change="unlocked")
 
-    def set_roles(self, name: str, roles: Sequence[str], *, by: Actor) -> None:
+    def set_roles(
+        self, name: str, roles: Sequence[str], *, by: Actor, confirmed_self: bool = False
+    ) -> None:
         if name in self.bootstrap:
             raise AdminError(
                 409, "BootstrapUser", f"{name} is a bootstrap user: its roles are in the config"
             )
         wanted = self._check_roles(roles)
         self._existing(name)
+        if not any(r.administer for r in self.config.roles if r.name in wanted):
+            self.check_admin_loss(name, by=by, change="demote", confirmed_self=confirmed_self)
         put_user(self.engine, name, roles=wanted)
         self._record(EventType.USER_CHANGED, by, user=name, change="roles", roles=wanted)
 
-    def remove(self, name: str, *, by: Actor) -> None:
+    def remove(self, name: str, *, by: Actor, confirmed_self: bool = False) -> None:
         if name in self.bootstrap:
             raise AdminError(
                 409, "BootstrapUser", f"{name} is a bootstrap user: remove it from the config"
             )
+        self.check_admin_loss(name, by=by, change="remove", confirmed_self=confirmed_self)
         if not delete_user(self.engine, name, by=by.name):
             raise AdminError(404, "NoSuchUser", f"no user {name!r}")
         self._record(EventType.USER_CHANGED, by, user=name, change="removed")

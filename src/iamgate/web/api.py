@@ -472,7 +472,12 @@ class Api(Configured):
 
     async def lock_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
         caller = await self._administrator(request)
-        await asyncio.to_thread(self.admin.lock, p["name"], by=self._actor(request, caller))
+        await asyncio.to_thread(
+            self.admin.lock,
+            p["name"],
+            by=self._actor(request, caller),
+            confirmed_self=request.query.get("confirm") == "self",
+        )
         return web.Response(status=204)
 
     async def unlock_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
@@ -498,7 +503,11 @@ class Api(Configured):
         caller = await self._administrator(request)
         roles = self._names(await self._body(request), "roles", required=True)
         await asyncio.to_thread(
-            self.admin.set_roles, p["name"], roles, by=self._actor(request, caller)
+            self.admin.set_roles,
+            p["name"],
+            roles,
+            by=self._actor(request, caller),
+            confirmed_self=request.query.get("confirm") == "self",
         )
         return web.Response(status=204)
 

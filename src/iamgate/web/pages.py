@@ -8,6 +8,8 @@ the same store, audit and access code as the JSON API and the CLI.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import shlex
 from collections.abc import Awaitable, Callable, Mapping
@@ -15,11 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from iamgate.access.decisions import role_reaches
 from iamgate.access.reach import reachable_accounts
@@ -35,6 +37,7 @@ from iamgate.store.directory import (
     get_user,
     revoke,
 )
+from iamgate.store.tables import login_sessions, revocations
 from iamgate.web import browser
 from iamgate.web.admin import Actor, Admin, AdminError, Enrolment
 from iamgate.web.logins import BrowserSessions, Client, Logins
@@ -45,6 +48,29 @@ ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 AUDIT_PAGE_SIZE = 50
 DECISIONS = ("allowed", "denied")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# Destructive actions on a user: the button's words and what the confirmation step says.
+CONFIRMATIONS: dict[str, tuple[str, str]] = {
+    "lock": (
+        "Lock {name}",
+        "{name} can no longer log in, and every session and credential {name} holds stops "
+        "working on its next call. Unlock undoes the lock, not the revocations.",
+    ),
+    "reset": (
+        "Reset password and TOTP of {name}",
+        "{name} gets a new password and TOTP secret, shown once on the next page; every "
+        "session and credential {name} holds ends now.",
+    ),
+    "reset-totp": (
+        "Reset TOTP of {name}",
+        "{name} keeps the password and gets a new TOTP secret, shown once on the next page; "
+        "every session and credential {name} holds ends now.",
+    ),
+    "revoke": (
+        "Revoke sessions of {name}",
+        "Every login session of {name} ends now, with the credentials issued under them. "
+        "{name} may log in again.",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +113,41 @@ def _iso_or_none(value: str | None) -> str | None:
     except ValueError:
         return None
     return value
+
+
+def _page_of(request: web.Request) -> str:
+    """The page whose form posts to this address."""
+    return "/admin/users" if request.path.startswith("/admin/") else "/access"
+
+
+def ended_why(engine: Engine, token: str) -> str | None:
+    """Why a browser's login session no longer opens: `revoked`, `locked`, or None (expired
+    or unknown). Told only to the holder of the session's secret."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(select(login_sessions).where(login_sessions.c.id == parts[1])).first()
+    digest = hashlib.sha256(parts[2].encode()).hexdigest()
+    if row is None or not hmac.compare_digest(row.secret_hash, digest):
+        return None
+    user = get_user(engine, row.user)
+    locked_until = user.record.locked_until if user is not None else None
+    if locked_until is not None and locked_until > datetime.now(UTC):
+        return "locked"
+    if row.revoked_at is None:
+        return None
+    with engine.connect() as conn:
+        by = conn.execute(
+            select(revocations.c.by)
+            .where(
+                ((revocations.c.kind == "login") & (revocations.c.subject == row.id))
+                | ((revocations.c.kind == "user") & (revocations.c.subject == row.user))
+            )
+            .order_by(revocations.c.id.desc())
+            .limit(1)
+        ).scalar()
+    return None if by == "timeout" else "revoked"
 
 
 def _client(request: web.Request) -> Client:
@@ -150,7 +211,13 @@ class Pages(Configured):
             ("POST", "/admin/users/{name}/{action}", self.change_user),
             ("POST", "/admin/sessions/{id}/revoke", self.revoke_session),
             ("POST", "/console", self.console),
+            ("GET", "/console", self.elsewhere),
+            ("GET", "/logout", self.elsewhere),
+            ("GET", "/admin/users/{name}/{action}", self.elsewhere),
+            ("GET", "/admin/sessions/{id}/revoke", self.elsewhere),
             ("GET", "/static/{name}", self.static),
+            # Any other address a browser asks for, outside the JSON API: a page, not JSON.
+            ("GET", r"/{tail:(?!api(?:/|$)).*}", self.not_found),
         ):
             router.add_route(method, path, self._guarded(handler), expect_handler=expect)
 
@@ -218,6 +285,9 @@ class Pages(Configured):
         """The signed-in person, or why there is none (shown on the login page)."""
         session, why = await self.sessions.open(request.cookies)
         if session is None:
+            if why == "expired":
+                token = request.cookies.get(self.cookie.name, "")
+                why = await asyncio.to_thread(ended_why, self.engine, token) or why
             return None, why
         row = await asyncio.to_thread(get_user, self.engine, session.user)
         roles = tuple(self.roles[r] for r in (row.roles if row else ()) if r in self.roles)
@@ -233,7 +303,9 @@ class Pages(Configured):
     async def _require(self, request: web.Request) -> Viewer:
         viewer, why = await self._viewer(request)
         if viewer is None:
-            query = {"next": request.path_qs} | ({"why": why} if why else {})
+            # A form posted from an ended session: after login, back to the page it was on.
+            back = request.path_qs if request.method in ("GET", "HEAD") else _page_of(request)
+            query = {"next": back} | ({"why": why} if why else {})
             raise Redirect("/login?" + urlencode(query))
         return viewer
 
@@ -261,21 +333,45 @@ class Pages(Configured):
 
     # -- pages ------------------------------------------------------------------------------
 
+    async def elsewhere(self, request: web.Request) -> web.StreamResponse:
+        """A form's address opened as a page (after a re-login, a bookmark): its page."""
+        return redirect(_page_of(request))
+
+    async def not_found(self, request: web.Request) -> web.StreamResponse:
+        viewer, _ = await self._viewer(request)
+        return self._page(
+            "refused.html",
+            viewer,
+            status=404,
+            nav="",
+            title="Page not found",
+            message=f"There is no page at {request.path}.",
+        )
+
     async def home(self, request: web.Request) -> web.StreamResponse:
         viewer, _ = await self._viewer(request)
         return redirect("/access" if viewer else "/login")
 
     async def login_form(
-        self, request: web.Request, *, error: str | None = None, status: int = 200
+        self,
+        request: web.Request,
+        *,
+        error: str | None = None,
+        status: int = 200,
+        user: str | None = None,
+        target: str | None = None,
     ) -> web.StreamResponse:
         viewer, why = await self._viewer(request)
-        target = browser.safe_next(request.query.get("next"))
+        target = browser.safe_next(target or request.query.get("next"))
         if viewer is not None and error is None:
             return redirect(target)
         notice = {
             "idle": browser.SessionState.IDLE.value,
             "expired": browser.SessionState.EXPIRED.value,
             "logout": "You have logged out.",
+            "revoked": "Your session was ended by an administrator or from another window; "
+            "log in again.",
+            "locked": "Your account is locked. Ask an iamgate administrator to unlock it.",
         }.get(request.query.get("why") or why or "")
         csrf = browser.new_login_csrf()
         response = self._page(
@@ -286,7 +382,7 @@ class Pages(Configured):
             next=target,
             error=error,
             notice=notice if error is None else None,
-            user=request.query.get("user", ""),
+            user=user if user is not None else request.query.get("user", ""),
         )
         response.set_cookie(
             browser.LOGIN_CSRF_COOKIE,
@@ -312,7 +408,7 @@ class Pages(Configured):
         result = await self.logins.log_in(
             name,
             fields.get("password", ""),
-            fields.get("otp", "").strip(),
+            one_time_code(fields.get("otp", "")),
             _client(request),
             kind="web",
         )
@@ -323,7 +419,9 @@ class Pages(Configured):
                 when = f"{wait} seconds" if wait < 120 else f"{-(-wait // 60)} minutes"
                 error = f"too many failed logins; try again in {when}"
             error = error[:1].upper() + error[1:] + "."
-            refused = await self.login_form(request, error=error, status=result.status)
+            refused = await self.login_form(
+                request, error=error, status=result.status, user=name, target=fields.get("next")
+            )
             if result.retry_after is not None:
                 refused.headers["Retry-After"] = str(result.retry_after)
             return refused
@@ -487,15 +585,60 @@ class Pages(Configured):
             return await self._users_page(viewer, status=error.status, error=str(error))
         return await self._users_page(viewer, message=f"Added {name}.", enrolment=enrolment)
 
+    async def _confirm(
+        self, request: web.Request, viewer: Viewer, name: str, action: str
+    ) -> web.Response:
+        """The step before a destructive change: what it does, one more click, or Cancel."""
+        what = CONFIRMATIONS[action]
+        warning = None
+        self_check = None
+        if action == "lock":
+            try:
+                await asyncio.to_thread(
+                    self.admin.check_admin_loss,
+                    name,
+                    by=self._actor(request, viewer),
+                    change="lock",
+                    confirmed_self=True,
+                )
+            except AdminError as error:
+                return await self._users_page(viewer, status=error.status, error=str(error))
+            if name == viewer.user:
+                warning = "This is you: you will be logged out and unable to log in again."
+                self_check = "Yes, lock my own account"
+        elif action in ("reset", "reset-totp", "revoke") and name == viewer.user:
+            warning = "This is you: your own session ends too."
+        return self._page(
+            "confirm.html",
+            viewer,
+            nav="users",
+            title=what[0].format(name=name) + "?",
+            message=what[1].format(name=name),
+            button=what[0].format(name=name),
+            action=f"/admin/users/{quote(name, safe='')}/{action}",
+            cancel="/admin/users",
+            warning=warning,
+            self_check=self_check,
+        )
+
     async def change_user(self, request: web.Request) -> web.StreamResponse:
         viewer = await self._administrator(request)
-        await self._form(request, viewer)
+        form = await self._form(request, viewer)
         name, action = request.match_info["name"], request.match_info["action"]
+        if action not in CONFIRMATIONS and action != "unlock":
+            raise Refused(404, "Not found", f"There is no action {action!r} on users.")
+        if action in CONFIRMATIONS and form.get("confirmed") != "yes":
+            return await self._confirm(request, viewer, name, action)
         actor = self._actor(request, viewer)
         enrolment = None
         try:
             if action == "lock":
-                await asyncio.to_thread(self.admin.lock, name, by=actor)
+                await asyncio.to_thread(
+                    self.admin.lock,
+                    name,
+                    by=actor,
+                    confirmed_self=form.get("confirmed_self") == "yes",
+                )
                 message = f"Locked {name}: their sessions and credentials no longer work."
             elif action == "unlock":
                 await asyncio.to_thread(self.admin.unlock, name, by=actor)
@@ -506,27 +649,51 @@ class Pages(Configured):
             elif action == "reset-totp":
                 enrolment = await asyncio.to_thread(self.admin.reset_totp, name, by=actor)
                 message = f"Reset {name}'s TOTP; their password stays, their sessions have ended."
-            elif action == "revoke":
+            else:  # revoke
                 mine = await asyncio.to_thread(self.admin.sessions, name)
                 for session in mine:
                     await asyncio.to_thread(self.admin.revoke_session, session.id, by=actor)
                 message = f"Revoked {len(mine)} session(s) of {name}."
-            else:
-                raise web.HTTPNotFound()
         except AdminError as error:
             return await self._users_page(viewer, status=error.status, error=str(error))
+        if name == viewer.user and action != "unlock":
+            # Their own session has just ended: say so on the login page.
+            return redirect(
+                "/login?" + urlencode({"why": "locked" if action == "lock" else "revoked"})
+            )
         return await self._users_page(viewer, message=message, enrolment=enrolment)
 
     async def revoke_session(self, request: web.Request) -> web.StreamResponse:
         viewer = await self._administrator(request)
-        await self._form(request, viewer)
+        form = await self._form(request, viewer)
         session_id = request.match_info["id"]
+        if form.get("confirmed") != "yes":
+            known = {s.id: s for s in await asyncio.to_thread(self.admin.sessions, None)}
+            session = known.get(session_id)
+            owner = session.user if session else "someone"
+            return self._page(
+                "confirm.html",
+                viewer,
+                nav="users",
+                title=f"Revoke this session of {owner}?",
+                message=f"The login session {session_id} of {owner} ends now, with every "
+                "credential issued under it.",
+                button="Revoke session",
+                action=f"/admin/sessions/{quote(session_id, safe='')}/revoke",
+                cancel="/admin/users",
+                warning="This is your own session: you will be logged out."
+                if session_id == viewer.session.id
+                else None,
+                self_check=None,
+            )
         try:
             await asyncio.to_thread(
                 self.admin.revoke_session, session_id, by=self._actor(request, viewer)
             )
         except AdminError as error:
             return await self._users_page(viewer, status=error.status, error=str(error))
+        if session_id == viewer.session.id:
+            return redirect("/login?why=revoked")
         return await self._users_page(viewer, message=f"Revoked session {session_id}.")
 
     # -- the AWS console ----------------------------------------------------------------------
@@ -575,6 +742,11 @@ class Pages(Configured):
         response = web.FileResponse(path)
         response.headers["Cache-Control"] = "public, max-age=300"
         return response
+
+
+def one_time_code(typed: str) -> str:
+    """A code as people paste it: `123 456`, `123-456`, with spaces around: six digits."""
+    return "".join(c for c in typed if c not in " -\t\u00a0\u2009\u202f").strip()
 
 
 def human_duration(value: timedelta) -> str:
