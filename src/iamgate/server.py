@@ -6,6 +6,8 @@ import asyncio
 import logging
 import signal
 import ssl
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -326,4 +328,24 @@ async def serve_forever(runtime: Runtime, ready: asyncio.Event | None = None) ->
         log.info("iamgate listening on %s", runtime.config.server.url)
         if ready is not None:
             ready.set()
-        await until_stopped(reloading=runtime)
+        announcer = asyncio.create_task(_announce_ready(runtime))
+        try:
+            await until_stopped(reloading=runtime)
+        finally:
+            announcer.cancel()
+
+
+async def _announce_ready(runtime: Runtime) -> None:
+    """Say on stderr when the gateway is ready, as `iamgate serve` says where it listens."""
+    started = time.monotonic()
+    print(
+        "iamgate: compiling AWS service models; /api/v1/health answers 503 until they are ready",
+        file=sys.stderr,
+        flush=True,
+    )
+    while not runtime.gateway.ready:  # noqa: ASYNC110 - a property, with no event to await
+        await asyncio.sleep(0.2)
+    elapsed = time.monotonic() - started
+    print(
+        f"iamgate ready in {elapsed:.0f} s: /api/v1/health answers 200", file=sys.stderr, flush=True
+    )
