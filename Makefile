@@ -10,10 +10,15 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: install demo test lint typecheck unit e2e bench clean
 
 $(STAMP): pyproject.toml
+	@echo "make: [1/3] creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "make: [2/3] upgrading pip"
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "make: [3/3] installing iamgate and its dependencies (moto, the AWS CLI, test tools);"
+	@echo "make:       the first time this takes a few minutes, quietly"
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+	@echo "make: installed into $(VENV)"
 
 install: $(STAMP)
 
@@ -22,6 +27,7 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
 demo: install
+	@echo "make: starting iamgate demo; it says what it is doing until the gateway is ready"
 	$(BIN)/iamgate demo
 
 lint: install
