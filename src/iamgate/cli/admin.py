@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
 from iamgate.audit.appender import DirectAuditLog
+from iamgate.cli.examples import examples
+from iamgate.cli.people import wide_console
 from iamgate.config import Config, ConfigError, load_config
 from iamgate.store.database import open_engine
 from iamgate.store.directory import (
@@ -24,6 +26,13 @@ from iamgate.store.directory import (
     sync_bootstrap_users,
 )
 from iamgate.web.admin import Actor, Admin, AdminError, Enrolment
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
 
 config_option = click.option(
     "--config",
@@ -78,12 +87,20 @@ def users() -> None:
     """Add, list, reset, lock and remove users."""
 
 
-@users.command("add")
+@users.command(
+    "add",
+    epilog=examples(
+        "iamgate users add dana --roles data-scientist --config gateway.yaml",
+        'echo "$PASSWORD" | iamgate users add ci-bot --roles ci-runner --password-stdin \\',
+        "    --config gateway.yaml",
+    ),
+)
 @config_option
 @click.argument("name")
 @click.option("--roles", default="", help="Gateway roles, comma-separated.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_add(config_path: Path, name: str, roles: str, password_stdin: bool) -> None:
+    """Add a user with a password and a new TOTP secret to enrol in an authenticator app."""
     with administering(config_path) as (admin, me):
         wanted = [r for r in roles.split(",") if r]
         unknown = sorted(set(wanted) - set(admin.roles))
@@ -97,10 +114,10 @@ def users_add(config_path: Path, name: str, roles: str, password_stdin: bool) ->
     click.echo(f"user {name} added")
 
 
-@users.command("reset")
+@users.command("reset", epilog=examples("iamgate users reset dana --config gateway.yaml"))
 @config_option
 @click.argument("name")
-@click.option("--password-stdin", is_flag=True)
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
 def users_reset(config_path: Path, name: str, password_stdin: bool) -> None:
     """A new password and a new TOTP secret; every session of the user ends."""
     with administering(config_path) as (admin, me):
@@ -110,7 +127,7 @@ def users_reset(config_path: Path, name: str, password_stdin: bool) -> None:
     click.echo(f"user {name} reset; their sessions were revoked")
 
 
-@users.command("lock")
+@users.command("lock", epilog=examples("iamgate users lock dana --config gateway.yaml"))
 @config_option
 @click.argument("name")
 def users_lock(config_path: Path, name: str) -> None:
@@ -120,16 +137,23 @@ def users_lock(config_path: Path, name: str) -> None:
     click.echo(f"user {name} locked; their sessions and credentials were revoked")
 
 
-@users.command("unlock")
+@users.command("unlock", epilog=examples("iamgate users unlock dana --config gateway.yaml"))
 @config_option
 @click.argument("name")
 def users_unlock(config_path: Path, name: str) -> None:
+    """Let a locked user log in again."""
     with administering(config_path) as (admin, me):
         admin.unlock(name, by=me)
     click.echo(f"user {name} unlocked")
 
 
-@users.command("roles")
+@users.command(
+    "roles",
+    epilog=examples(
+        "iamgate users roles dana data-scientist contractor --config gateway.yaml",
+        "iamgate users roles dana --config gateway.yaml   # no roles",
+    ),
+)
 @config_option
 @click.argument("name")
 @click.argument("roles", nargs=-1)
@@ -140,22 +164,47 @@ def users_roles(config_path: Path, name: str, roles: tuple[str, ...]) -> None:
     click.echo(f"user {name} now holds: {', '.join(roles) or 'no roles'}")
 
 
-@users.command("rm")
+@users.command("rm", epilog=examples("iamgate users rm dana --config gateway.yaml"))
 @config_option
 @click.argument("name")
 def users_rm(config_path: Path, name: str) -> None:
+    """Remove a user; their sessions and credentials are revoked."""
     with administering(config_path) as (admin, me):
         admin.remove(name, by=me)
     click.echo(f"user {name} removed; their sessions and credentials were revoked")
 
 
-@users.command("ls")
+@users.command(
+    "ls",
+    epilog=examples(
+        "iamgate users ls --config gateway.yaml", "iamgate users ls --json --config gateway.yaml"
+    ),
+)
 @config_option
-def users_ls(config_path: Path) -> None:
+@json_option
+def users_ls(config_path: Path, as_json: bool) -> None:
+    """Every user, their gateway roles, and whether they can log in."""
     _, engine = open_store(config_path)
     table = Table("user", "roles", "can log in", "locked until", "failed logins")
+    table.columns[0].no_wrap = True
     now = datetime.now(UTC)
-    for row in list_users(engine):
+    rows = list_users(engine)
+    if as_json:
+        listed = [
+            {
+                "user": row.record.name,
+                "roles": list(row.roles),
+                "has_password": row.has_password,
+                "locked_until": _stamp(row.record.locked_until)
+                if row.record.locked_until and row.record.locked_until > now
+                else None,
+                "failed_logins": row.record.failed_logins,
+            }
+            for row in rows
+        ]
+        click.echo(json.dumps(listed, indent=2))
+        return
+    for row in rows:
         locked = row.record.locked_until
         table.add_row(
             row.record.name,
@@ -164,7 +213,7 @@ def users_ls(config_path: Path) -> None:
             locked.strftime("%Y-%m-%d %H:%M UTC") if locked and locked > now else "-",
             str(row.record.failed_logins),
         )
-    Console().print(table)
+    wide_console().print(table)
 
 
 @click.group()
@@ -172,15 +221,37 @@ def sessions() -> None:
     """List and revoke login sessions and gateway credentials."""
 
 
-@sessions.command("ls")
+@sessions.command(
+    "ls",
+    epilog=examples(
+        "iamgate sessions ls --user dana --config gateway.yaml",
+        "iamgate sessions ls --json --config gateway.yaml",
+    ),
+)
 @config_option
-@click.option("--user", default=None)
-def sessions_ls(config_path: Path, user: str | None) -> None:
+@click.option("--user", default=None, help="Only this user's sessions.")
+@json_option
+def sessions_ls(config_path: Path, user: str | None, as_json: bool) -> None:
+    """Login sessions, newest first, with their state (active, expired, revoked)."""
     _, engine = open_store(config_path)
     table = Table("session", "user", "created", "expires", "state")
+    table.columns[0].no_wrap = True
+    table.columns[1].no_wrap = True
     now = datetime.now(UTC)
+    listed = []
     for s in list_login_sessions(engine, user):
         state = "revoked" if s.revoked_at else ("expired" if s.expires_at <= now else "active")
+        listed.append(
+            {
+                "session": s.id,
+                "user": s.user,
+                "created_at": _stamp(s.created_at),
+                "expires_at": _stamp(s.expires_at),
+                "state": state,
+            }
+        )
+        if as_json:
+            continue
         table.add_row(
             s.id,
             s.user,
@@ -188,10 +259,20 @@ def sessions_ls(config_path: Path, user: str | None) -> None:
             s.expires_at.strftime("%Y-%m-%d %H:%M"),
             state,
         )
-    Console().print(table)
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    wide_console().print(table)
 
 
-@sessions.command("revoke")
+@sessions.command(
+    "revoke",
+    epilog=examples(
+        "iamgate sessions revoke --user dana --config gateway.yaml",
+        "iamgate sessions revoke --access-key ASIA0123456789ABCDEF --config gateway.yaml",
+        "iamgate sessions revoke SESSION_ID --config gateway.yaml",
+    ),
+)
 @config_option
 @click.argument("session_id", required=False)
 @click.option("--user", default=None, help="Revoke everything this user holds.")

@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from iamgate.audit.search import Filters, export, heads, search, verify
 from iamgate.cli.admin import config_option, open_store
+from iamgate.cli.examples import examples
+from iamgate.cli.people import wide_console
 
 
 @click.group()
@@ -19,20 +20,29 @@ def audit() -> None:
     """The audit trail: every call, every decision."""
 
 
-@audit.command("search")
+@audit.command(
+    "search",
+    epilog=examples(
+        "iamgate audit search --principal dana --decision denied --config gateway.yaml",
+        "iamgate audit search --action 'rds:Delete*' --since 2026-11-24T00:00:00Z --json \\",
+        "    --config gateway.yaml",
+    ),
+)
 @config_option
-@click.option("--principal")
+@click.option("--principal", help="User or bot name.")
 @click.option("--account", help="Account name or id.")
 @click.option("--role", "aws_role", help="IAM role name.")
-@click.option("--service")
+@click.option("--service", help="AWS service, e.g. s3 or rds.")
 @click.option("--action", help="IAM action or glob, e.g. 'rds:Delete*'.")
-@click.option("--decision", type=click.Choice(["allowed", "denied", "error"]))
-@click.option("--status", type=int)
+@click.option(
+    "--decision", type=click.Choice(["allowed", "denied", "error"]), help="The gateway's decision."
+)
+@click.option("--status", type=int, help="HTTP status of the answer, e.g. 403.")
 @click.option("--since", help="ISO 8601 time, UTC (e.g. 2026-11-24T00:00:00Z).")
-@click.option("--until")
+@click.option("--until", help="ISO 8601 time, UTC: events before it.")
 @click.option("--type", "kind", default="aws.call", show_default=True, help="Event type.")
-@click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=50, show_default=True, help="At most this many events.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, for scripts.")
 def audit_search(
     config_path: Path,
     principal: str | None,
@@ -90,13 +100,21 @@ def audit_search(
             str(f.get("status") or "-"),
             f.get("rule") or f.get("reason") or "",
         )
-    Console(width=200).print(table)
+    wide_console().print(table)
 
 
-@audit.command("export")
+@audit.command(
+    "export",
+    epilog=examples(
+        "iamgate audit export --since 2026-11-01T00:00:00Z --head-file heads.json \\",
+        "    --config gateway.yaml > audit.jsonl",
+    ),
+)
 @config_option
 @click.option("--since", help="ISO 8601 time, UTC.")
-@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", help="Output format."
+)
 @click.option(
     "--head-file",
     type=click.Path(path_type=Path),
@@ -111,7 +129,9 @@ def audit_export(config_path: Path, since: str | None, fmt: str, head_file: Path
         head_file.write_text(json.dumps(heads(engine), indent=2) + "\n")
 
 
-@audit.command("verify")
+@audit.command(
+    "verify", epilog=examples("iamgate audit verify --head-file heads.json --config gateway.yaml")
+)
 @config_option
 @click.option(
     "--head-file",

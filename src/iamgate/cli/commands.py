@@ -1,0 +1,195 @@
+"""The `iamgate` command line (loaded by `iamgate.cli.main` unless the fast path answers)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from iamgate import __version__
+from iamgate.cli.admin import sessions, users
+from iamgate.cli.audit import audit
+from iamgate.cli.config_check import config_group, with_hints
+from iamgate.cli.examples import examples
+from iamgate.cli.people import (
+    completion,
+    console,
+    env_lines,
+    fetch_credentials,
+    list_access,
+    login,
+    logout,
+    profiles,
+    run_aws,
+    shell,
+    status,
+)
+from iamgate.cli.targets import resolve, target_options
+from iamgate.config import (
+    Config,
+    ConfigError,
+    load_config,
+    load_config_with_source,
+    parse_duration,
+)
+from iamgate.identity.credentials import mint_credentials
+from iamgate.store.database import load_keyring, open_engine
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.version_option(__version__, prog_name="iamgate", message="%(prog)s %(version)s")
+@click.option("-v", "--verbose", is_flag=True, help="Log what the gateway does.")
+def cli(verbose: bool) -> None:
+    """iamgate: short-lived, audited access to many AWS accounts."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@cli.command(
+    epilog=examples(
+        "iamgate serve --config examples/gateway.yaml",
+        "iamgate config check --config gateway.yaml && iamgate serve --config gateway.yaml",
+    )
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The gateway's YAML configuration (see examples/gateway.yaml).",
+)
+def serve(config_path: Path) -> None:
+    """Run the gateway: the AWS API proxy, web UI and JSON API on one port."""
+    from iamgate.server import build_runtime, run, serve_forever
+
+    try:
+        config, source = load_config_with_source(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(with_hints(str(exc))) from None
+    runtime = build_runtime(config, source=source)
+    click.echo(f"iamgate listening on {config.server.url}", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        run(serve_forever(runtime))
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  iamgate credentials --account acme-prod --role ReadOnly
+  iamgate credentials --profile acme-prod/ReadOnly
+  iamgate credentials --account acme-ci --role CIRunner --issue-for ci-bot --bot \\
+      --ttl 30m --config gateway.yaml""",
+)
+@target_options(required=True)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Administrators, with --issue-for: mint on the gateway host itself.",
+)
+@click.option("--issue-for", "principal", default=None, help="User or bot to issue for.")
+@click.option("--ttl", default="1h", show_default=True, help="Lifetime, with --issue-for.")
+@click.option("--bot", is_flag=True, help="With --issue-for: the principal is a bot.")
+def credentials(
+    account: str | None,
+    role: str | None,
+    profile: str | None,
+    config_path: Path | None,
+    principal: str | None,
+    ttl: str,
+    bot: bool,
+) -> None:
+    """Print `credential_process` JSON for ACCOUNT/ROLE (cached until near expiry).
+
+    This is what the profiles of `iamgate profiles sync` run before every `aws` command."""
+    account, aws_role = resolve(account, role, profile)
+    if principal is None:
+        json.dump(fetch_credentials(account, aws_role), sys.stdout)
+        sys.stdout.write("\n")
+        return
+    if config_path is None:
+        raise click.UsageError("--issue-for needs --config")
+    config = _load(config_path)
+    target = config.aws.account_named(account)
+    if target is None:
+        known = ", ".join(a.name for a in config.aws.accounts) or "none"
+        raise click.ClickException(f"unknown account {account!r} (configured: {known})")
+    try:
+        lifetime = parse_duration(ttl)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    if not timedelta(minutes=1) <= lifetime <= timedelta(hours=12):
+        raise click.BadParameter("must be between 1m and 12h", param_hint="--ttl")
+    user = next((u for u in config.users if u.name == principal), None)
+    keyring = load_keyring(open_engine(config.storage.url))
+    creds = mint_credentials(
+        keyring,
+        principal=principal,
+        kind="bot" if bot else "user",
+        account_id=target.id,
+        aws_role=aws_role,
+        gateway_roles=tuple(user.roles) if user else (),
+        now=datetime.now(UTC),
+        ttl=lifetime,
+    )
+    json.dump(creds.credential_process_json(), sys.stdout)
+    sys.stdout.write("\n")
+
+
+@cli.command(
+    epilog=examples(
+        "iamgate demo",
+        "iamgate demo --port 8081 --dir /tmp/iamgate-demo",
+        "iamgate demo --smoke          # run the printed commands once, then stop",
+    )
+)
+@click.option("--port", default=8080, show_default=True, help="Gateway port on 127.0.0.1.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=Path.home() / ".iamgate" / "demo",
+    show_default=True,
+    help="Where the demo keeps its config, state and AWS profiles.",
+)
+@click.option("--smoke", is_flag=True, help="Run the printed commands once, then stop.")
+def demo(port: int, directory: Path, smoke: bool) -> None:
+    """The sandbox: an embedded AWS with three accounts and the gateway on top."""
+    from iamgate.demo import run_demo
+
+    sys.exit(run_demo(port=port, directory=directory, smoke=smoke))
+
+
+for command in (
+    login,
+    logout,
+    status,
+    list_access,
+    run_aws,
+    env_lines,
+    shell,
+    console,
+    completion,
+    profiles,
+    users,
+    sessions,
+    audit,
+    config_group,
+):
+    cli.add_command(command)
+cli.add_command(status, "whoami")
