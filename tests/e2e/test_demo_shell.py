@@ -244,7 +244,25 @@ def test_people_keep_their_passwords_across_a_restart(tmp_path: Path) -> None:
         assert "new at this start: admin, dana, carl" in first
         running.stop()
         second = running.start()
+        assert people_of(second) == people_of(first)
+        assert "(the same as at the last start)" in second
+        running.stop()
+        # an administrator gave dana another password meanwhile: the demo says so
+        reset = subprocess.run(
+            [
+                *(str(BIN / "iamgate"), "users", "reset", "dana", "--password-stdin"),
+                *("--config", str(running.directory / "config.yaml")),
+            ],
+            env=clean_env(tmp_path),
+            input="another-password-of-dana\n",
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert reset.returncode == 0, reset.stdout + reset.stderr
+        third = running.start()
     finally:
         running.stop()
-    assert people_of(second) == people_of(first)
-    assert "(the same as at the last start)" in second
+    assert "new at this start: dana; the others are as before" in third
+    assert people_of(third)["carl"] == people_of(first)["carl"]
+    assert people_of(third)["dana"] != people_of(first)["dana"]
