@@ -60,6 +60,10 @@ class SandboxAccount:
     external_id: str | None = None
 
 
+# The tests' labels: customer-globex carries `env: prod` too, so a role that selects
+# `{env: [prod]}` reaches it (the end-to-end tests rely on that). `iamgate demo` labels the
+# same accounts by owner instead (`demo.DEMO_LABELS`), so there a customer's account is
+# reached only by a role meant for it.
 SANDBOX_ACCOUNTS: tuple[SandboxAccount, ...] = (
     SandboxAccount("acme-prod", "111111111111", {"env": "prod"}),
     SandboxAccount("acme-ci", "222222222222", {"env": "ci"}),
