@@ -48,7 +48,16 @@ def _load(path: Path) -> Config:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group()
+@click.group(
+    epilog=examples(
+        "iamgate login http://127.0.0.1:8080 --user dana",
+        "iamgate status",
+        "iamgate ls",
+        "iamgate profiles sync && aws --profile iamgate-acme-prod-ReadOnly s3 ls",
+        "iamgate shell --profile acme-prod/ReadOnly",
+        'eval "$(iamgate completion bash)"',
+    )
+)
 @click.version_option(__version__, prog_name="iamgate", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the gateway does.")
 def cli(verbose: bool) -> None:
