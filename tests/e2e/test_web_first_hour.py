@@ -13,11 +13,21 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
-from harness import GatewayProcess
+from botocore.exceptions import ClientError
+from harness import GatewayProcess, audited_calls
 from people import PASSWORD, Person, enrol, iamgate, login
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from iamgate.sandbox import Sandbox
 from iamgate.sandbox.federation import FederationStandIn
@@ -33,7 +43,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
@@ -269,3 +279,165 @@ def test_the_login_form_keeps_the_name_and_takes_a_pasted_code_with_a_space(
     expect(page.get_by_label("One-time code")).to_have_value(f"{code[:3]} {code[3:]}")
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{web.url}/access")
+
+
+# -- 4. the audit page answers "what did this leaked key do?" --------------------------------
+
+
+def client(web: GatewayProcess, service: str, creds: dict[str, str]) -> Any:
+    session: Any = boto3.Session(  # Any: the stubs type clients by literal service name
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name="us-east-1",
+    )
+    return session.client(service, endpoint_url=web.url)
+
+
+def test_the_audit_page_tells_what_a_leaked_key_did(
+    web: GatewayProcess, loader: Person, context: BrowserContext, tmp_path: Path
+) -> None:
+    lee = enrol(web, tmp_path, "lee", roles="data-scientist")
+    assert login(web, lee).returncode == 0
+    token = bearer(lee)
+    keys = {}
+    for role in ("ReadOnly", "DataScientist"):
+        status, body = api(
+            web.url, "POST", "/api/v1/credentials", token, {"account": "acme-prod", "role": role}
+        )
+        assert status == 200 and isinstance(body, dict), body
+        keys[role] = body
+    leaked = keys["ReadOnly"]
+    client(web, "sts", leaked).get_caller_identity()
+    client(web, "s3", leaked).list_buckets()
+    with pytest.raises(ClientError):
+        client(web, "rds", leaked).delete_db_instance(
+            DBInstanceIdentifier="acme-prod-db", SkipFinalSnapshot=True
+        )
+    client(web, "sts", keys["DataScientist"]).get_caller_identity()  # another key of lee's
+    key = leaked["AccessKeyId"]
+    config = ["--config", str(web.config_path)]
+    assert iamgate(lee.env, "sessions", "revoke", "--access-key", key, *config).returncode == 0
+    audited_calls(web.state_url, principal="lee", limit=4)  # stored, outcomes too
+
+    page = context.new_page()
+    log_in(page, web.url, loader)
+    page.goto(f"{web.url}/audit")
+    page.get_by_label("Access key").fill(key.lower())  # as pasted from anywhere
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#key-summary")).to_contain_text("Issued to lee for acme-prod / ReadOnly")
+    rows = page.locator("table.events tbody tr")
+    expect(rows).to_have_count(3)  # never the DataScientist key's call
+    actions = rows.locator("td:nth-child(5)").all_inner_texts()
+    assert sorted(actions) == [
+        "rds:DeleteDBInstance",
+        "s3:ListAllMyBuckets",
+        "sts:GetCallerIdentity",
+    ]
+    denied = rows.filter(has_text="rds:DeleteDBInstance")
+    expect(denied).to_contain_text("denied")
+    expect(denied.locator("td.key")).to_contain_text(key)
+    expect(denied.locator("td.resource")).to_contain_text("acme-prod-db")
+    expect(denied.locator("td:nth-child(10)")).to_have_text("us-east-1")
+    expect(denied.locator("td:nth-child(11)")).to_have_text("127.0.0.1")
+    page.screenshot(path=tmp_path / "audit-key.png", full_page=True)
+
+    # Every event about the key: its issue and its revocation too.
+    page.get_by_label("Events").select_option(label="Every event")
+    page.get_by_role("button", name="Filter").click()
+    types = rows.evaluate_all("rs => rs.map(r => r.dataset.type)")
+    assert {"credentials.issued", "session.revoked", "aws.call"} <= set(types), types
+    revoked = rows.filter(has_text="session.revoked")
+    expect(revoked.locator("td.key")).to_contain_text(key)
+
+    # A key this gateway never issued: said so.
+    page.goto(f"{web.url}/audit?key=ASIAAAAAAAAAAAAAAAAA&type=all")
+    expect(page.locator("#key-summary")).to_contain_text("never issued this key")
+
+
+def test_the_audit_page_shows_every_kind_of_event_and_refuses_what_it_cannot_read(
+    web: GatewayProcess, loader: Person, someone: Person, context: BrowserContext
+) -> None:
+    # A day in someone's life: login, credentials, a revocation, a lock.
+    config = ["--config", str(web.config_path)]
+    assert login(web, someone).returncode == 0
+    target = {"account": "customer-globex", "role": "ReadOnly"}
+    assert api(web.url, "POST", "/api/v1/credentials", bearer(someone), target)[0] == 200
+    assert (
+        iamgate(someone.env, "sessions", "revoke", "--user", someone.name, *config).returncode == 0
+    )
+    assert iamgate(someone.env, "users", "lock", someone.name, *config).returncode == 0
+    page = context.new_page()
+    log_in(page, web.url, loader)
+    for label, kind in (
+        ("Logins and logouts", "login.succeeded"),
+        ("Users: adds, locks, resets", "user.changed"),
+        ("Revocations", "session.revoked"),
+        ("Credentials issued", "credentials.issued"),
+        ("Configuration, start and stop", "config.loaded"),
+    ):
+        page.goto(f"{web.url}/audit")
+        page.get_by_label("Events").select_option(label=label)
+        page.get_by_role("button", name="Filter").click()
+        types = page.locator("table.events tbody tr").evaluate_all(
+            "rs => rs.map(r => r.dataset.type)"
+        )
+        assert kind in types, (label, types)
+    locked = page.locator("table.events tbody tr", has_text="user.changed")
+    page.goto(f"{web.url}/audit?type=users")
+    expect(locked.filter(has_text=f"change: locked; user: {someone.name}")).to_be_visible()
+
+    response = page.goto(f"{web.url}/audit?since=yesterday&status=abc&key=nope&decision=maybe")
+    assert response is not None and response.status == 400
+    alerts = page.get_by_role("alert")
+    expect(alerts).to_have_count(4)
+    expect(alerts.nth(0)).to_contain_text("Status 'abc' is not an HTTP status")
+    expect(page.get_by_role("alert").filter(has_text="Since 'yesterday'")).to_be_visible()
+    expect(page.get_by_role("alert").filter(has_text="'NOPE' is not an access key")).to_be_visible()
+    expect(page.locator("table.events tbody tr.none")).to_have_count(1)
+
+
+# -- 5. a phone's width ----------------------------------------------------------------------
+
+
+def fits(page: Page, shots: Path, name: str) -> None:
+    page.screenshot(path=shots / f"{name}.png", full_page=True)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"{name}: the page is {width} px wide"
+
+
+def test_every_page_fits_a_phone(
+    web: GatewayProcess, loader: Person, browser: Browser, tmp_path: Path
+) -> None:
+    shots = tmp_path / "390px"
+    shots.mkdir()
+    ctx = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True)
+    try:
+        page = ctx.new_page()
+        page.goto(f"{web.url}/login")
+        fits(page, shots, "login")
+        fill_login(page, loader)
+        expect(page).to_have_url(f"{web.url}/access")
+        page.locator("details.setup").first.locator("summary").click()
+        fits(page, shots, "access")
+        page.goto(f"{web.url}/audit?type=all")
+        expect(page.locator("table.events tbody tr").first).to_be_visible()
+        fits(page, shots, "audit-all")
+        page.goto(f"{web.url}/audit")
+        expect(page.get_by_label("Principal")).to_be_hidden()  # the filters fold away
+        fits(page, shots, "audit")
+        page.get_by_text("Filters", exact=True).click()
+        expect(page.get_by_label("Principal")).to_be_visible()
+        fits(page, shots, "audit-filters")
+        page.goto(f"{web.url}/admin/users")
+        fits(page, shots, "users")
+        page.locator("#users tbody tr").first.get_by_role("button", name="Reset TOTP").click()
+        expect(page.get_by_role("form", name="Confirm")).to_be_visible()
+        fits(page, shots, "confirm")
+        page.goto(f"{web.url}/admin/roles")
+        fits(page, shots, "roles")
+        page.goto(f"{web.url}/nowhere")
+        fits(page, shots, "not-found")
+    finally:
+        ctx.close()
+    assert len(list(shots.glob("*.png"))) == 9

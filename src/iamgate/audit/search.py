@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -13,7 +14,7 @@ from iamgate.access.patterns import matches
 from iamgate.audit.appender import COLUMNS, columns_of
 from iamgate.audit.chain import Problem, StoredEvent, verify_chain
 from iamgate.audit.events import EventType
-from iamgate.store.tables import audit_events
+from iamgate.store.tables import audit_events, issued_credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +31,83 @@ class Filters:
     type: str = str(EventType.AWS_CALL)
     limit: int = 100
     before: str | None = None  # exclusive: the next page starts before the last time seen
+    types: tuple[str, ...] = ()  # several event types at once; when given, instead of `type`
+    access_key_id: str | None = None  # what one access key did (see `key_matches`)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyIssue:
+    """What the store knows of a gateway access key: to whom, for what, and when."""
+
+    access_key_id: str
+    principal: str
+    account_id: str
+    aws_role: str
+    issued_at: str
+    expires_at: str
+    login_session: str | None
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def key_issues(engine: Engine, access_key_ids: Iterable[str]) -> dict[str, KeyIssue]:
+    """The gateway access keys among these that this gateway issued, by access key id."""
+    wanted = {k[4:]: k for k in access_key_ids if k.startswith("ASIA") and len(k) == 20}
+    if not wanted:
+        return {}
+    c = issued_credentials.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(issued_credentials).where(c.session_id.in_(list(wanted))))
+        return {
+            wanted[row.session_id]: KeyIssue(
+                wanted[row.session_id],
+                row.principal,
+                row.account_id,
+                row.aws_role,
+                _iso(row.issued_at),
+                _iso(row.expires_at),
+                row.login_session,
+            )
+            for row in rows
+        }
+
+
+def key_matches(event: dict[str, Any], key: str, issue: KeyIssue | None) -> bool | None:
+    """Whether an event is about this access key: True when the event names the key; None
+    when it is an API call that names no key but was made by the key's holder, for the
+    key's account and IAM role, within its lifetime (the key's, as far as the log tells);
+    False otherwise."""
+    fields = event.get("fields", {})
+    named = fields.get("access_key_id")
+    if named:
+        return bool(named == key)
+    if issue is None or event.get("type") != EventType.AWS_CALL:
+        return False
+    time = str(event.get("time", ""))
+    if (
+        event.get("principal") == issue.principal
+        and fields.get("account_id") == issue.account_id
+        and fields.get("aws_role") == issue.aws_role
+        and issue.issued_at <= time <= issue.expires_at
+    ):
+        return None
+    return False
 
 
 def search(engine: Engine, filters: Filters) -> list[dict[str, Any]]:
     """Matching events, newest first; an API call carries its outcome when it has one."""
     c = audit_events.c
-    query = select(audit_events).where(c.type == filters.type)
+    query = select(audit_events)
+    if filters.types:
+        query = query.where(c.type.in_(filters.types))
+    else:
+        query = query.where(c.type == filters.type)
+    key = filters.access_key_id
+    issue = key_issues(engine, [key]).get(key) if key else None
     for column, value in (
         (c.principal, filters.principal),
         (c.account_id, filters.account_id),
@@ -58,6 +130,12 @@ def search(engine: Engine, filters: Filters) -> list[dict[str, Any]]:
             if filters.action and not matches(filters.action, row.action or ""):
                 continue
             event = json.loads(row.body)
+            if key:
+                matched = key_matches(event, key, issue)
+                if matched is False:
+                    continue
+                if matched is None:
+                    event["fields"] = {**event["fields"], "access_key_inferred": key}
             found.append(event)
             if len(found) >= filters.limit * 4 and not filters.status:
                 break

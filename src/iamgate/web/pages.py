@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import shlex
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from sqlalchemy import Engine, select
 from iamgate.access.decisions import role_reaches
 from iamgate.access.reach import reachable_accounts
 from iamgate.audit.events import AuditEvent, EventType
-from iamgate.audit.search import Filters, search
+from iamgate.audit.search import Filters, KeyIssue, key_issues, search
 from iamgate.audit.writer import AuditSink
 from iamgate.aws import console as console_rules
 from iamgate.aws.federation import ConsoleError, ConsoleFederation
@@ -48,6 +49,42 @@ ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 AUDIT_PAGE_SIZE = 50
 DECISIONS = ("allowed", "denied")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+RESOURCE_PARAM = re.compile(r"(Identifier|Name|Id|Arn|Url|Bucket|Key)s?$")
+ACCESS_KEY = re.compile(r"[A-Z0-9]{16,128}")
+IAM_PATTERN = re.compile(r"[A-Za-z0-9*?-]+(:[A-Za-z0-9*?-]*)?")
+# What the audit page can show, as a person would ask for it.
+EVENT_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "aws": ("AWS API calls", (EventType.AWS_CALL,)),
+    "logins": (
+        "Logins and logouts",
+        (
+            EventType.LOGIN_SUCCEEDED,
+            EventType.LOGIN_FAILED,
+            EventType.LOGIN_LOCKED,
+            EventType.LOGOUT,
+        ),
+    ),
+    "credentials": ("Credentials issued", (EventType.CREDENTIALS_ISSUED,)),
+    "revocations": ("Revocations", (EventType.SESSION_REVOKED,)),
+    "users": ("Users: adds, locks, resets", (EventType.USER_CHANGED,)),
+    "console": ("Console sign-ins", (EventType.CONSOLE_SIGNIN,)),
+    "config": (
+        "Configuration, start and stop",
+        (
+            EventType.CONFIG_LOADED,
+            EventType.CONFIG_REJECTED,
+            EventType.SERVER_STARTED,
+            EventType.SERVER_STOPPED,
+        ),
+    ),
+    "refused": ("Refused pages", (EventType.WEB_REFUSED,)),
+    "all": ("Every event", tuple(t for t in EventType if t is not EventType.AWS_CALL_OUTCOME)),
+}
+# Fields an audit row shows in a column of its own, not in the details of an event.
+ROW_FIELDS = frozenset(
+    {"account_id", "aws_role", "decision", "status", "rule", "reason", "error_code"}
+    | {"access_key_id", "resource", "region", "request_id", "params", "outcome_recorded"}
+)
 # Destructive actions on a user: the button's words and what the confirmation step says.
 CONFIRMATIONS: dict[str, tuple[str, str]] = {
     "lock": (
@@ -473,33 +510,76 @@ class Pages(Configured):
         viewer = await self._require(request)
         q = request.query
         names = {a.id: a.name for a in self.config.aws.accounts}
-        account = self.config.aws.account_named(q.get("account", "")) if q.get("account") else None
-        try:
-            status = int(q["status"]) if q.get("status") else None
-        except ValueError:
-            status = None
+        errors: list[str] = []
+        account_id = None
+        if q.get("account"):
+            account = self.config.aws.account_named(q["account"])
+            if account is not None:
+                account_id = account.id
+            elif re.fullmatch(r"[0-9]{12}", q["account"]):
+                account_id = q["account"]
+            else:
+                errors.append(f"No account is named {q['account']!r}.")
+        status = None
+        if q.get("status"):
+            try:
+                status = int(q["status"])
+            except ValueError:
+                status = None
+            if status is None or not 100 <= status <= 599:
+                errors.append(f"Status {q['status']!r} is not an HTTP status such as 403.")
+        decision = q.get("decision") or None
+        if decision not in (None, *DECISIONS):
+            errors.append(f"Decision {decision!r} is neither allowed nor denied.")
+        group = q.get("type") or "aws"
+        if group not in EVENT_GROUPS:
+            errors.append(f"No such kind of event: {group!r}.")
+            group = "aws"
+        times: dict[str, str | None] = {}
+        for name in ("since", "until", "before"):
+            value = (q.get(name) or "").strip() or None
+            if value is not None and _iso_or_none(value) is None:
+                errors.append(
+                    f"{name.capitalize()} {value!r} is not a time such as 2026-11-25T00:00:00Z."
+                )
+                value = None
+            times[name] = value
+        key = (q.get("key") or "").strip().upper() or None
+        if key is not None and not ACCESS_KEY.fullmatch(key):
+            errors.append(f"{key!r} is not an access key id such as ASIA…, 16 to 128 letters.")
+            key = None
+        action = q.get("action") or None
+        if action is not None and not IAM_PATTERN.fullmatch(action):
+            errors.append(f"Action {action!r} is not an IAM action such as rds:Delete*.")
+            action = None
         filters = Filters(
             principal=(q.get("principal") or None) if viewer.administer else viewer.user,
-            account_id=account.id if account else (q.get("account") or None),
+            account_id=account_id,
             aws_role=q.get("role") or None,
             service=q.get("service") or None,
-            action=q.get("action") or None,
-            decision=q.get("decision") if q.get("decision") in DECISIONS else None,
+            action=action,
+            decision=decision,
             status=status,
-            since=q.get("since") or None,
-            until=q.get("until") or None,
-            before=_iso_or_none(q.get("before")),
+            since=times["since"],
+            until=times["until"],
+            before=times["before"],
+            types=EVENT_GROUPS[group][1],
+            access_key_id=key,
             limit=AUDIT_PAGE_SIZE,
         )
-        events = await asyncio.to_thread(search, self.engine, filters)
-        rows = [audit_row(e, names) for e in events]
+        events = [] if errors else await asyncio.to_thread(search, self.engine, filters)
+        keys = {
+            str(e["fields"]["access_key_id"]) for e in events if e["fields"].get("access_key_id")
+        }
+        issues = await asyncio.to_thread(key_issues, self.engine, keys | ({key} if key else set()))
+        rows = [audit_row(e, names, issues) for e in events]
         older = None
         if len(events) == AUDIT_PAGE_SIZE:
             # Strictly before the last row shown: no row appears on two pages.
             older = "/audit?" + urlencode(
                 {k: v for k, v in q.items() if k != "before" and v} | {"before": events[-1]["time"]}
             )
-        # Live updates follow the newest page only; an older page stays as it is.
+        # Live updates follow the newest page of API calls only; an older page stays as it is.
         api_filters = {
             "principal": filters.principal if viewer.administer else None,
             "account": filters.account_id,
@@ -509,15 +589,22 @@ class Pages(Configured):
             "decision": filters.decision,
             "status": filters.status,
         }
+        shown = {k for k, v in q.items() if v and k not in ("before", "type")}
         return self._page(
             "audit.html",
             viewer,
+            status=400 if errors else 200,
             nav="audit",
             rows=rows,
+            errors=errors,
             query=dict(q),
+            group=group,
+            groups=[(k, v[0]) for k, v in EVENT_GROUPS.items()],
             accounts=self.config.aws.accounts,
             older=older,
-            live=not (filters.until or filters.before),
+            filtered=bool(shown) or group != "aws",
+            key=key_summary(key, issues.get(key), names) if key else None,
+            live=not (filters.until or filters.before or errors or key or group != "aws"),
             newest=events[0]["time"] if events else datetime.now(UTC).strftime(TIME_FORMAT),
             api_filters=urlencode({k: v for k, v in api_filters.items() if v is not None}),
             account_names=json.dumps(names),
@@ -758,20 +845,89 @@ def human_duration(value: timedelta) -> str:
     return "".join(parts) or "0s"
 
 
-def audit_row(event: Mapping[str, Any], account_names: Mapping[str, str]) -> dict[str, Any]:
+def audit_row(
+    event: Mapping[str, Any],
+    account_names: Mapping[str, str],
+    issues: Mapping[str, KeyIssue] | None = None,
+) -> dict[str, Any]:
     f = event.get("fields", {})
+    kind = str(event.get("type") or EventType.AWS_CALL)
     account_id = f.get("account_id") or ""
+    key = f.get("access_key_id") or f.get("access_key_inferred") or ""
+    issue = (issues or {}).get(key) if key else None
+    principal = event.get("principal") or ""
+    key_note = ""
+    if key:
+        if f.get("access_key_inferred"):
+            key_note = "by the key's holder, account, role and lifetime"
+        elif issue is None:
+            key_note = "not issued by this gateway"
+        elif str(event.get("time", "")) > issue.expires_at:
+            key_note = f"expired {issue.expires_at[:19].replace('T', ' ')}"
+        if issue is not None and not principal:
+            principal = f"({issue.principal}'s key)"
+        if issue is not None and not account_id:
+            account_id = issue.account_id
+    if kind == str(EventType.AWS_CALL):
+        action = f.get("action") or f.get("operation") or ""
+        detail = ""
+    else:
+        action = kind
+        detail = "; ".join(
+            f"{k}: {v}"
+            for k, v in f.items()
+            if k not in ROW_FIELDS and isinstance(v, str | int | float | bool) and v != ""
+        )[:240]
     return {
         "time": str(event.get("time", ""))[:19].replace("T", " "),
-        "principal": event.get("principal") or "",
+        "type": kind,
+        "principal": principal,
         "account": account_names.get(account_id, account_id),
         "role": f.get("aws_role") or "",
-        "action": f.get("action") or "",
+        "action": action,
+        "detail": detail,
         "decision": f.get("decision") or "",
         "status": f.get("status") or "",
         "reason": f.get("rule") or f.get("reason") or f.get("error_code") or "",
+        "access_key": key,
+        "key_note": key_note,
+        "resource": f.get("resource") or named_resources(f.get("params")),
+        "region": f.get("region") or "",
+        "source_ip": event.get("source_ip") or "",
         "request_id": f.get("request_id") or "",
         "id": event.get("id") or "",
+    }
+
+
+def named_resources(params: object) -> str:
+    """What a call names, when the gateway records no ARN for it: `DBInstanceIdentifier=db`."""
+    if not isinstance(params, Mapping):
+        return ""
+    named = [
+        f"{k}={v}"
+        for k, v in params.items()
+        if isinstance(k, str) and RESOURCE_PARAM.search(k) and isinstance(v, str) and v
+    ]
+    return ", ".join(named[:3])
+
+
+def key_summary(
+    key: str, issue: KeyIssue | None, account_names: Mapping[str, str]
+) -> dict[str, str]:
+    """What is known of an access key searched for: the answer's first line."""
+    if issue is None:
+        return {
+            "key": key,
+            "text": "This gateway never issued this key: the rows below are calls made with "
+            "it, as the gateway recorded them.",
+        }
+    expired = issue.expires_at < datetime.now(UTC).strftime(TIME_FORMAT)
+    return {
+        "key": key,
+        "text": f"Issued to {issue.principal} for "
+        f"{account_names.get(issue.account_id, issue.account_id)} / {issue.aws_role} at "
+        f"{issue.issued_at[:19].replace('T', ' ')} UTC; "
+        f"{'expired' if expired else 'expires'} {issue.expires_at[:19].replace('T', ' ')} UTC.",
     }
 
 

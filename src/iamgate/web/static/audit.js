@@ -2,6 +2,9 @@
 // Polls the JSON API with the browser's session; the server decides what this person may see.
 (function () {
   "use strict";
+  // The filters fold away on a phone; on a wider screen they stay open.
+  const box = document.getElementById("filter-box");
+  if (box && window.matchMedia("(min-width: 721px)").matches) box.open = true;
   const table = document.getElementById("events");
   const status = document.getElementById("live-status");
   if (!table || table.dataset.live !== "on") return;
@@ -32,9 +35,13 @@
       cell(event.principal || ""),
       cell(accounts[f.account_id] || f.account_id || ""),
       cell(f.aws_role || "", "mono"),
-      cell(f.action || "", "mono"),
+      cell(f.action || f.operation || "", "mono"),
       decisionCell,
       cell(f.status || ""),
+      cell(f.access_key_id || "", "mono small key"),
+      cell(f.resource || "", "mono small resource"),
+      cell(f.region || "", "mono small"),
+      cell(event.source_ip || "", "mono small"),
       cell(f.rule || f.reason || f.error_code || "", "small"),
     );
     return tr;
