@@ -296,7 +296,13 @@ def main() -> int:
     try:
         wait_for_port(upstream_port)
         config: dict[str, Any] = {
-            "server": {"listen": f"127.0.0.1:{gateway_port}"},
+            "server": {
+                "listen": f"127.0.0.1:{gateway_port}",
+                # One principal on one address sends up to 64 calls at a time: room enough
+                # that the per-caller shares never refuse one of them.
+                "max_calls_per_principal": 256,
+                "max_unauthenticated_per_address": 1024,
+            },
             "storage": {"url": storage_url},
             "aws": {
                 "upstream": {"endpoint_url": f"http://127.0.0.1:{upstream_port}"},

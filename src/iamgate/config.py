@@ -44,10 +44,54 @@ class TLSConfig(_Model):
     key: Path
 
 
+MiB = 1024 * 1024
+
+
 class ServerConfig(_Model):
     listen: str = "127.0.0.1:8080"
     public_url: str | None = None
     tls: TLSConfig | None = None
+    # How much of the gateway one caller may hold (proxy/limits.py). A principal's AWS calls
+    # in flight, from the moment its signature checks out until the answer has been sent.
+    max_calls_per_principal: int = Field(default=64, ge=1)
+    # Requests from one source address (an IPv6 /64) still being read or authenticated.
+    max_unauthenticated_per_address: int = Field(default=64, ge=1)
+    # Bytes of bodies read before their signature could be checked, across the gateway
+    # (one address may hold at most 64 MiB of them).
+    max_unverified_body_bytes: int = Field(default=256 * MiB, ge=64 * MiB)
+    # Connections to the upstream, and how long a call waits for one to come free (and to
+    # open it) before it is answered 503.
+    upstream_connections: int = Field(default=512, ge=2)
+    upstream_connect_timeout: Duration = timedelta(seconds=10)
+    # A client has request_head_timeout to send a request head once it has begun it; an AWS
+    # call's body, and its answer, may go body_timeout without a byte moving; a connection
+    # with no request is closed after idle_timeout.
+    request_head_timeout: Duration = timedelta(seconds=20)
+    body_timeout: Duration = timedelta(seconds=20)
+    idle_timeout: Duration = timedelta(seconds=75)
+
+    @field_validator(
+        "upstream_connect_timeout",
+        "request_head_timeout",
+        "body_timeout",
+        "idle_timeout",
+        mode="before",
+    )
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        value = parse_duration(value) if isinstance(value, str | int) else value
+        if isinstance(value, timedelta) and value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @model_validator(mode="after")
+    def _no_principal_holds_the_upstream(self) -> ServerConfig:
+        if self.max_calls_per_principal * 2 > self.upstream_connections:
+            raise ValueError(
+                "max_calls_per_principal may be at most half of upstream_connections, so "
+                "that no one caller can hold every connection to AWS"
+            )
+        return self
 
     @field_validator("listen")
     @classmethod

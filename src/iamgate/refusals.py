@@ -35,6 +35,8 @@ class Reason(enum.Enum):
     UNKNOWN_ACCOUNT = "unknown-account"  # credential names an account not configured
     UPSTREAM_UNAVAILABLE = "upstream-unavailable"  # AssumeRole or the upstream failed
     AUDIT_UNAVAILABLE = "audit-unavailable"  # fail closed: the audit store cannot be written
+    THROTTLED = "throttled"  # the caller holds its share of the gateway (calls, buffered bytes)
+    REQUEST_TIMEOUT = "request-timeout"  # the client stopped sending its body
     INTERNAL = "internal"
 
 

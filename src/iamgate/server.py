@@ -30,6 +30,7 @@ from iamgate.config import (
     LiveConfig,
     load_config_with_source,
 )
+from iamgate.connections import GuardedRunner
 from iamgate.identity.credentials import KeyRing
 from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
@@ -261,12 +262,18 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
 @asynccontextmanager
 async def serving(runtime: Runtime) -> AsyncIterator[web.AppRunner]:
     """The gateway listening on its configured address until the block ends."""
+    server = runtime.config.server
     # Bodies reach the gateway as the client signed them: the server never decompresses.
-    runner = web.AppRunner(
-        build_app(runtime), access_log=None, handle_signals=False, auto_decompress=False
+    # A request head must arrive within its deadline, an idle connection closes (connections.py).
+    runner = GuardedRunner(
+        build_app(runtime),
+        head_timeout=server.request_head_timeout.total_seconds(),
+        idle_timeout=server.idle_timeout.total_seconds(),
+        access_log=None,
+        handle_signals=False,
+        auto_decompress=False,
     )
     await runner.setup()
-    server = runtime.config.server
     site = web.TCPSite(
         runner,
         server.host,

@@ -138,6 +138,7 @@ class GatewayProcess:
     tls: tuple[Path, Path] | None = None
     federation_url: str | None = None  # the sandbox's stand-in for AWS's sign-in endpoint
     storage_url: str | None = None  # default: SQLite in `directory`
+    server: dict[str, Any] = field(default_factory=dict)  # more of the `server:` section
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -166,6 +167,7 @@ class GatewayProcess:
         )
         if self.storage_url is not None:
             config["storage"]["url"] = self.storage_url
+        config["server"].update(self.server)
         self.config_path.write_text(yaml.safe_dump(config))
         env = clean_env(self.directory)
         env.update(self.sandbox.gateway_credentials)

@@ -28,6 +28,7 @@ from iamgate.audit.writer import AuditLog, DurableRecord
 from iamgate.aws.operations import OperationIndex
 from iamgate.aws.upstream_credentials import AwsCredentials, RoleKey, UpstreamCredentialCache
 from iamgate.config import Config
+from iamgate.connections import GuardedRunner
 from iamgate.identity.credentials import GatewayCredentials, mint_credentials
 from iamgate.proxy.gateway import Gateway
 from iamgate.store.database import load_keyring, open_engine
@@ -116,6 +117,15 @@ class Pipeline:
     gateway: Gateway
     audit: RecordingAudit
     received: list[Received] = field(default_factory=list)
+    loop: asyncio.AbstractEventLoop | None = None
+    stalled: asyncio.Event | None = None  # set: the upstream answers paths with /stall
+    # (and it answers paths with /large with 64 MiB)
+
+    def release_stalled(self) -> None:
+        """Let the upstream answer the requests it holds (paths with `/stall`), and all
+        that follow."""
+        assert self.loop is not None and self.stalled is not None
+        self.loop.call_soon_threadsafe(self.stalled.set)
 
     def issue(self, principal: str, account_id: str, role: str) -> GatewayCredentials:
         return mint_credentials(
@@ -198,10 +208,14 @@ class Pipeline:
         self.audit.events.clear()
 
 
-def _config(upstream_url: str, public_url: str, state: Path) -> Config:
+def _config(upstream_url: str, public_url: str, state: Path, server: Mapping[str, Any]) -> Config:
     return Config.model_validate(
         {
-            "server": {"listen": public_url.removeprefix("http://"), "public_url": public_url},
+            "server": {
+                "listen": public_url.removeprefix("http://"),
+                "public_url": public_url,
+                **server,
+            },
             "storage": {"url": f"sqlite:///{state}"},
             "aws": {
                 "upstream": {"endpoint_url": upstream_url},
@@ -214,6 +228,7 @@ def _config(upstream_url: str, public_url: str, state: Path) -> Config:
             "users": [
                 {"name": "dana", "roles": ["data-scientist"]},
                 {"name": "ci-bot", "roles": ["ci-runner"]},
+                {"name": "erin", "roles": ["ci-runner"]},
             ],
         }
     )
@@ -236,12 +251,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_pipeline(state_dir: Path, index: OperationIndex) -> Iterator[Pipeline]:
-    """A pipeline on its own loop in a thread until the generator is closed."""
+def run_pipeline(
+    state_dir: Path, index: OperationIndex, *, server: Mapping[str, Any] | None = None
+) -> Iterator[Pipeline]:
+    """A pipeline on its own loop in a thread until the generator is closed; `server`
+    adds to the `server:` section of its configuration (limits and timeouts)."""
     loop = asyncio.new_event_loop()
     received: list[Received] = []
     started = threading.Event()
     stop = asyncio.Event()
+    stalled = asyncio.Event()
     holder: dict[str, Any] = {}
 
     async def record(request: web.Request) -> web.Response:
@@ -255,6 +274,10 @@ def run_pipeline(state_dir: Path, index: OperationIndex) -> Iterator[Pipeline]:
                 body,
             )
         )
+        if "/stall" in request.path:
+            await stalled.wait()
+        if "/large" in request.path:  # an answer larger than any socket buffers
+            return web.Response(body=b"L" * (64 * 1024 * 1024), content_type="text/plain")
         return _fake_answer(request, body)
 
     async def main() -> None:
@@ -267,7 +290,9 @@ def run_pipeline(state_dir: Path, index: OperationIndex) -> Iterator[Pipeline]:
 
         port = _free_port()
         public = f"http://localhost:{port}"
-        config = _config(f"http://127.0.0.1:{upstream_port}", public, state_dir / "state.db")
+        config = _config(
+            f"http://127.0.0.1:{upstream_port}", public, state_dir / "state.db", server or {}
+        )
         engine = open_engine(config.storage.url)
         sync_bootstrap_users(engine, config.users)
         audit = RecordingAudit(engine)
@@ -288,10 +313,17 @@ def run_pipeline(state_dir: Path, index: OperationIndex) -> Iterator[Pipeline]:
 
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[every_request])
         app.router.add_route("*", "/{tail:.*}", gateway.handle, expect_handler=gateway.expect)
-        runner = web.AppRunner(app, auto_decompress=False)
+        runner = GuardedRunner(  # as the server runs it
+            app,
+            head_timeout=config.server.request_head_timeout.total_seconds(),
+            idle_timeout=config.server.idle_timeout.total_seconds(),
+            auto_decompress=False,
+        )
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        holder["pipeline"] = Pipeline(public, "127.0.0.1", port, gateway, audit, received)
+        holder["pipeline"] = Pipeline(
+            public, "127.0.0.1", port, gateway, audit, received, loop, stalled
+        )
         started.set()
         await stop.wait()
         await runner.cleanup()

@@ -127,6 +127,17 @@ _CODES: dict[Reason, dict[str, tuple[int, str]]] = {
         _QUERY: (503, "ServiceUnavailable"),
         _JSON: (503, "ServiceUnavailable"),
     },
+    # Both are retried by AWS's SDKs: throttling with backoff, RequestTimeout as transient.
+    Reason.THROTTLED: {
+        _S3: (503, "SlowDown"),
+        _QUERY: (400, "Throttling"),
+        _JSON: (400, "ThrottlingException"),
+    },
+    Reason.REQUEST_TIMEOUT: {
+        _S3: (400, "RequestTimeout"),
+        _QUERY: (400, "RequestTimeout"),
+        _JSON: (400, "RequestTimeoutException"),
+    },
     Reason.INTERNAL: {
         _S3: (500, "InternalError"),
         _QUERY: (500, "InternalFailure"),
@@ -136,7 +147,8 @@ _CODES: dict[Reason, dict[str, tuple[int, str]]] = {
 
 # EC2 has its own names for a few of these (its API reference, "Error codes"): AuthFailure
 # (401) for credentials it cannot validate, RequestExpired for a request or temporary
-# credential past its time, UnauthorizedOperation where others say AccessDenied.
+# credential past its time, UnauthorizedOperation where others say AccessDenied,
+# RequestLimitExceeded (503) for throttling.
 _EC2 = {
     Reason.UNKNOWN_KEY: (401, "AuthFailure"),
     Reason.BAD_TOKEN: (401, "AuthFailure"),
@@ -148,6 +160,7 @@ _EC2 = {
     Reason.PRESIGN_EXPIRED: (400, "RequestExpired"),
     Reason.ACCESS_DENIED: (403, "UnauthorizedOperation"),
     Reason.UNKNOWN_ACCOUNT: (403, "UnauthorizedOperation"),
+    Reason.THROTTLED: (503, "RequestLimitExceeded"),
     Reason.INTERNAL: (500, "InternalError"),
 }
 

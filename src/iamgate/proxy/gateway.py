@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
@@ -35,7 +35,8 @@ from iamgate.aws.operations import Identified, OperationIndex
 from iamgate.aws.upstream_credentials import AwsCredentials, RoleKey, UpstreamCredentialCache
 from iamgate.config import Config, Configured, LiveConfig, RoleConfig, live
 from iamgate.identity.credentials import Claims, KeyRing, open_credentials
-from iamgate.proxy.body import BodyStream
+from iamgate.proxy.body import BodyStream, read_within
+from iamgate.proxy.limits import Admission, CallLimits
 from iamgate.proxy.outbound import (
     HOP_BY_HOP,
     RPC_PROTOCOLS,
@@ -72,6 +73,10 @@ DIRECTORY_POLL_SECONDS = 0.5
 _SANDBOX_CONTROL = ("moto-api", "latest/")
 _ERROR_CODE_XML = re.compile(rb"<Code>([^<]{1,128})</Code>")
 _ERROR_CODE_JSON = re.compile(rb'"(?:__type|code)"\s*:\s*"([^"]{1,256})"')
+
+
+class _StoppedReading(Exception):
+    """The client stopped reading its answer."""
 
 
 @dataclass(slots=True)
@@ -161,6 +166,13 @@ class Gateway(Configured):
         self._public_host = (public.netloc or "").lower()
         self._override = self.config.aws.upstream.endpoint_url  # fixed for the process
         self.directory = directory
+        server = self.config.server  # fixed for the process, like the upstream
+        self.limits = CallLimits(
+            calls_per_principal=server.max_calls_per_principal,
+            unauthenticated_per_address=server.max_unauthenticated_per_address,
+            unverified_bytes=server.max_unverified_body_bytes,
+        )
+        self._body_timeout = server.body_timeout.total_seconds()
 
     def _current_roles(self, principal: str) -> list[RoleConfig]:
         """The roles the principal holds now, not when the credential was minted."""
@@ -184,10 +196,18 @@ class Gateway(Configured):
         # Compile every service model off the loop, so no request waits for one.
         self._preload = asyncio.get_running_loop().run_in_executor(None, self.index.preload)
         self._refresher = asyncio.create_task(self._follow_directory())
+        server = self.config.server
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(limit=server.upstream_connections, ttl_dns_cache=300),
             auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300),
+            # `connect` bounds the wait for a pooled connection to come free plus opening it:
+            # a full pool answers 503 after it, instead of leaving the caller without answer.
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=server.upstream_connect_timeout.total_seconds(),
+                sock_connect=10,
+                sock_read=300,
+            ),
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
 
@@ -214,16 +234,21 @@ class Gateway(Configured):
     # -- aiohttp entry points -------------------------------------------------------------
 
     async def expect(self, request: web.Request) -> web.StreamResponse | None:
-        """Answer `100 Continue` only once the caller's signature is known to be good."""
+        """Answer `100 Continue` only once the caller's signature is known to be good, and
+        the caller has room for another call (it is taken for real in `handle`)."""
         if request.headers.get("Expect", "").lower() != "100-continue":
             raise web.HTTPExpectationFailed(text="Unknown Expect header")
         call = self._new_call(request)
+        admission = self.limits.admit(call.source_ip)
         try:
-            request["iamgate.authn"] = self._authenticate_head(request, call)
+            request["iamgate.authn"] = authn = self._authenticate_head(request, call)
+            _admit(admission, authn)
         except Refused as refused:
             response = self._refuse(request, call, refused)
             self._audit(call)
             return response
+        finally:
+            admission.release()
         if request.version >= (1, 1):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             request.writer.output_size = 0
@@ -232,10 +257,21 @@ class Gateway(Configured):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         call: _Call = request.get("iamgate.call") or self._new_call(request)
+        admission = self.limits.admit(call.source_ip)
         try:
-            return await self._process(request, call)
+            return await self._process(request, call, admission)
         except Refused as refused:
             return self._refuse(request, call, refused)
+        except aiohttp.ConnectionTimeoutError:
+            log.warning("no upstream connection in time for %s", call.request_id)
+            return self._refuse(
+                request,
+                call,
+                Refused(
+                    Reason.UPSTREAM_UNAVAILABLE,
+                    "iamgate: no connection to the AWS endpoint came free in time; retry",
+                ),
+            )
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("upstream failed for %s: %s", call.request_id, type(exc).__name__)
             return self._refuse(
@@ -244,15 +280,19 @@ class Gateway(Configured):
                 Refused(Reason.UPSTREAM_UNAVAILABLE, "iamgate could not reach the AWS endpoint"),
             )
         finally:
+            admission.release()  # on every path: answered, refused, disconnected, failed
             self._audit(call)
 
     # -- the pipeline ---------------------------------------------------------------------
 
-    async def _process(self, request: web.Request, call: _Call) -> web.StreamResponse:
+    async def _process(
+        self, request: web.Request, call: _Call, admission: Admission
+    ) -> web.StreamResponse:
         authn: _Authenticated | None = request.get("iamgate.authn")
         if authn is None:
             authn = self._authenticate_head(request, call)
-        inbound = await self._authenticate(request, call, authn)
+        _admit(admission, authn)
+        inbound = await self._authenticate(request, call, authn, admission)
         identified = self._identify(request, call, authn, inbound)
         outbound = self._outbound(request, authn, inbound, identified)
         grant = self._authorize(call, authn.claims, identified)
@@ -304,20 +344,25 @@ class Gateway(Configured):
         )
 
     async def _authenticate(
-        self, request: web.Request, call: _Call, authn: _Authenticated
+        self, request: web.Request, call: _Call, authn: _Authenticated, admission: Admission
     ) -> _Inbound:
         """The body, verified against the signature: read whole, or (large S3 uploads)
-        checked as it streams, its last piece held back until it has verified."""
+        checked as it streams, its last piece held back until it has verified. A body read
+        before its signature can be checked counts against the sender's unverified bytes."""
         auth = authn.auth
         content_sha = auth.content_sha256
         s3 = auth.scope.service in S3_FAMILY
         if s3 and (is_streaming(content_sha) or _too_big_to_buffer(request)):
             verified = authn.verified or self._verify(request, authn, payload_hash_for(auth, None))
-            return _Inbound(stream=_body_stream(request, verified, content_sha))
-        body = await _read_body(request)
+            admission.authenticated(authn.claims.principal)
+            stream = _body_stream(request, verified, content_sha)
+            stream.idle = self._body_timeout
+            return _Inbound(stream=stream)
+        body = await _read_body(request, admission, self._body_timeout)
         call.bytes_in = len(body)
         if authn.verified is None:
             authn.verified = self._verify(request, authn, payload_hash_for(auth, body))
+            admission.authenticated(authn.claims.principal)
         if content_sha is not None and is_sha256_hex(content_sha):
             check_payload_sha256(hashlib.sha256(body).hexdigest(), content_sha)
         return _Inbound(body=body)
@@ -533,30 +578,60 @@ class Gateway(Configured):
                     continue
                 response.headers.add(name, raw_value.decode("latin-1"))
             length = upstream.headers.get("Content-Length")
-            if upstream.status >= 400 and request.method != "HEAD":
-                error_body = await upstream.content.read(MAX_ERROR_BODY + 1)
-                call.error_code = _error_code(upstream.headers, error_body)
-                if len(error_body) <= MAX_ERROR_BODY:
-                    response.content_length = len(error_body)
-                    await response.prepare(request)
-                    await response.write(error_body)
-                    call.bytes_out = len(error_body)
-                    await response.write_eof()
-                    return response
-                await response.prepare(request)
-                await response.write(error_body)
+            try:
+                return await self._answer(request, call, upstream, response, length)
+            except _StoppedReading:
+                call.reason = (
+                    f"iamgate: the client read nothing of the answer for {self._body_timeout:g} "
+                    "seconds; its connection was closed"
+                )
+                return response
+
+    async def _answer(
+        self,
+        request: web.Request,
+        call: _Call,
+        upstream: aiohttp.ClientResponse,
+        response: web.StreamResponse,
+        length: str | None,
+    ) -> web.StreamResponse:
+        """The upstream's answer, streamed to a client that must keep reading it."""
+        send = self._to_client
+        if upstream.status >= 400 and request.method != "HEAD":
+            error_body = await upstream.content.read(MAX_ERROR_BODY + 1)
+            call.error_code = _error_code(upstream.headers, error_body)
+            if len(error_body) <= MAX_ERROR_BODY:
+                response.content_length = len(error_body)
+                await send(request, response.prepare(request))
+                await send(request, response.write(error_body))
                 call.bytes_out = len(error_body)
-            else:
-                if upstream.status >= 400:
-                    call.error_code = _error_code(upstream.headers, b"")
-                if length is not None:
-                    response.content_length = int(length)
-                await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-                call.bytes_out += len(chunk)
-            await response.write_eof()
-            return response
+                await send(request, response.write_eof())
+                return response
+            await send(request, response.prepare(request))
+            await send(request, response.write(error_body))
+            call.bytes_out = len(error_body)
+        else:
+            if upstream.status >= 400:
+                call.error_code = _error_code(upstream.headers, b"")
+            if length is not None:
+                response.content_length = int(length)
+            await send(request, response.prepare(request))
+        async for chunk in upstream.content.iter_any():
+            await send(request, response.write(chunk))
+            call.bytes_out += len(chunk)
+        await send(request, response.write_eof())
+        return response
+
+    async def _to_client(self, request: web.Request, sending: Awaitable[object]) -> None:
+        """One step of the answer; a client that takes none of it for the body timeout is
+        disconnected, so it holds neither its call's share nor the upstream connection."""
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                await sending
+        except TimeoutError:
+            if request.transport is not None:
+                request.transport.abort()
+            raise _StoppedReading from None
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -602,7 +677,11 @@ class Gateway(Configured):
         response = web.Response(status=rendered.status, body=rendered.body)
         for name, value in rendered.headers.items():
             response.headers[name] = value
-        if refused.reason in (Reason.UPSTREAM_UNAVAILABLE, Reason.AUDIT_UNAVAILABLE):
+        if refused.reason in (
+            Reason.UPSTREAM_UNAVAILABLE,
+            Reason.AUDIT_UNAVAILABLE,
+            Reason.THROTTLED,
+        ):
             response.headers["Retry-After"] = "1"
         # A refused body the client is still sending is not read: close rather than drain.
         if not request.content.at_eof():
@@ -732,15 +811,28 @@ def _too_big_to_buffer(request: web.Request) -> bool:
     return length is None or length > STREAM_THRESHOLD
 
 
-async def _read_body(request: web.Request) -> bytes:
+def _admit(admission: Admission, authn: _Authenticated) -> None:
+    """A request whose signature the head proved counts as its principal's call from now
+    on; one whose body must be read first counts against its address until then."""
+    if authn.verified is not None:
+        admission.authenticated(authn.claims.principal)
+    else:
+        admission.unauthenticated()
+
+
+async def _read_body(request: web.Request, admission: Admission, idle: float) -> bytes:
+    """The whole body, up to MAX_BUFFERED_BODY; a client that leaves it without a byte for
+    `idle` seconds is refused (RequestTimeout)."""
+    too_large = Refused(Reason.INCOMPLETE_BODY, "iamgate: request body too large for this service")
     if request.content_length is not None and request.content_length > MAX_BUFFERED_BODY:
-        raise Refused(Reason.INCOMPLETE_BODY, "iamgate: request body too large for this service")
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise Refused(
-            Reason.INCOMPLETE_BODY, "iamgate: request body too large for this service"
-        ) from None
+        raise too_large
+    body = bytearray()
+    while chunk := await read_within(request.content, MAX_BUFFERED_BODY, idle):
+        if len(body) + len(chunk) > MAX_BUFFERED_BODY:
+            raise too_large
+        admission.buffered(len(chunk))  # nothing, once the signature has checked out
+        body += chunk
+    return bytes(body)
 
 
 def _first_segment(raw_path: str) -> str | None:
