@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from iamgate.config_hints import did_you_mean
+
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
@@ -433,7 +435,8 @@ def parse_config(text: str, *, source: str = "<config>") -> Config:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
             line = _line_of(located.lines, loc)
-            problems.append(f"{source}:{line}: {_dotted(loc)}: {err['msg']}")
+            hint = did_you_mean(Config, loc) if err["type"] == "extra_forbidden" else ""
+            problems.append(f"{source}:{line}: {_dotted(loc)}: {err['msg']}{hint}")
         raise ConfigError("\n".join(problems)) from None
 
 

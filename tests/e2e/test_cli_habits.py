@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import time
 import urllib.error
@@ -17,6 +16,8 @@ from pathlib import Path
 import pytest
 from harness import BIN, GatewayProcess, clean_env, free_port
 from people import PASSWORD, enrol, iamgate, login
+
+from iamgate.config import load_config
 
 pytestmark = pytest.mark.e2e
 
@@ -233,23 +234,28 @@ def test_a_profile_name_a_subshell_and_the_last_used(
 
 
 def test_serve_takes_the_example_configuration_as_it_is(tmp_path: Path) -> None:
+    """The example is valid as it is; `serve` runs it with only its address changed, so the
+    test never depends on 127.0.0.1:8080 being free."""
     example = Path(__file__).resolve().parents[2] / "examples" / "gateway.yaml"
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", 8080)) == 0:
-            pytest.skip("127.0.0.1:8080, the example's address, is taken")
+    assert load_config(example).server.url == "http://127.0.0.1:8080"
+    port = free_port()
+    text = example.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    assert text.count(f"127.0.0.1:{port}") == 2  # listen and public_url, nothing else
+    moved = tmp_path / "gateway.yaml"
+    moved.write_text(text)
     env = clean_env(tmp_path)
     server = subprocess.Popen(
-        [str(BIN / "iamgate"), "serve", "--config", str(example)],
+        [str(BIN / "iamgate"), "serve", "--config", str(moved)],
         cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert server.stderr is not None
         first = server.stderr.readline()
-        assert first.strip() == "iamgate listening on http://127.0.0.1:8080", first
+        assert first.strip() == f"iamgate listening on http://127.0.0.1:{port}", first
         status = None
         for _ in range(100):
             try:
-                with urllib.request.urlopen("http://127.0.0.1:8080/api/v1/health") as answer:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health") as answer:
                     status = json.loads(answer.read())["status"]
             except urllib.error.HTTPError as err:  # 503 while service models compile
                 status = json.loads(err.read())["status"]

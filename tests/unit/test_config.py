@@ -98,3 +98,11 @@ def test_a_reload_takes_on_roles_users_and_accounts_and_nothing_else() -> None:
     with pytest.raises(ConfigError, match=r"server, aws.upstream cannot change while"):
         live.replace(moved)
     assert live.config is new  # the configuration in force stays
+
+
+def test_an_unknown_key_names_the_key_it_is_closest_to() -> None:
+    text = "roles:\n  - name: a\n    allow: {accounts: {name: [a]}}\n    deny: {action: [x]}\n"
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, source="gateway.yaml")
+    assert "gateway.yaml:4: roles[0].deny.action" in str(error.value)
+    assert "did you mean 'actions'?" in str(error.value)
