@@ -9,6 +9,7 @@ and every page fits a phone's width. Screenshots land in the test's tmp folder.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -441,3 +442,39 @@ def test_every_page_fits_a_phone(
     finally:
         ctx.close()
     assert len(list(shots.glob("*.png"))) == 9
+
+
+# -- 6. roles' accounts, copy buttons, the time left ----------------------------------------
+
+
+def test_roles_show_the_accounts_they_match_and_the_header_the_time_left(
+    web: GatewayProcess, loader: Person, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    log_in(page, web.url, loader)
+    expect(page.locator("#session-left")).to_have_text(re.compile(r"^1[12]h(\d+m)? left$"))
+    page.goto(f"{web.url}/admin/roles")
+    matches = page.locator("td.matches[data-role='data-scientist'] .label")
+    expect(matches).to_have_text(["acme-prod", "customer-globex"])  # never acme-ci
+    expect(page.locator("td.matches[data-role='ci-runner'] .label")).to_have_text(["acme-ci"])
+
+
+def test_cli_set_up_blocks_copy_to_the_clipboard(
+    web: GatewayProcess, someone: Person, browser: Browser
+) -> None:
+    ctx = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+    try:
+        page = ctx.new_page()
+        log_in(page, web.url, someone)
+        expect(page).to_have_url(f"{web.url}/access")
+        role = page.locator("li.role[data-role='ReadOnly']").first
+        role.get_by_text("CLI set-up").click()
+        role.get_by_role("button", name=f"Copy: iamgate login {web.url}").click()
+        expect(role.get_by_role("button", name=f"Copy: iamgate login {web.url}")).to_have_text(
+            "Copied"
+        )
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert copied.startswith(f"iamgate login {web.url} --user {someone.name}\n")
+        assert "iamgate profiles sync" in copied
+    finally:
+        ctx.close()

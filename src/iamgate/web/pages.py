@@ -24,7 +24,7 @@ import jinja2
 from aiohttp import web
 from sqlalchemy import Engine, select
 
-from iamgate.access.decisions import role_reaches
+from iamgate.access.decisions import account_selected, role_reaches
 from iamgate.access.reach import reachable_accounts
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.search import Filters, KeyIssue, key_issues, search
@@ -119,6 +119,13 @@ class Viewer:
     roles: tuple[RoleConfig, ...]
     administer: bool
     csrf: str
+
+    @property
+    def time_left(self) -> str:
+        """What is left of the session at most (idleness ends it sooner), in minutes."""
+        end = min(self.session.expires_at, self.session.created_at + browser.ABSOLUTE_TIMEOUT)
+        minutes = max(0, int((end - datetime.now(UTC)).total_seconds()) // 60)
+        return human_duration(timedelta(minutes=minutes)) if minutes else "under a minute"
 
 
 class Refused(Exception):
@@ -612,12 +619,17 @@ class Pages(Configured):
 
     async def admin_roles(self, request: web.Request) -> web.StreamResponse:
         viewer = await self._administrator(request)
+        accounts = self.config.aws.accounts
         return self._page(
             "roles.html",
             viewer,
             nav="roles",
             roles=self.config.roles,
-            accounts=self.config.aws.accounts,
+            accounts=accounts,
+            matches={
+                r.name: [a.name for a in accounts if account_selected(r.allow.accounts, a)]
+                for r in self.config.roles
+            },
         )
 
     # -- administration ---------------------------------------------------------------------
