@@ -429,3 +429,21 @@ def test_an_s3_objects_content_encoding_is_its_metadata(gw: Pipeline) -> None:
     (sent,) = gw.received
     assert sent.body == body
     assert ("Content-Encoding", "gzip") in sent.headers
+
+
+def test_every_call_record_names_its_access_key_known_or_not(gw: Pipeline) -> None:
+    """What did this leaked key do? The record names the key, whether it was allowed,
+    refused, or never issued by this gateway."""
+    case = ci("sts", "POST", "/", body=b"Action=GetCallerIdentity&Version=2011-06-15", headers=FORM)
+    creds = gw.issue("ci-bot", CI, "CIRunner")
+    signed = gw.signed(creds, "sts", "POST", "/", body=case.body, headers=case.headers)
+    assert gw.send("POST", "/", signed, case.body).status == 200
+    (allowed,) = gw.calls()
+    assert allowed["access_key_id"] == creds.access_key_id
+    gw.reset()
+    forged = [
+        (name, value.replace(creds.access_key_id, "ASIAFORGEDFORGEDFORG")) for name, value in signed
+    ]
+    assert gw.send("POST", "/", forged, case.body).status == 403
+    (refused,) = gw.calls()
+    assert refused["decision"] == "denied" and refused["access_key_id"] == "ASIAFORGEDFORGEDFORG"

@@ -693,6 +693,8 @@ class Gateway(Configured):
         claims = call.claims
         return {
             "request_id": call.request_id,
+            # As CloudTrail records it: what a leaked key did, known or not, is searchable.
+            "access_key_id": call.auth.scope.access_key_id if call.auth else None,
             "account_id": claims.account_id if claims else None,
             "aws_role": claims.aws_role if claims else None,
             "service": op.service if op else (call.auth.scope.service if call.auth else None),
