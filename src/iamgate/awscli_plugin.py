@@ -4,11 +4,14 @@ CLI v1 pins sqs, emr, rds, docdb, neptune and health to fixed AWS hosts unless
 `--endpoint-url` is given on the command line, ignoring `endpoint_url` in the profile. Those
 calls would then go straight to AWS with gateway credentials and fail. This plugin runs
 first and copies the profile's `endpoint_url` into the command line's, so the CLI's own
-override sees it set and leaves it alone. Enabled by `iamgate profiles sync` / the demo with:
+override sees it set and leaves it alone. Enabled by `iamgate profiles sync`, `iamgate env`
+and the demo with:
 
     [plugins]
     iamgate = iamgate.awscli_plugin
-    cli_legacy_plugin_path = <directory holding the iamgate package>
+
+The `aws` that reads that file must be able to import `iamgate`: the one installed beside it
+(the venv's, which the demo's `source …/env.sh` puts first on PATH).
 """
 
 from __future__ import annotations
