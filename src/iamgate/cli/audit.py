@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
 
 from iamgate.audit.search import Filters, export, heads, search, verify
-from iamgate.cli.admin import config_option, open_store
+from iamgate.cli.admin import config_option, host_config_option, open_store
 from iamgate.cli.examples import examples
 from iamgate.cli.people import wide_console
+from iamgate.cli.remote import Remote, logged_in
 
 
 @click.group()
@@ -26,6 +28,7 @@ def audit() -> None:
         "iamgate audit search --principal dana --decision denied --config gateway.yaml",
         "iamgate audit search --action 'rds:Delete*' --since 2026-11-24T00:00:00Z --json \\",
         "    --config gateway.yaml",
+        "iamgate audit search --principal dana   # as the administrator logged in",
     ),
 )
 @config_option
@@ -44,7 +47,7 @@ def audit() -> None:
 @click.option("--limit", default=50, show_default=True, help="At most this many events.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, for scripts.")
 def audit_search(
-    config_path: Path,
+    config_path: Path | None,
     principal: str | None,
     account: str | None,
     aws_role: str | None,
@@ -58,33 +61,53 @@ def audit_search(
     limit: int,
     as_json: bool,
 ) -> None:
-    """Events newest first."""
-    config, engine = open_store(config_path)
-    account_id = None
-    if account:
-        known = config.aws.account_named(account)
-        account_id = known.id if known else account
-    events = search(
-        engine,
-        Filters(
-            principal,
-            account_id,
-            aws_role,
-            service,
-            action,
-            decision,
-            status,
-            since,
-            until,
-            kind,
+    """Events newest first.
+
+    Without --config, the gateway of `iamgate login` answers: everyone's events for an
+    administrator, one's own for anyone else."""
+    if config_path is None:
+        events, names = _remote_search(
+            dict(
+                principal=principal,
+                account=account,
+                role=aws_role,
+                service=service,
+                action=action,
+                decision=decision,
+                status=None if status is None else str(status),
+                since=since,
+                until=until,
+                type=kind,
+            ),
             limit,
-        ),
-    )
+        )
+    else:
+        config, engine = open_store(config_path)
+        account_id = None
+        if account:
+            known = config.aws.account_named(account)
+            account_id = known.id if known else account
+        events = search(
+            engine,
+            Filters(
+                principal,
+                account_id,
+                aws_role,
+                service,
+                action,
+                decision,
+                status,
+                since,
+                until,
+                kind,
+                limit,
+            ),
+        )
+        names = {a.id: a.name for a in config.aws.accounts}
     if as_json:
         for event in events:
             sys.stdout.write(json.dumps(event) + "\n")
         return
-    names = {a.id: a.name for a in config.aws.accounts}
     table = Table(
         "time", "principal", "account", "role", "action", "decision", "status", "rule / reason"
     )
@@ -103,6 +126,39 @@ def audit_search(
     wide_console().print(table)
 
 
+PAGE = 1000  # the JSON API's largest page
+
+
+def _remote_search(
+    filters: dict[str, str | None], limit: int
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """`GET /api/v1/audit`, page after page (`before`), up to `limit` events; and the names
+    of the accounts the caller may know."""
+    remote = logged_in()
+    if not remote.administer and filters["principal"] not in (None, remote.user):
+        raise click.ClickException(
+            f"{remote.not_administrator()}; you may search your own events (leave out --principal)"
+        )
+    query = {k: v for k, v in filters.items() if v is not None}
+    events: list[dict[str, Any]] = []
+    while len(events) < limit:
+        page = min(PAGE, limit - len(events))
+        reply = remote.call("GET", "/api/v1/audit", query=query | {"limit": str(page)})
+        events += reply["events"]
+        if not reply["next"] or len(reply["events"]) < page:
+            break
+        query["before"] = reply["next"]
+    return events[:limit], _account_names(remote)
+
+
+def _account_names(remote: Remote) -> dict[str, str]:
+    if remote.administer:
+        accounts = remote.call("GET", "/api/v1/accounts")["accounts"]
+    else:
+        accounts = remote.call("GET", "/api/v1/access")["accounts"]
+    return {a["id"]: a["name"] for a in accounts}
+
+
 @audit.command(
     "export",
     epilog=examples(
@@ -110,7 +166,7 @@ def audit_search(
         "    --config gateway.yaml > audit.jsonl",
     ),
 )
-@config_option
+@host_config_option
 @click.option("--since", help="ISO 8601 time, UTC.")
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", help="Output format."
@@ -132,7 +188,7 @@ def audit_export(config_path: Path, since: str | None, fmt: str, head_file: Path
 @audit.command(
     "verify", epilog=examples("iamgate audit verify --head-file heads.json --config gateway.yaml")
 )
-@config_option
+@host_config_option
 @click.option(
     "--head-file",
     type=click.Path(path_type=Path, exists=True),

@@ -152,7 +152,13 @@ def _http_error(url: str, path: str, err: urllib.error.HTTPError, authenticated:
     return f"the gateway at {url} refused: {err.reason}"
 
 
-def _call(url: str, path: str, body: dict[str, Any] | None, token: str | None) -> Any:
+def _call(
+    url: str,
+    path: str,
+    body: dict[str, Any] | None,
+    token: str | None,
+    method: str | None = None,
+) -> Any:
     if not url.startswith(("http://", "https://")):
         raise click.ClickException(
             f"the gateway URL must start with http:// or https://, not {url!r} "
@@ -161,7 +167,7 @@ def _call(url: str, path: str, body: dict[str, Any] | None, token: str | None) -
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
         url.rstrip("/") + path,
         data=json.dumps(body).encode() if body is not None else None,
-        method="POST" if body is not None else "GET",
+        method=method or ("POST" if body is not None else "GET"),
         headers={"Content-Type": "application/json"}
         | ({"Authorization": f"Bearer {token}"} if token else {}),
     )

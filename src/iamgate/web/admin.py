@@ -67,6 +67,13 @@ class UserSummary:
     active_sessions: int
 
 
+def session_state(session: LoginSession, now: datetime) -> str:
+    """`active`, `expired` or `revoked`, as `iamgate sessions ls` shows it."""
+    if session.revoked_at:
+        return "revoked"
+    return "expired" if session.expires_at <= now else "active"
+
+
 class AdminError(Exception):
     """A refused administrative change: an HTTP status, a code and a plain message."""
 
@@ -263,6 +270,10 @@ class Admin(Configured):
             for s in list_login_sessions(self.engine, user)
             if s.revoked_at is None and s.expires_at > now
         ]
+
+    def all_sessions(self, user: str | None = None) -> list[LoginSession]:
+        """Every login session, newest first, ended ones too (see `session_state`)."""
+        return list_login_sessions(self.engine, user)
 
     def revoke_session(self, session_id: str, *, by: Actor) -> None:
         known = {s.id: s for s in list_login_sessions(self.engine)}

@@ -28,12 +28,13 @@ from iamgate.config import Config, Configured, LiveConfig, RoleConfig, live
 from iamgate.identity.credentials import KeyRing, mint_credentials
 from iamgate.store.directory import LoginSession, get_user, open_login_session, record_issued
 from iamgate.web import browser
-from iamgate.web.admin import Actor, Admin, AdminError, Enrolment, UserSummary
+from iamgate.web.admin import Actor, Admin, AdminError, Enrolment, UserSummary, session_state
 from iamgate.web.logins import BrowserSessions, Client, Logins
 from iamgate.web.openapi import openapi_document
 
 TIME = "%Y-%m-%dT%H:%M:%SZ"
 MAX_AUDIT_PAGE = 1000
+MIN_PASSWORD = 12
 # The largest body the JSON API, the login API and the pages take: they need a few
 # kilobytes, and login is unauthenticated. (The proxy's own limit is for AWS calls.)
 MAX_BODY = 64 * 1024
@@ -154,8 +155,10 @@ class Api(Configured):
             _route("POST", "/api/v1/users/{name}/reset", self.reset_user),
             _route("POST", "/api/v1/users/{name}/reset-totp", self.reset_totp),
             _route("PUT", "/api/v1/users/{name}/roles", self.set_roles),
+            _route("DELETE", "/api/v1/users/{name}/sessions", self.revoke_user),
             _route("GET", "/api/v1/sessions", self.list_sessions),
             _route("DELETE", "/api/v1/sessions/{id}", self.revoke_session),
+            _route("DELETE", "/api/v1/credentials/{access_key}", self.revoke_credential),
             _route("GET", "/api/v1/roles", self.list_roles),
             _route("GET", "/api/v1/accounts", self.list_accounts),
         ]
@@ -253,6 +256,21 @@ class Api(Configured):
         value = body.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ApiError(400, "BadRequest", f"{key} must be a list of strings")
+        return value
+
+    @staticmethod
+    def _password(body: Mapping[str, Any]) -> str | None:
+        """An administrator's chosen password (`iamgate users add/reset --password-stdin`);
+        without one, the gateway generates it."""
+        if "password" not in body:
+            return None
+        value = body["password"]
+        if not isinstance(value, str) or len(value) < MIN_PASSWORD:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"password must be a string of at least {MIN_PASSWORD} characters",
+            )
         return value
 
     # -- everyone ---------------------------------------------------------------------------
@@ -411,8 +429,8 @@ class Api(Configured):
         if not 1 <= limit <= MAX_AUDIT_PAGE:
             raise ApiError(400, "BadRequest", f"limit must be 1 to {MAX_AUDIT_PAGE}")
         decision = q.get("decision") or None
-        if decision not in (None, "allowed", "denied"):
-            raise ApiError(400, "BadRequest", "decision must be allowed or denied")
+        if decision not in (None, "allowed", "denied", "error"):
+            raise ApiError(400, "BadRequest", "decision must be allowed, denied or error")
         kind = q.get("type") or str(EventType.AWS_CALL)
         if kind not in set(EventType):
             raise ApiError(400, "BadRequest", f"unknown event type {kind!r}")
@@ -461,7 +479,11 @@ class Api(Configured):
         body = await self._body(request)
         name, roles = self._string(body, "name"), self._names(body, "roles")
         enrolment = await asyncio.to_thread(
-            self.admin.add_user, name, roles, by=self._actor(request, caller)
+            self.admin.add_user,
+            name,
+            roles,
+            by=self._actor(request, caller),
+            password=self._password(body),
         )
         return _ok(_enrolment(enrolment), status=201)
 
@@ -487,8 +509,9 @@ class Api(Configured):
 
     async def reset_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
         caller = await self._administrator(request)
+        password = self._password(await self._body(request)) if request.body_exists else None
         enrolment = await asyncio.to_thread(
-            self.admin.reset, p["name"], by=self._actor(request, caller)
+            self.admin.reset, p["name"], by=self._actor(request, caller), password=password
         )
         return _ok(_enrolment(enrolment))
 
@@ -513,7 +536,15 @@ class Api(Configured):
 
     async def list_sessions(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         await self._administrator(request)
-        sessions = await asyncio.to_thread(self.admin.sessions, request.query.get("user") or None)
+        user = request.query.get("user") or None
+        every = request.query.get("all", "false")
+        if every not in ("true", "false"):
+            raise ApiError(400, "BadRequest", "all must be true or false")
+        if every == "true":
+            sessions = await asyncio.to_thread(self.admin.all_sessions, user)
+        else:
+            sessions = await asyncio.to_thread(self.admin.sessions, user)
+        now = datetime.now(UTC)
         return _ok(
             {
                 "sessions": [
@@ -524,6 +555,8 @@ class Api(Configured):
                         "created_at": _time(s.created_at),
                         "last_seen_at": _time(s.last_seen_at),
                         "expires_at": _time(s.expires_at),
+                        "revoked_at": _time(s.revoked_at),
+                        "state": session_state(s, now),
                     }
                     for s in sessions
                 ]
@@ -535,6 +568,25 @@ class Api(Configured):
     ) -> web.StreamResponse:
         caller = await self._administrator(request)
         await asyncio.to_thread(self.admin.revoke_session, p["id"], by=self._actor(request, caller))
+        return web.Response(status=204)
+
+    async def revoke_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+        """Everything the user holds stops working (`iamgate sessions revoke --user`)."""
+        caller = await self._administrator(request)
+        name = p["name"]
+        if await asyncio.to_thread(get_user, self.engine, name) is None:
+            raise ApiError(404, "NoSuchUser", f"no user {name!r}")
+        active = len(await asyncio.to_thread(self.admin.sessions, name))
+        await asyncio.to_thread(self.admin.revoke_user, name, by=self._actor(request, caller))
+        return _ok({"user": name, "revoked_sessions": active})
+
+    async def revoke_credential(
+        self, request: web.Request, p: Mapping[str, str]
+    ) -> web.StreamResponse:
+        caller = await self._administrator(request)
+        await asyncio.to_thread(
+            self.admin.revoke_credential, p["access_key"], by=self._actor(request, caller)
+        )
         return web.Response(status=204)
 
     async def list_roles(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:

@@ -42,13 +42,17 @@ def _op(
     responses: dict[str, Any],
     *,
     body: str | None = None,
+    body_required: bool = True,
     params: list[dict[str, Any]] | None = None,
     public: bool = False,
     errors: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {"summary": summary, "responses": responses | _errors(*errors)}
     if body is not None:
-        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(body)}}}
+        operation["requestBody"] = {
+            "required": body_required,
+            "content": {JSON: {"schema": _ref(body)}},
+        }
     if params:
         operation["parameters"] = params
     if public:
@@ -74,6 +78,11 @@ USER_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.@-]{0,63}$"}
 TIME = {"type": "string", "format": "date-time"}
 NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 NAMES = {"type": "array", "items": STRING}
+PASSWORD = {
+    "type": "string",
+    "minLength": 12,
+    "description": "the administrator's choice; without it, the gateway generates one",
+}
 
 SCHEMAS: dict[str, Any] = {
     "Health": {
@@ -230,7 +239,16 @@ SCHEMAS: dict[str, Any] = {
     "NewUser": {
         "type": "object",
         "required": ["name"],
-        "properties": {"name": USER_NAME, "roles": NAMES},
+        "properties": {"name": USER_NAME, "roles": NAMES, "password": PASSWORD},
+    },
+    "Reset": {
+        "type": "object",
+        "properties": {"password": PASSWORD},
+    },
+    "RevokedUser": {
+        "type": "object",
+        "required": ["user", "revoked_sessions"],
+        "properties": {"user": STRING, "revoked_sessions": {"type": "integer"}},
     },
     "Roles": {"type": "object", "required": ["roles"], "properties": {"roles": NAMES}},
     "Enrolment": {
@@ -260,6 +278,8 @@ SCHEMAS: dict[str, Any] = {
                         "created_at": TIME,
                         "last_seen_at": NULLABLE_TIME,
                         "expires_at": TIME,
+                        "revoked_at": NULLABLE_TIME,
+                        "state": {"type": "string", "enum": ["active", "expired", "revoked"]},
                     },
                 },
             }
@@ -307,7 +327,9 @@ AUDIT_PARAMETERS = [
     _query("role", STRING, "IAM role"),
     _query("service", STRING, "e.g. s3"),
     _query("action", STRING, "IAM action glob, e.g. rds:Delete*"),
-    _query("decision", {"type": "string", "enum": ["allowed", "denied"]}, "gateway decision"),
+    _query(
+        "decision", {"type": "string", "enum": ["allowed", "denied", "error"]}, "gateway decision"
+    ),
     _query("status", {"type": "integer"}, "HTTP status from AWS"),
     _query("since", TIME, "at or after (the newest time a live view has)"),
     _query("until", TIME, "at or before"),
@@ -399,9 +421,11 @@ PATHS: dict[str, Any] = {
     "/api/v1/users/{name}/reset": {
         "parameters": [_path("name")],
         "post": _op(
-            "A new password and TOTP secret; the user's sessions end",
+            "A new password (the body's, else generated) and TOTP secret; the user's sessions end",
             {"200": _json(_ref("Enrolment"), "shown once")},
-            errors=(*ADMIN, 404),
+            body="Reset",
+            body_required=False,
+            errors=(*ADMIN, 400, 404),
         ),
     },
     "/api/v1/users/{name}/reset-totp": {
@@ -421,17 +445,38 @@ PATHS: dict[str, Any] = {
             errors=(*ADMIN, 400, 404, 409),
         ),
     },
+    "/api/v1/users/{name}/sessions": {
+        "parameters": [_path("name")],
+        "delete": _op(
+            "Revoke every login session and gateway credential the user holds now",
+            {"200": _json(_ref("RevokedUser"), "how many login sessions were in force")},
+            errors=(*ADMIN, 404),
+        ),
+    },
     "/api/v1/sessions": {
         "get": _op(
-            "Login sessions in force",
+            "Login sessions in force (with all=true, ended ones too)",
             {"200": _json(_ref("Sessions"), "")},
-            params=[_query("user", STRING, "only this user's")],
-            errors=ADMIN,
+            params=[
+                _query("user", STRING, "only this user's"),
+                _query(
+                    "all",
+                    {"type": "string", "enum": ["true", "false"]},
+                    "also expired and revoked sessions",
+                ),
+            ],
+            errors=(*ADMIN, 400),
         )
     },
     "/api/v1/sessions/{id}": {
         "parameters": [_path("id")],
         "delete": _op("Revoke a login session", NO_CONTENT, errors=(*ADMIN, 404)),
+    },
+    "/api/v1/credentials/{access_key}": {
+        "parameters": [
+            _path("access_key") | {"schema": {"type": "string", "pattern": "^ASIA.{16}$"}}
+        ],
+        "delete": _op("Revoke one gateway credential (ASIA…)", NO_CONTENT, errors=(*ADMIN, 400)),
     },
     "/api/v1/roles": {
         "get": _op(
