@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from sqlalchemy import Engine
@@ -124,7 +125,7 @@ def build_app(runtime: Runtime) -> web.Application:
     @web.middleware
     async def aws_calls_first(request: web.Request, handler: Handler) -> web.StreamResponse:
         # A SigV4-signed request is an AWS call whatever its path: a bucket may be "login".
-        if is_aws_request(request.headers, request.query_string):
+        if is_aws_request(request.method, request.path, request.headers, request.query_string):
             return await gateway.handle(request)
         # The rest (the login API, the JSON API, the pages) takes small bodies only: the
         # proxy's MAX_BUFFERED_BODY is for AWS calls, and logging in is unauthenticated.
@@ -183,7 +184,7 @@ def build_app(runtime: Runtime) -> web.Application:
     )
 
     async def expect(request: web.Request) -> web.StreamResponse | None:
-        if is_aws_request(request.headers, request.query_string):
+        if is_aws_request(request.method, request.path, request.headers, request.query_string):
             return await gateway.expect(request)
         if declares_too_large_a_body(request):
             return body_too_large_for(request)  # instead of 100 Continue
@@ -244,9 +245,19 @@ def body_too_large_for(request: web.Request) -> web.Response:
     )
 
 
-def is_aws_request(headers: Mapping[str, str], query: str) -> bool:
+def is_aws_request(method: str, path: str, headers: Mapping[str, str], query: str) -> bool:
+    """Signed as AWS signs, or shaped as an AWS call (an X-Amz-Target, an AWS JSON body, an
+    Action, a query-protocol form posted to /): such a request is answered in AWS's own
+    protocol (an unsigned one with MissingAuthenticationToken), never by the web API."""
     authorization = headers.get("Authorization", "")
-    return authorization.startswith("AWS") or "X-Amz-" in query or "AWSAccessKeyId=" in query
+    if authorization.startswith("AWS") or "X-Amz-" in query or "AWSAccessKeyId=" in query:
+        return True
+    if "X-Amz-Target" in headers or "x-amz-json" in headers.get("Content-Type", ""):
+        return True
+    if query and any(key == "Action" for key, _ in parse_qsl(query, keep_blank_values=True)):
+        return True
+    form = "x-www-form-urlencoded" in headers.get("Content-Type", "")
+    return method == "POST" and path == "/" and form
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:
