@@ -60,6 +60,8 @@ class EventType(enum.StrEnum):
     CREDENTIALS_ISSUED = "credentials.issued"
     SESSION_REVOKED = "session.revoked"
     USER_CHANGED = "user.changed"
+    ENROLMENT_CREATED = "enrolment.created"  # a one-time enrolment link handed out
+    ENROLMENT_REDEEMED = "enrolment.redeemed"  # its user set a password and TOTP with it
     CONSOLE_SIGNIN = "console.signin"
     REQUEST_CREATED = "request.created"
     REQUEST_APPROVED = "request.approved"

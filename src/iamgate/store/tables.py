@@ -99,3 +99,18 @@ revocations = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("by", String(128)),
 )
+
+# One-time enrolment links (`iamgate.identity.enrolment`): the secret is stored only as its
+# SHA-256; the TOTP secret waits here until the link is redeemed, then moves to `users`.
+enrolment_links = Table(
+    "enrolment_links",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("user", String(64), nullable=False, index=True),
+    Column("totp_secret", String(64), nullable=False),
+    Column("created_by", String(128)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+)

@@ -41,12 +41,14 @@ from iamgate.store.directory import (
 from iamgate.store.tables import login_sessions, revocations
 from iamgate.web import browser
 from iamgate.web.admin import Actor, Admin, AdminError, Enrolment
+from iamgate.web.enrolment import EnrolmentRefused, Enrolments, Link, LinkDead
 from iamgate.web.logins import BrowserSessions, Client, Logins
 
 HERE = Path(__file__).parent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 AUDIT_PAGE_SIZE = 50
+ENROL_CSRF_COOKIE = "iamgate-enrol-csrf"
 DECISIONS = ("allowed", "denied")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 RESOURCE_PARAM = re.compile(r"(Identifier|Name|Id|Arn|Url|Bucket|Key)s?$")
@@ -66,7 +68,10 @@ EVENT_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "credentials": ("Credentials issued", (EventType.CREDENTIALS_ISSUED,)),
     "revocations": ("Revocations", (EventType.SESSION_REVOKED,)),
-    "users": ("Users: adds, locks, resets", (EventType.USER_CHANGED,)),
+    "users": (
+        "Users: adds, locks, resets",
+        (EventType.USER_CHANGED, EventType.ENROLMENT_CREATED, EventType.ENROLMENT_REDEEMED),
+    ),
     "console": ("Console sign-ins", (EventType.CONSOLE_SIGNIN,)),
     "config": (
         "Configuration, start and stop",
@@ -215,6 +220,7 @@ class Pages(Configured):
         self.logins = logins
         self.sessions = sessions
         self.admin = admin
+        self.enrolments = Enrolments(engine, audit, admin)
         self.console_federation = console
         self.tls = self.config.server.tls is not None
         self.cookie = sessions.cookie
@@ -254,6 +260,8 @@ class Pages(Configured):
             ("POST", "/admin/users", self.add_user),
             ("POST", "/admin/users/{name}/{action}", self.change_user),
             ("POST", "/admin/sessions/{id}/revoke", self.revoke_session),
+            ("GET", "/enrol/{token}", self.enrol_form),
+            ("POST", "/enrol/{token}", self.enrol),
             ("POST", "/console", self.console),
             ("GET", "/console", self.elsewhere),
             ("GET", "/logout", self.elsewhere),
@@ -416,6 +424,8 @@ class Pages(Configured):
             "revoked": "Your session was ended by an administrator or from another window; "
             "log in again.",
             "locked": "Your account is locked. Ask an iamgate administrator to unlock it.",
+            "enrolled": "You are enrolled. Log in with your new password and the next code "
+            "from your authenticator app.",
         }.get(request.query.get("why") or why or "")
         csrf = browser.new_login_csrf()
         response = self._page(
@@ -651,6 +661,7 @@ class Pages(Configured):
         message: str | None = None,
         error: str | None = None,
         enrolment: Enrolment | None = None,
+        link: Link | None = None,
     ) -> web.Response:
         users = await asyncio.to_thread(self.admin.users)
         sessions = await asyncio.to_thread(self.admin.sessions, None)
@@ -665,6 +676,7 @@ class Pages(Configured):
             message=message,
             error=error,
             enrolment=enrolment,
+            link=link,
         )
 
     async def admin_users(self, request: web.Request) -> web.StreamResponse:
@@ -677,12 +689,100 @@ class Pages(Configured):
         roles = [r for r in multi.getall("roles", []) if isinstance(r, str)]
         name = form.get("name", "").strip()
         try:
-            enrolment = await asyncio.to_thread(
-                self.admin.add_user, name, roles, by=self._actor(request, viewer)
+            link = await asyncio.to_thread(
+                self.enrolments.add_user,
+                name,
+                roles,
+                by=self._actor(request, viewer),
+                gateway_url=self.config.server.url,
             )
         except AdminError as error:
             return await self._users_page(viewer, status=error.status, error=str(error))
-        return await self._users_page(viewer, message=f"Added {name}.", enrolment=enrolment)
+        return await self._users_page(viewer, message=f"Added {name}.", link=link)
+
+    # -- enrolment by a one-time link ---------------------------------------------------------
+
+    def _enrol_page(
+        self,
+        request: web.Request,
+        *,
+        status: int = 200,
+        error: str | None = None,
+    ) -> web.Response:
+        """The link's page: the TOTP secret as a QR code and as text, and the form."""
+        opened = self.enrolments.open(request.match_info["token"])
+        csrf = browser.new_login_csrf()
+        response = self._page(
+            "enrol.html",
+            None,
+            status=status,
+            opened=opened,
+            csrf=csrf,
+            error=error,
+            action=request.path,
+        )
+        response.set_cookie(
+            ENROL_CSRF_COOKIE,
+            csrf,
+            path="/enrol/",
+            secure=self.tls,
+            httponly=True,
+            samesite="Strict",
+            max_age=3600,
+        )
+        # The address holds the link's secret; the page's Referrer-Policy (same-origin) and
+        # CSP (no other origin at all) keep it from leaving for another site.
+        return response
+
+    def _dead_link(self, request: web.Request, dead: LinkDead) -> web.Response:
+        self._record(
+            request, EventType.WEB_REFUSED, None, path="/enrol/…", status=410, reason=str(dead)
+        )
+        response = self._page(
+            "refused.html",
+            None,
+            status=410,
+            nav="",
+            title="Enrolment link not usable",
+            message=str(dead),
+        )
+        return response
+
+    async def enrol_form(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await asyncio.to_thread(self._enrol_page, request)
+        except LinkDead as dead:
+            return self._dead_link(request, dead)
+
+    async def enrol(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        if not browser.same_origin(request.headers, self.config.server.url):
+            raise Refused(403, "Refused", "This enrolment form was sent from another site.")
+        if not browser.login_csrf_valid(request.cookies.get(ENROL_CSRF_COOKIE), fields.get("csrf")):
+            raise Refused(403, "Refused", "This form has expired. Reload the page and retry.")
+        client = Actor("", request.remote, request.headers.get("User-Agent"))
+        try:
+            user = await asyncio.to_thread(
+                self.enrolments.redeem,
+                request.match_info["token"],
+                fields.get("password", ""),
+                fields.get("password2", ""),
+                one_time_code(fields.get("otp", "")),
+                client=client,
+            )
+        except EnrolmentRefused as refused:
+            try:
+                return await asyncio.to_thread(
+                    self._enrol_page, request, status=400, error=str(refused)
+                )
+            except LinkDead as dead:
+                return self._dead_link(request, dead)
+        except LinkDead as dead:
+            return self._dead_link(request, dead)
+        response = redirect("/login?" + urlencode({"why": "enrolled", "user": user}))
+        response.del_cookie(ENROL_CSRF_COOKIE, path="/enrol/")
+        return response
 
     async def _confirm(
         self, request: web.Request, viewer: Viewer, name: str, action: str
