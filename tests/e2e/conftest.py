@@ -7,9 +7,33 @@ from pathlib import Path
 
 import pytest
 from harness import GatewayProcess
+from playwright.sync_api import Browser, sync_playwright
 
 from iamgate.sandbox import Sandbox
 from iamgate.sandbox.federation import FederationStandIn
+
+# Debian's Chromium, never Playwright's own download; without the background-networking
+# flags it keeps trying to reach Google's hosts from a machine with no network.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")  # Playwright's loop must be gone before asyncio tests run
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture(scope="session")

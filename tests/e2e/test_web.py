@@ -26,23 +26,12 @@ from playwright.sync_api import (
     Page,
     Response,
     expect,
-    sync_playwright,
 )
 
 from iamgate.sandbox import Sandbox
 from iamgate.sandbox.federation import FederationStandIn
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +57,6 @@ def someone(web: GatewayProcess, tmp_path: Path, request: pytest.FixtureRequest)
     """A contractor of one's own: a TOTP code works once, so each test logs in a fresh user."""
     name = "c-" + request.node.name.removeprefix("test_")[:40].replace("_", "-")
     return enrol(web, tmp_path, name, roles="contractor")
-
-
-@pytest.fixture(scope="module")  # Playwright's loop must be gone before asyncio tests run
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -14,22 +14,12 @@ from pathlib import Path
 import pytest
 from harness import GatewayProcess, audited_calls
 from people import PASSWORD, Person, enrol
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from iamgate.sandbox import Sandbox
 from iamgate.sandbox.federation import FederationStandIn
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 NEW_PASSWORD = "a long passphrase of my own"
 
 
@@ -43,16 +33,6 @@ def web(
     gw.start()
     yield gw
     gw.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 def test_a_new_user_enrols_by_a_one_time_link_and_logs_in(

@@ -27,23 +27,12 @@ from playwright.sync_api import (
     Page,
     ViewportSize,
     expect,
-    sync_playwright,
 )
 
 from iamgate.sandbox import Sandbox
 from iamgate.sandbox.federation import FederationStandIn
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
@@ -69,16 +58,6 @@ def loader(web: GatewayProcess, tmp_path_factory: pytest.TempPathFactory) -> Per
 def someone(web: GatewayProcess, tmp_path: Path, request: pytest.FixtureRequest) -> Person:
     name = "f-" + request.node.name.removeprefix("test_")[:40].replace("_", "-")
     return enrol(web, tmp_path, name, roles="contractor")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
