@@ -230,11 +230,16 @@ def test_the_login_page_answers_alike_and_says_how_long_to_wait(
         assert answers[5].retry_after is not None
         wait = int(answers[5].retry_after)
         assert f"Too many failed logins; try again in {wait} seconds." in answers[5].body
-    mine, unknown = ([_comparable(a.body) for a in answers] for answers in pages.values())
-    assert mine == unknown  # the same pages, but for each one's fresh CSRF token
+    mine, unknown = ([_comparable(a.body, name) for a in pages[name]] for name in pages)
+    # The same pages, but for each one's fresh CSRF token and the name each one typed, which
+    # the form keeps (it tells nothing the visitor did not type).
+    assert mine == unknown
+    assert all('value="ivy"' in a.body for a in pages["ivy"])
 
 
-def _comparable(page: str) -> str:
-    """A login page without its fresh CSRF token, and the wait without its seconds."""
+def _comparable(page: str, typed: str) -> str:
+    """A login page without its fresh CSRF token, the name typed into it, and the wait's
+    seconds."""
     page = re.sub(r'name="csrf" value="[^"]*"', 'name="csrf"', page)
+    page = page.replace(f'value="{typed}"', 'value="NAME"')
     return re.sub(r"try again in \d+ seconds", "try again in N seconds", page)
