@@ -141,6 +141,11 @@ class _Outbound:
     region: str
 
 
+# What the `Expect: 100-continue` step hands on to the request's handling.
+_AUTHN = web.RequestKey("iamgate.authn", _Authenticated)
+_CALL = web.RequestKey("iamgate.call", _Call)
+
+
 class Gateway(Configured):
     def __init__(
         self,
@@ -241,7 +246,7 @@ class Gateway(Configured):
         call = self._new_call(request)
         admission = self.limits.admit(call.source_ip)
         try:
-            request["iamgate.authn"] = authn = self._authenticate_head(request, call)
+            request[_AUTHN] = authn = self._authenticate_head(request, call)
             _admit(admission, authn)
         except Refused as refused:
             response = self._refuse(request, call, refused)
@@ -252,11 +257,11 @@ class Gateway(Configured):
         if request.version >= (1, 1):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             request.writer.output_size = 0
-        request["iamgate.call"] = call
+        request[_CALL] = call
         return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        call: _Call = request.get("iamgate.call") or self._new_call(request)
+        call: _Call = request.get(_CALL) or self._new_call(request)
         admission = self.limits.admit(call.source_ip)
         try:
             return await self._process(request, call, admission)
@@ -288,7 +293,7 @@ class Gateway(Configured):
     async def _process(
         self, request: web.Request, call: _Call, admission: Admission
     ) -> web.StreamResponse:
-        authn: _Authenticated | None = request.get("iamgate.authn")
+        authn: _Authenticated | None = request.get(_AUTHN)
         if authn is None:
             authn = self._authenticate_head(request, call)
         _admit(admission, authn)
