@@ -13,7 +13,6 @@ import asyncio
 import http.client
 import json
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,7 +20,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +29,7 @@ from fuzzed_events import events as any_event
 from harness import BIN, GatewayProcess, clean_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from postgres import fresh_database
+from postgres import fresh_database, write_lock
 from sqlalchemy import Engine, text
 
 from iamgate.audit.appender import Appender
@@ -177,24 +175,6 @@ def test_records_the_store_refuses_are_quarantined_and_the_chain_goes_on(
             assert record["fields"]["bytes"] == len(sent)
             assert record["fields"]["error"]
     assert verify(engine) == []
-
-
-@contextmanager
-def write_lock(engine: Engine) -> Iterator[None]:
-    """Another client holding the store so that no audit event can be written."""
-    if engine.dialect.name == "sqlite":
-        lock = sqlite3.connect(str(engine.url.database), isolation_level=None, timeout=0)
-        lock.execute("BEGIN EXCLUSIVE")
-        try:
-            yield
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
-        return
-    with engine.connect() as conn, conn.begin():
-        conn.execute(text("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE"))
-        yield
-        conn.rollback()
 
 
 def test_a_store_that_cannot_be_written_still_fails_closed(engine: Engine) -> None:

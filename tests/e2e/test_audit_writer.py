@@ -10,15 +10,13 @@ import asyncio
 import gc
 import os
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from postgres import fresh_database
+from postgres import fresh_database, write_lock
 from sqlalchemy import Engine, text
 
 from iamgate.audit.appender import Appender, ChainBroken, DirectAuditLog
@@ -48,24 +46,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         engine = open_engine(url)
         yield engine
         engine.dispose()
-
-
-@contextmanager
-def write_lock(engine: Engine) -> Iterator[None]:
-    """Another client holding the store so that no audit event can be written."""
-    if engine.dialect.name == "sqlite":
-        lock = sqlite3.connect(str(engine.url.database), isolation_level=None, timeout=0)
-        lock.execute("BEGIN EXCLUSIVE")
-        try:
-            yield
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
-        return
-    with engine.connect() as conn, conn.begin():
-        conn.execute(text("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE"))
-        yield
-        conn.rollback()
 
 
 def test_concurrent_records_share_commits_and_each_gets_its_place(engine: Engine) -> None:
