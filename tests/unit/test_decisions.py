@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iamgate.access.decisions import decide
+from iamgate.access.decisions import Reach, decide, decide_among
 from iamgate.access.levels import access_levels
 from iamgate.access.patterns import matches
 from iamgate.config import AccountConfig, RoleConfig
@@ -206,3 +206,69 @@ def test_credential_issuing_actions_need_a_role_that_names_them() -> None:
     reader = role(levels=["read", "list", "write"])
     assert not run([reader], CI, "Admin", "ecr:GetAuthorizationToken")[0]
     assert run([reader], CI, "Admin", "ecr:DescribeRepositories")[0]
+
+
+_ROLES = {
+    role.name: role
+    for role in (
+        DATA_SCIENTIST,
+        CI_RUNNER,
+        RoleConfig.model_validate(
+            {
+                "name": "prod-admin",
+                "allow": {"accounts": {"name": ["acme-prod"]}, "aws_roles": ["Admin*"]},
+                "deny": {"actions": ["rds:Delete*", "iam:*"]},
+            }
+        ),
+        RoleConfig.model_validate(
+            {
+                "name": "everywhere-reader",
+                "allow": {
+                    "accounts": {"env": ["prod", "ci"]},
+                    "aws_roles": ["ReadOnly", "CIRunner"],
+                    "actions": ["s3:Get*", "sts:GetCallerIdentity"],
+                },
+            }
+        ),
+    )
+}
+
+
+@given(
+    held=st.lists(st.sampled_from([*_ROLES, "no-such-role"]), max_size=6),
+    account=st.sampled_from([PROD, CI]),
+    aws_role=st.sampled_from(["ReadOnly", "CIRunner", "AdminFull", "Other"]),
+    action=st.sampled_from(
+        [
+            "s3:GetObject",
+            "s3:PutObject",
+            "rds:DeleteDBInstance",
+            "iam:CreateUser",
+            "ec2:RunInstances",
+            "sts:GetCallerIdentity",
+            "sts:AssumeRole",
+        ]
+    ),
+    max_count=st.integers(min_value=1, max_value=20),
+)
+def test_remembered_reach_decides_as_scanning_every_role(
+    held: list[str], account: AccountConfig, aws_role: str, action: str, max_count: int
+) -> None:
+    """The index a user with many roles relies on never changes a decision: the same as
+    scanning every role held, asked twice (the second answer comes from memory)."""
+    reach = Reach(_ROLES, size=2)
+    names = tuple(held)
+    params = {"MaxCount": max_count}
+    scanned = decide(
+        [_ROLES[n] for n in names if n in _ROLES], account, aws_role, action, "us-east-1", params
+    )
+    for _ in range(2):
+        reaching = reach.of(names, account, aws_role)
+        assert decide_among(reaching, account, aws_role, action, "us-east-1", params) == scanned
+
+
+def test_a_change_of_roles_held_is_seen_at_once() -> None:
+    reach = Reach(_ROLES)
+    assert reach.of(("data-scientist",), PROD, "ReadOnly") == (DATA_SCIENTIST,)
+    assert reach.of(("ci-runner",), PROD, "ReadOnly") == ()
+    assert reach.of(("ci-runner", "data-scientist"), PROD, "ReadOnly") == (DATA_SCIENTIST,)

@@ -76,13 +76,30 @@ def decide(
     levels: Levels = access_levels,
     ambiguous: str | None = None,
 ) -> Decision:
+    reaching = [r for r in roles if role_reaches(r, account, aws_role)]
+    return decide_among(
+        reaching, account, aws_role, action, region, params, levels=levels, ambiguous=ambiguous
+    )
+
+
+def decide_among(
+    reaching: Sequence[RoleConfig],
+    account: AccountConfig,
+    aws_role: str,
+    action: str,
+    region: str,
+    params: Mapping[str, object],
+    *,
+    levels: Levels = access_levels,
+    ambiguous: str | None = None,
+) -> Decision:
+    """The decision among the roles already known to reach (account, aws_role)."""
     if never_forwarded(action):
         return Decision(
             False,
             None,
             f"{action} is not available through the gateway; credentials are issued by iamgate",
         )
-    reaching = [r for r in roles if role_reaches(r, account, aws_role)]
     if not reaching:
         return Decision(
             False,
@@ -147,3 +164,35 @@ def decide(
             f"role {names} does not allow it by name",
         )
     return Decision(False, reaching[0].name, f"role {names} does not allow {action}")
+
+
+class Reach:
+    """Which of the roles a principal holds reach an (account, IAM role), remembered.
+
+    A user may hold a thousand gateway roles while a call needs the few that reach its
+    account: those are found once per (roles held, account, IAM role) and then looked up.
+    The key is the names held, so a change of a user's roles finds a new entry by itself;
+    a new configuration builds a new Reach.
+    """
+
+    def __init__(self, roles: Mapping[str, RoleConfig], *, size: int = 4096) -> None:
+        self._roles = roles
+        self._size = size
+        self._known: dict[tuple[tuple[str, ...], str, str], tuple[RoleConfig, ...]] = {}
+
+    def of(
+        self, held: tuple[str, ...], account: AccountConfig, aws_role: str
+    ) -> tuple[RoleConfig, ...]:
+        key = (held, account.id, aws_role)
+        found = self._known.get(key)
+        if found is None:
+            roles = self._roles
+            found = tuple(
+                roles[name]
+                for name in held
+                if name in roles and role_reaches(roles[name], account, aws_role)
+            )
+            if len(self._known) >= self._size:
+                self._known.pop(next(iter(self._known)))  # the oldest entry
+            self._known[key] = found
+        return found
