@@ -450,7 +450,10 @@ def test_protocol_for_follows_the_request(index: OperationIndex) -> None:
     assert index.protocol_for("monitoring", path=cbor) == "smithy-rpc-v2-cbor"
     form = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
     assert index.protocol_for("monitoring", headers=form) == "query"
-    assert index.protocol_for("sqs", headers=form) == "json"  # sqs no longer speaks query
+    # sqs no longer speaks query, but SDKs of before 2024 do (the legacy models)
+    assert index.protocol_for("sqs", headers=form) == "query"
+    current_only = OperationIndex.build(["sqs"], legacy=False)
+    assert current_only.protocol_for("sqs", headers=form) == "json"
     assert index.protocol_for("monitoring", headers={"X-Amz-Target": "x"}) == "json"
 
 

@@ -11,6 +11,13 @@ services) and compiles the operations of a signing name the first time a request
 arrives, under a lock; `preload()` compiles ahead of time for a predictable first request.
 Once compiled, a lookup is a dictionary hit (query, json, cbor) or a scan of the few REST
 templates that share the request's first path segment and query keys.
+
+A client's SDK may be older than the installed botocore (the AWS CLI v1 pins its own): the
+routes that older releases had and the installed models no longer describe (services since
+dropped, REST paths or signing names since changed) ship as trimmed models in
+`data/legacy_operations.json.gz` (built by tools/build_legacy_operations.py). They are
+consulted only for a request the current models identify as nothing, so a legacy route never
+shadows a current operation, and among themselves they are matched by the same rules.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ import re
 import struct
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
@@ -152,6 +160,11 @@ _QUERY_SIGNING_NAMES = frozenset(
     {"sts", "iam", "rds", "sns", "elasticache", "cloudformation", "autoscaling", "redshift"}
 )
 
+# Signing names read as S3 only when nothing else matches an unsigned request.
+_S3_SIGNING_NAMES = frozenset({"s3", "s3-outposts", "s3express", "s3-object-lambda"})
+
+_LEGACY_DATA = "legacy_operations.json.gz"
+
 _MODEL_CACHE_KEYS = frozenset({"load_service_model", "load_data", "load_data_with_path"})
 _METADATA_HEAD = 65536  # botocore writes `metadata` first; it is a few hundred bytes
 
@@ -243,6 +256,15 @@ class _SigningIndex:
     inputs: dict[Operation, frozenset[str]] = field(default_factory=dict)
     # Query keys that select a REST operation (S3's sub-resources: ?tagging, ?versioning).
     selectors: frozenset[str] = frozenset()
+    api_versions: dict[str, str] = field(default_factory=dict)  # service -> its API version
+    # Routes of older botocore releases that the current models lack: tried only when the
+    # current ones identify nothing.
+    legacy: _SigningIndex | None = None
+
+    def speaks(self, kind: str) -> bool:
+        """Whether this signing name's current or legacy models have `kind` (an attribute:
+        actions, targets, cbor) at all."""
+        return bool(getattr(self, kind)) or bool(self.legacy and getattr(self.legacy, kind))
 
 
 def iam_action_for(service: str, signing_name: str, operation: str) -> str:
@@ -297,6 +319,22 @@ def _read_metadata(loader: Loader, name: str) -> Mapping[str, Any]:
     model = loader.load_service_model(name, "service-2")
     _forget_models(loader)
     return dict(model["metadata"])
+
+
+LegacyModels = Mapping[str, Sequence[tuple[_Service, Mapping[str, Any]]]]
+
+
+def load_legacy(services: Iterable[str] | None = None) -> LegacyModels:
+    """The shipped legacy models by signing name (only those of `services` if given)."""
+    wanted = None if services is None else set(services)
+    raw = files("iamgate.aws").joinpath("data", _LEGACY_DATA).read_bytes()
+    by_signing: dict[str, list[tuple[_Service, Mapping[str, Any]]]] = {}
+    for signing_name, variants in json.loads(gzip.decompress(raw))["signing"].items():
+        for variant in variants:
+            if wanted is None or variant["service"] in wanted:
+                service = _service_from_metadata(variant["service"], variant["metadata"])
+                by_signing.setdefault(signing_name, []).append((service, variant))
+    return by_signing
 
 
 def _forget_models(loader: Loader) -> None:
@@ -423,12 +461,49 @@ def _index_rest(templates: list[_Template]) -> _RestIndex:
     return _RestIndex(ordered, dict(buckets))
 
 
+def _compile(
+    services: tuple[_Service, ...], models: Iterable[tuple[_Service, Mapping[str, Any]]]
+) -> _SigningIndex:
+    signing = _SigningIndex(services)
+    rest: dict[str, list[_Template]] = defaultdict(list)
+    for service, model in models:
+        signing.api_versions.setdefault(service.name, service.api_version)
+        for op_name, op in model["operations"].items():
+            action = iam_action_for(service.name, service.signing_name, op_name)
+            for protocol in service.protocols:
+                operation = Operation(service.name, op_name, protocol, action)
+                signing.inputs[operation] = _input_names(model, op, protocol)
+                if protocol in ("query", "ec2"):
+                    signing.actions.setdefault(op_name, []).append(operation)
+                elif protocol == "json" and service.target_prefix:
+                    signing.targets[f"{service.target_prefix}.{op_name}"] = operation
+                elif protocol == "smithy-rpc-v2-cbor" and service.target_prefix:
+                    signing.cbor[(service.target_prefix, op_name)] = operation
+                elif protocol in ("rest-json", "rest-xml"):
+                    method = op.get("http", {}).get("method", "POST").upper()
+                    rest[method].append(_rest_template(service, model, op_name, op, protocol))
+    signing.rest = {method: _index_rest(templates) for method, templates in rest.items()}
+    signing.selectors = frozenset(
+        key for templates in rest.values() for t in templates for key, _ in t.query_values
+    )
+    return signing
+
+
 class OperationIndex:
     """Signing name -> botocore services -> operations, compiled on first use."""
 
-    def __init__(self, loader: Loader, services: Iterable[_Service]) -> None:
+    def __init__(
+        self, loader: Loader, services: Iterable[_Service], legacy: LegacyModels | None = None
+    ) -> None:
         self._loader = loader
         self._services: dict[str, _Service] = {s.name: s for s in services}
+        self._legacy = dict(legacy or {})
+        # Metadata of services only older releases have (answers errors in their protocol).
+        self._legacy_services: dict[str, _Service] = {}
+        for variants in self._legacy.values():
+            for service, _ in variants:
+                if service.name not in self._services:
+                    self._legacy_services.setdefault(service.name, service)
         by_signing: dict[str, list[_Service]] = defaultdict(list)
         for service in self._services.values():
             by_signing[service.signing_name].append(service)
@@ -444,20 +519,28 @@ class OperationIndex:
 
     @classmethod
     def build(
-        cls, services: Iterable[str] | None = None, *, loader: Loader | None = None
+        cls,
+        services: Iterable[str] | None = None,
+        *,
+        loader: Loader | None = None,
+        legacy: bool = True,
     ) -> OperationIndex:
-        """Reads each service's metadata now; operations are compiled on first use."""
+        """Reads each service's metadata (and the legacy routes) now; operations are
+        compiled on first use."""
         loader = loader or create_loader()
         names = (
             list(services) if services is not None else loader.list_available_services("service-2")
         )
         return cls(
-            loader, [_service_from_metadata(name, _read_metadata(loader, name)) for name in names]
+            loader,
+            [_service_from_metadata(name, _read_metadata(loader, name)) for name in names],
+            load_legacy(None if services is None else names) if legacy else None,
         )
 
     def preload(self, signing_names: Iterable[str] | None = None) -> None:
         """Compile now (all signing names by default) so no request waits for a model."""
-        for signing_name in self._by_signing if signing_names is None else signing_names:
+        everything = {*self._by_signing, *self._legacy}
+        for signing_name in everything if signing_names is None else signing_names:
             self._signing(signing_name)
 
     def _signing(self, signing_name: str) -> _SigningIndex | None:
@@ -465,45 +548,34 @@ class OperationIndex:
         if compiled is not None:
             return compiled
         services = self._by_signing.get(signing_name)
-        if services is None:
+        legacy = self._legacy.get(signing_name)
+        if services is None and legacy is None:
             return None
         with self._lock:
             compiled = self._compiled.get(signing_name)
             if compiled is None:
-                compiled = self._compile(services)
+                compiled = _compile(services or (), self._current_models(services or ()))
+                if legacy:
+                    compiled.legacy = _compile(tuple(s for s, _ in legacy), legacy)
+                    compiled.legacy.selectors |= compiled.selectors
                 self._compiled[signing_name] = compiled
         return compiled
 
-    def _compile(self, services: tuple[_Service, ...]) -> _SigningIndex:
-        signing = _SigningIndex(services)
-        rest: dict[str, list[_Template]] = defaultdict(list)
+    def _current_models(
+        self, services: Iterable[_Service]
+    ) -> Iterator[tuple[_Service, Mapping[str, Any]]]:
         for service in services:
             model = self._loader.load_service_model(service.name, "service-2")
             _forget_models(self._loader)
-            for op_name, op in model["operations"].items():
-                action = iam_action_for(service.name, service.signing_name, op_name)
-                for protocol in service.protocols:
-                    operation = Operation(service.name, op_name, protocol, action)
-                    signing.inputs[operation] = _input_names(model, op, protocol)
-                    if protocol in ("query", "ec2"):
-                        signing.actions.setdefault(op_name, []).append(operation)
-                    elif protocol == "json" and service.target_prefix:
-                        signing.targets[f"{service.target_prefix}.{op_name}"] = operation
-                    elif protocol == "smithy-rpc-v2-cbor" and service.target_prefix:
-                        signing.cbor[(service.target_prefix, op_name)] = operation
-                    elif protocol in ("rest-json", "rest-xml"):
-                        method = op.get("http", {}).get("method", "POST").upper()
-                        rest[method].append(_rest_template(service, model, op_name, op, protocol))
-        signing.rest = {method: _index_rest(templates) for method, templates in rest.items()}
-        signing.selectors = frozenset(
-            key for templates in rest.values() for t in templates for key, _ in t.query_values
-        )
-        return signing
+            yield service, model
 
     # -- metadata: answered without compiling anything ----------------------------------
 
     def services_for(self, signing_name: str) -> tuple[str, ...]:
         return tuple(s.name for s in self._by_signing.get(signing_name, ()))
+
+    def _service(self, name: str) -> _Service | None:
+        return self._services.get(name) or self._legacy_services.get(name)
 
     def protocol_for(
         self,
@@ -517,12 +589,16 @@ class OperationIndex:
         (an X-Amz-Target header is json, `/service/S/operation/O` is CBOR, a form body is
         query); otherwise the protocol botocore speaks to the service named like the
         signing name, e.g. `json` for SQS and CloudWatch, whose models list others too."""
-        services = self._by_signing.get(signing_name)
+        services = self._by_signing.get(signing_name) or tuple(
+            service for service, _ in self._legacy.get(signing_name, ())
+        )
         if not services:
             if signing_name in _FALLBACK_PROTOCOL:
                 return _FALLBACK_PROTOCOL[signing_name]
             return "query" if signing_name in _QUERY_SIGNING_NAMES else "json"
+        # What older clients speak counts too: a form posted to SQS is an old SDK's query call.
         spoken = {p for s in services for p in s.protocols}
+        spoken |= {p for s, _ in self._legacy.get(signing_name, ()) for p in s.protocols}
         lower = {k.lower(): v for k, v in (headers or {}).items()}
         if "x-amz-target" in lower and "json" in spoken:
             return "json"
@@ -537,15 +613,15 @@ class OperationIndex:
         return services[0].protocol
 
     def query_compatible(self, service: str) -> bool:
-        known = self._services.get(service)
+        known = self._service(service)
         return bool(known and known.query_compatible)
 
     def json_version(self, service: str) -> str:
-        known = self._services.get(service)
+        known = self._service(service)
         return (known.json_version if known else None) or "1.0"
 
     def endpoint_prefix(self, service: str) -> str:
-        known = self._services.get(service)
+        known = self._service(service)
         return known.endpoint_prefix if known else service
 
     # -- identification -------------------------------------------------------------------
@@ -582,16 +658,106 @@ class OperationIndex:
         target = lower.get("x-amz-target")
         form = _form_pairs(query, lower, body)
         actions = [value for key, value in form if key.lower() == "action"]
-        if target is not None:
-            return self._identify_json(signing, target, actions, path, query, body, compressed)
-        cbor = _cbor_path(path) if signing.cbor else None
-        if cbor is not None:
-            return self._identify_cbor(signing, cbor, actions, query, body, compressed)
-        if actions and signing.actions:
-            return self._identify_query(signing, actions, form, path, lower, body, compressed)
-        return self._identify_rest(
-            signing, method, path, raw_path, query, lower, body, virtual_bucket, compressed
-        )
+        # The request's shape picks one reading (json, cbor, query, REST) for current and
+        # legacy models alike; legacy ones are asked only when the current ones know nothing.
+        cbor = _cbor_path(path) if signing.speaks("cbor") else None
+        for models in (signing, signing.legacy):
+            if models is None:
+                continue
+            if target is not None:
+                found = self._identify_json(
+                    models,
+                    target,
+                    actions,
+                    path,
+                    query,
+                    body,
+                    compressed,
+                    signing.speaks("targets"),
+                )
+            elif cbor is not None:
+                found = self._identify_cbor(models, cbor, actions, query, body, compressed)
+            elif actions and signing.speaks("actions"):
+                found = self._identify_query(models, actions, form, path, lower, body, compressed)
+            else:
+                found = self._identify_rest(
+                    models, method, path, raw_path, query, lower, body, virtual_bucket, compressed
+                )
+            if found is not None:
+                return found
+        return None
+
+    def identify_unsigned(
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: bytes | None,
+        *,
+        raw_path: str | None = None,
+        virtual_bucket: str | None = None,
+    ) -> tuple[str, Identified] | None:
+        """(signing name, operation) of a request that carries no signature, hence no
+        credential scope naming its service: so it can be refused in that service's own
+        protocol and its record can say what was attempted.
+
+        Its shape decides, among the signing names compiled so far (all, once preloaded:
+        an unsigned request never compiles anything): an X-Amz-Target names a JSON
+        operation, `/service/S/operation/O` a CBOR one, an Action (with the Version, when
+        given, of the service's API) a query or EC2 one; otherwise a REST route of a service
+        other than S3 whose first path segment is a literal of its model (Lambda's
+        `/2015-03-31/...`, Route 53's `/2013-04-01/...`); anything else is read as S3
+        (path-style, or virtual-hosted when `virtual_bucket` is given).
+        """
+        lower = {k.lower(): v for k, v in headers.items()}
+        try:
+            form = _form_pairs(query, lower, body)
+        except Refused:
+            form = list(query)
+        named = {key.lower(): value for key, value in reversed(form)}
+        action, version = named.get("action"), named.get("version")
+        target, cbor = lower.get("x-amz-target"), _cbor_path(path)
+        full = raw_path if raw_path is not None else path
+        first = unquote(full.lstrip("/").partition("/")[0])
+        keys = (None, *dict(query))
+
+        def shaped(signing: _SigningIndex) -> bool:
+            if target is not None:
+                return target in signing.targets
+            if cbor is not None:
+                return cbor in signing.cbor
+            if action is not None:
+                versions = {s.api_version for s in signing.services}
+                return action in signing.actions and (version is None or version in versions)
+            rest = signing.rest.get(method.upper())
+            return rest is not None and any((first, key) in rest.buckets for key in keys)
+
+        rpc = target is not None or cbor is not None or action is not None
+        candidates = [
+            name
+            for name, signing in list(self._compiled.items())
+            if name not in _S3_SIGNING_NAMES and shaped(signing)
+        ]
+        if not rpc and "s3" in self._compiled:
+            candidates.append("s3")
+        for name in candidates:
+            try:
+                found = self.identify(
+                    name,
+                    method,
+                    path,
+                    query,
+                    headers,
+                    body,
+                    virtual_bucket=virtual_bucket if name == "s3" else None,
+                    raw_path=raw_path,
+                )
+            except Refused:
+                continue
+            if found is not None:
+                return name, found
+        return None
 
     def _identify_json(
         self,
@@ -602,8 +768,9 @@ class OperationIndex:
         query: Sequence[tuple[str, str]],
         body: bytes | None,
         compressed: str | None,
+        speaks_json: bool,
     ) -> Identified | None:
-        if not signing.targets:
+        if not speaks_json:
             also = f", beside Action={actions[0]}" if actions else ""
             raise _refuse(f"X-Amz-Target {target} is not part of this service's protocol{also}")
         if actions:
@@ -669,7 +836,7 @@ class OperationIndex:
             return None
         version = params.get("Version")
         op = next(
-            (c for c in candidates if self._services[c.service].api_version == version),
+            (c for c in candidates if signing.api_versions.get(c.service) == version),
             candidates[0],
         )
         top = {key.partition(".")[0] for key in params if key not in ("Action", "Version")}
