@@ -26,6 +26,7 @@ OUTPUT = (
 
 def _parse(body: bytes) -> dict[str, object]:
     """What boto3 makes of the reply: botocore's own parser and STS's own output shape."""
+    assert OUTPUT is not None
     response = {"body": body, "headers": {}, "status_code": 200}
     parsed: dict[str, object] = QueryParser().parse(response, OUTPUT)
     return parsed
