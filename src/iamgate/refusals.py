@@ -38,6 +38,9 @@ class Reason(enum.Enum):
     THROTTLED = "throttled"  # the caller holds its share of the gateway (calls, buffered bytes)
     REQUEST_TIMEOUT = "request-timeout"  # the client stopped sending its body
     INTERNAL = "internal"
+    # sts:AssumeRoleWithWebIdentity / AssumeRoleWithSAML: unsigned by design in AWS, but this
+    # gateway trusts no web identity or SAML provider yet.
+    WEB_IDENTITY_UNCONFIGURED = "web-identity-unconfigured"
 
 
 class Refused(Exception):

@@ -125,7 +125,9 @@ def build_app(runtime: Runtime) -> web.Application:
     @web.middleware
     async def aws_calls_first(request: web.Request, handler: Handler) -> web.StreamResponse:
         # A SigV4-signed request is an AWS call whatever its path: a bucket may be "login".
-        if is_aws_request(request.method, request.path, request.headers, request.query_string):
+        if is_aws_request(
+            request.method, request.path, request.headers, request.query_string
+        ) or is_anonymous_aws_request(request):
             return await gateway.handle(request)
         # The rest (the login API, the JSON API, the pages) takes small bodies only: the
         # proxy's MAX_BUFFERED_BODY is for AWS calls, and logging in is unauthenticated.
@@ -184,7 +186,9 @@ def build_app(runtime: Runtime) -> web.Application:
     )
 
     async def expect(request: web.Request) -> web.StreamResponse | None:
-        if is_aws_request(request.method, request.path, request.headers, request.query_string):
+        if is_aws_request(
+            request.method, request.path, request.headers, request.query_string
+        ) or is_anonymous_aws_request(request):
             return await gateway.expect(request)
         if declares_too_large_a_body(request):
             return body_too_large_for(request)  # instead of 100 Continue
@@ -258,6 +262,43 @@ def is_aws_request(method: str, path: str, headers: Mapping[str, str], query: st
         return True
     form = "x-www-form-urlencoded" in headers.get("Content-Type", "")
     return method == "POST" and path == "/" and form
+
+
+# The web's catch-all routes (the pages' 404 page, the JSON API's dispatcher) name their
+# match `tail`: a request they caught matched no page of the web UI.
+_CATCH_ALL = "tail"
+_AWS_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})
+
+
+def is_anonymous_aws_request(request: web.Request) -> bool:
+    """An unsigned request that only a catch-all route matched, shaped as an anonymous
+    AWS call: see `anonymous_aws_shape`."""
+    unrouted = _CATCH_ALL in request.match_info
+    return anonymous_aws_shape(request.method, request.path, request.headers, unrouted=unrouted)
+
+
+def anonymous_aws_shape(
+    method: str, path: str, headers: Mapping[str, str], *, unrouted: bool
+) -> bool:
+    """Whether a request with no signature is an anonymous AWS call (S3's path-style
+    `GET /bucket/key`, `GET /bucket?list-type=2`, `PUT /bucket/key`, as boto3 with UNSIGNED
+    or curl send them), to be refused in the service's protocol (S3's AccessDenied 403)
+    rather than by the web UI's 404. The web UI shares the port, so the rule is, in order:
+
+    1. a route of the web UI (a page, /static/..., /) or anything under /api/ is the web's,
+       whatever else it looks like: a bucket named like a page is reached signed;
+    2. a method other than GET, HEAD, PUT, POST or DELETE is the web's;
+    3. HEAD, PUT, POST and DELETE are AWS's: a browser navigates with GET and posts its forms
+       to the pages' own routes;
+    4. a GET is AWS's unless it asks for HTML (`Accept: text/html`, as every browser
+       navigation does): curl (`*/*`) and the SDKs (no Accept) get S3's XML, a mistyped
+       address in a browser still gets the 404 page.
+    """
+    if not unrouted or path in ("/", "/api") or path.startswith("/api/"):
+        return False
+    if method not in _AWS_METHODS:
+        return False
+    return method != "GET" or "text/html" not in headers.get("Accept", "")
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:

@@ -37,7 +37,7 @@ def test_web_identity_without_a_gateway_that_answers_it_is_refused_as_sts_would(
             RoleSessionName="job",
             WebIdentityToken="not-a-token",
         )
-    assert refused.value.response["Error"]["Code"] == "MissingAuthenticationToken"
+    assert refused.value.response["Error"]["Code"] == "InvalidIdentityToken"
 
 
 @pytest.mark.parametrize(

@@ -143,6 +143,13 @@ _CODES: dict[Reason, dict[str, tuple[int, str]]] = {
         _QUERY: (500, "InternalFailure"),
         _JSON: (500, "InternalFailure"),
     },
+    # What STS answers a web identity or SAML exchange for a provider the account does not
+    # trust ("No OpenIDConnect provider found in your account for ...").
+    Reason.WEB_IDENTITY_UNCONFIGURED: {
+        _S3: (403, "AccessDenied"),
+        _QUERY: (400, "InvalidIdentityToken"),
+        _JSON: (400, "InvalidIdentityTokenException"),
+    },
 }
 
 # EC2 has its own names for a few of these (its API reference, "Error codes"): AuthFailure

@@ -71,6 +71,9 @@ STREAM_THRESHOLD = 1024 * 1024
 MAX_ERROR_BODY = 256 * 1024
 DIRECTORY_POLL_SECONDS = 0.5
 _SANDBOX_CONTROL = ("moto-api", "latest/")
+# An unsigned request's body is read for its shape up to this size, never more.
+UNSIGNED_PEEK = 16 * 1024
+_WEB_IDENTITY = frozenset({"sts:AssumeRoleWithWebIdentity", "sts:AssumeRoleWithSAML"})
 _ERROR_CODE_XML = re.compile(rb"<Code>([^<]{1,128})</Code>")
 _ERROR_CODE_JSON = re.compile(rb'"(?:__type|code)"\s*:\s*"([^"]{1,256})"')
 
@@ -101,6 +104,7 @@ class _Call:
     gateway_role: str | None = None
     rule: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    unsigned_as: str | None = None  # the signing name an unsigned request's shape names
 
 
 @dataclass(slots=True)
@@ -249,6 +253,8 @@ class Gateway(Configured):
             request[_AUTHN] = authn = self._authenticate_head(request, call)
             _admit(admission, authn)
         except Refused as refused:
+            if refused.reason is Reason.MISSING_AUTH:
+                refused = self._read_unsigned(request, call, refused, None)
             response = self._refuse(request, call, refused)
             self._audit(call)
             return response
@@ -266,6 +272,9 @@ class Gateway(Configured):
         try:
             return await self._process(request, call, admission)
         except Refused as refused:
+            if refused.reason is Reason.MISSING_AUTH and call.auth is None:
+                body = await _small_body(request, self._body_timeout)
+                refused = self._read_unsigned(request, call, refused, body)
             return self._refuse(request, call, refused)
         except aiohttp.ConnectionTimeoutError:
             log.warning("no upstream connection in time for %s", call.request_id)
@@ -654,8 +663,41 @@ class Gateway(Configured):
             user_agent=request.headers.get("User-Agent"),
         )
 
+    def _read_unsigned(
+        self, request: web.Request, call: _Call, refused: Refused, body: bytes | None
+    ) -> Refused:
+        """What an unsigned request addresses, by its shape alone: its refusal is then in
+        that service's protocol (a ClientError with the service's own code) and its record
+        names the operation. It is never forwarded. Web identity and SAML exchanges, unsigned
+        by design in AWS, are told that this gateway does not answer them yet."""
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        found = self.index.identify_unsigned(
+            request.method,
+            unquote(raw_path),
+            forwarded_query(raw_query),
+            request.headers,
+            body,
+            raw_path=raw_path,
+            virtual_bucket=self._virtual_bucket(request.host),
+        )
+        if found is None:
+            return refused
+        call.unsigned_as, call.identified = found
+        action = call.identified.operation.iam_action
+        if action in _WEB_IDENTITY:
+            return Refused(
+                Reason.WEB_IDENTITY_UNCONFIGURED,
+                f"iamgate: {action} is not yet configured for this gateway: it trusts no web "
+                "identity or SAML provider; sign in with `iamgate login` for credentials",
+            )
+        return refused
+
     def _refuse(self, request: web.Request, call: _Call, refused: Refused) -> web.Response:
-        signing_name = call.auth.scope.service if call.auth else _guess_signing_name(request)
+        signing_name = (
+            call.auth.scope.service
+            if call.auth
+            else (call.unsigned_as or _guess_signing_name(request))
+        )
         if call.identified is not None:
             protocol = call.identified.operation.protocol
             service = call.identified.operation.service
@@ -840,6 +882,19 @@ async def _read_body(request: web.Request, admission: Admission, idle: float) ->
         admission.buffered(len(chunk))  # nothing, once the signature has checked out
         body += chunk
     return bytes(body)
+
+
+async def _small_body(request: web.Request, idle: float) -> bytes | None:
+    """The body of an unsigned request, when it is small enough to read for its shape alone
+    (a query form names its Action and Version there); nothing beyond UNSIGNED_PEEK."""
+    length = request.content_length
+    if not length or length > UNSIGNED_PEEK or not request.can_read_body:
+        return None
+    try:
+        async with asyncio.timeout(idle):
+            return await request.content.readexactly(length)
+    except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        return None
 
 
 def _first_segment(raw_path: str) -> str | None:

@@ -1,0 +1,201 @@
+"""An unsigned request is refused in its own service's protocol, as AWS would refuse it.
+
+Each service protocol botocore speaks (query, ec2, json, rest-json, rest-xml,
+smithy-rpc-v2-cbor) has a client here sending an unsigned call exactly as the SDK sends it
+(`signature_version=UNSIGNED`); the SDK must parse the answer into a ClientError with the
+service's own code, and the gateway must record what was attempted. Anonymous S3 requests
+(boto3 and curl) get S3's AccessDenied, while the web UI on the same port keeps its pages.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+from harness import GatewayProcess, MotoRecorder, audited_calls
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", autouse=True)
+def models_compiled(gateway: GatewayProcess) -> None:
+    """An unsigned request is read against the models compiled so far: all, once ready."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{gateway.url}/api/v1/health", timeout=5):
+                return
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def unsigned(gateway: GatewayProcess, service: str) -> Any:
+    session: Any = boto3.Session()  # Any: the stubs type clients by literal service name
+    return session.client(
+        service,
+        endpoint_url=gateway.url,
+        region_name="us-east-1",
+        config=BotoConfig(signature_version=UNSIGNED, retries={"max_attempts": 0}),
+    )
+
+
+def _call(gateway: GatewayProcess, service: str, call: Callable[[Any], object]) -> dict[str, Any]:
+    with pytest.raises(ClientError) as refused:
+        call(unsigned(gateway, service))
+    return dict(refused.value.response)
+
+
+def _record(gateway: GatewayProcess, action: str) -> dict[str, Any]:
+    (record, *_) = audited_calls(gateway.state_url, action=action, decision="denied")
+    return record
+
+
+# (service, protocol botocore speaks to it, the call, the code, the status, its IAM action)
+PROTOCOLS = [
+    ("sts", "query", lambda c: c.get_caller_identity(), "MissingAuthenticationToken", 403,
+     "sts:GetCallerIdentity"),
+    ("sqs", "json", lambda c: c.list_queues(), "MissingAuthenticationToken", 400,
+     "sqs:ListQueues"),
+    ("ec2", "ec2", lambda c: c.describe_instances(), "MissingAuthenticationToken", 403,
+     "ec2:DescribeInstances"),
+    ("dynamodb", "json", lambda c: c.list_tables(), "MissingAuthenticationTokenException", 400,
+     "dynamodb:ListTables"),
+    ("lambda", "rest-json", lambda c: c.list_functions(), "MissingAuthenticationTokenException",
+     403, "lambda:ListFunctions"),
+    ("route53", "rest-xml", lambda c: c.list_hosted_zones(), "MissingAuthenticationToken", 403,
+     "route53:ListHostedZones"),
+    # Query-compatible services (SQS, CloudWatch) report the query code in a header.
+    ("cloudwatch", "smithy-rpc-v2-cbor", lambda c: c.list_metrics(),
+     "MissingAuthenticationToken", 400, "cloudwatch:ListMetrics"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("service", "protocol", "call", "code", "status", "action"),
+    PROTOCOLS,
+    ids=[f"{p[0]}-{p[1]}" for p in PROTOCOLS],
+)
+def test_an_unsigned_call_gets_its_services_error_in_its_protocol(
+    gateway: GatewayProcess,
+    service: str,
+    protocol: str,
+    call: Callable[[Any], object],
+    code: str,
+    status: int,
+    action: str,
+) -> None:
+    assert unsigned(gateway, service).meta.service_model.protocol == protocol
+    recorder = MotoRecorder(gateway.sandbox.endpoint_url)
+    recorder.start()
+    error = _call(gateway, service, call)
+    assert recorder.stop() == []  # never forwarded
+    assert error["Error"]["Code"] == code
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == status
+    record = _record(gateway, action)
+    assert record["fields"]["reason"].startswith("missing-auth")
+    # The record keeps the service's own code; the SDK of a query-compatible one reads the
+    # query code from its header.
+    assert record["fields"]["error_code"].removesuffix("Exception") == code.removesuffix(
+        "Exception"
+    )
+
+
+@pytest.mark.parametrize("operation", ["assume_role_with_web_identity", "assume_role_with_saml"])
+def test_web_identity_exchanges_are_told_the_gateway_does_not_answer_them_yet(
+    gateway: GatewayProcess, operation: str
+) -> None:
+    """boto3 sends these unsigned, as AWS designed them; STS's own error, not a web 404."""
+    sts = boto3.client("sts", endpoint_url=gateway.url, region_name="us-east-1")
+    arguments: dict[str, str] = {"RoleArn": "arn:aws:iam::222222222222:role/CIRunner"}
+    if operation == "assume_role_with_web_identity":
+        arguments |= {"RoleSessionName": "job", "WebIdentityToken": "eyJhbGciOi.x.y"}
+    else:
+        arguments |= {
+            "PrincipalArn": "arn:aws:iam::222222222222:saml-provider/corp",
+            "SAMLAssertion": "PHNhbWxwOlJlc3BvbnNlLz4=",
+        }
+    with pytest.raises(ClientError) as refused:
+        getattr(sts, operation)(**arguments)
+    error = refused.value.response["Error"]
+    assert error["Code"] == "InvalidIdentityToken"
+    assert "not yet configured for this gateway" in error["Message"]
+    action = "sts:AssumeRoleWithWebIdentity" if "web" in operation else "sts:AssumeRoleWithSAML"
+    assert _record(gateway, action)["fields"]["reason"].startswith("web-identity-unconfigured")
+
+
+ANONYMOUS_S3 = [
+    ("get_object", {"Bucket": "acme-ci-data", "Key": "README.txt"}, "s3:GetObject"),
+    ("list_objects_v2", {"Bucket": "acme-ci-data"}, "s3:ListBucket"),
+    ("put_object", {"Bucket": "acme-ci-data", "Key": "drop.txt", "Body": b"x"}, "s3:PutObject"),
+    ("head_object", {"Bucket": "acme-ci-data", "Key": "README.txt"}, "s3:GetObject"),
+]
+
+
+@pytest.mark.parametrize(("operation", "arguments", "action"), ANONYMOUS_S3)
+def test_anonymous_s3_calls_get_s3s_access_denied(
+    gateway: GatewayProcess, operation: str, arguments: dict[str, Any], action: str
+) -> None:
+    s3 = unsigned(gateway, "s3")
+    s3.meta.config.s3 = {"addressing_style": "path"}
+    recorder = MotoRecorder(gateway.sandbox.endpoint_url)
+    recorder.start()
+    with pytest.raises(ClientError) as refused:
+        getattr(s3, operation)(**arguments)
+    assert recorder.stop() == []
+    error = refused.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert error["Error"]["Code"] in ("AccessDenied", "403")  # HEAD: no body, the status
+    assert _record(gateway, action)["fields"]["resource"].startswith("arn:aws:s3:::acme-ci-data")
+
+
+def _curl(*args: str) -> tuple[int, dict[str, str], bytes]:
+    done = subprocess.run(
+        ["curl", "-s", "-i", "--max-time", "10", *args], capture_output=True, check=True
+    )
+    head, _, body = done.stdout.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("args", "path"),
+    [
+        ((), "/acme-ci-data/README.txt"),
+        ((), "/acme-ci-data?list-type=2"),
+        (("-X", "PUT", "--data-binary", "hello"), f"/acme-ci-data/{uuid.uuid4().hex}"),
+        (("-X", "DELETE"), "/acme-ci-data/README.txt"),
+    ],
+)
+def test_anonymous_curl_gets_s3s_xml(
+    gateway: GatewayProcess, args: tuple[str, ...], path: str
+) -> None:
+    status, headers, body = _curl(*args, gateway.url + path)
+    assert status == 403
+    assert headers["content-type"] == "application/xml"
+    assert b"<Code>AccessDenied</Code>" in body and headers["x-amz-request-id"]
+
+
+def test_the_web_ui_keeps_its_pages_beside_anonymous_s3(gateway: GatewayProcess) -> None:
+    """A browser asking for a page, or an address no page has, gets HTML; the API its JSON."""
+    html = ("-H", "Accept: text/html,application/xhtml+xml,*/*;q=0.8")
+    status, headers, _ = _curl(*html, gateway.url + "/login")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    status, headers, _ = _curl(*html, gateway.url + "/acme-ci-data/README.txt")
+    assert status == 404 and headers["content-type"].startswith("text/html")
+    status, headers, _ = _curl(gateway.url + "/api/v1/nothing-here")
+    assert status == 404 and headers["content-type"].startswith("application/json")
+    status, headers, _ = _curl(gateway.url + "/static/iamgate.css")
+    assert status == 200 and headers["content-type"].startswith("text/css")
