@@ -37,6 +37,12 @@ class Reason(enum.Enum):
     AUDIT_UNAVAILABLE = "audit-unavailable"  # fail closed: the audit store cannot be written
     THROTTLED = "throttled"  # the caller holds its share of the gateway (calls, buffered bytes)
     REQUEST_TIMEOUT = "request-timeout"  # the client stopped sending its body
+    # S3 POST-policy uploads (browser forms): the form, its fields and its policy.
+    MALFORMED_POST = "malformed-post"  # not well-formed multipart/form-data
+    INVALID_ARGUMENT = "invalid-argument"  # a field missing, repeated or of a wrong value
+    INVALID_POLICY = "invalid-policy"  # the policy document cannot be read
+    ENTITY_TOO_LARGE = "entity-too-large"  # the file is above the policy's size range
+    ENTITY_TOO_SMALL = "entity-too-small"  # the file is below the policy's size range
     INTERNAL = "internal"
     # sts:AssumeRoleWithWebIdentity / AssumeRoleWithSAML: unsigned by design in AWS, but this
     # gateway trusts no web identity or SAML provider yet.

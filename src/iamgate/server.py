@@ -23,6 +23,7 @@ from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditLog
 from iamgate.aws.federation import ConsoleFederation, botocore_caller_arn
 from iamgate.aws.operations import OperationIndex
+from iamgate.aws.post_form import is_form_upload
 from iamgate.aws.upstream_credentials import UpstreamCredentialCache, botocore_assume_role
 from iamgate.config import (
     Config,
@@ -251,8 +252,9 @@ def body_too_large_for(request: web.Request) -> web.Response:
 
 def is_aws_request(method: str, path: str, headers: Mapping[str, str], query: str) -> bool:
     """Signed as AWS signs, or shaped as an AWS call (an X-Amz-Target, an AWS JSON body, an
-    Action, a query-protocol form posted to /): such a request is answered in AWS's own
-    protocol (an unsigned one with MissingAuthenticationToken), never by the web API."""
+    Action, a query-protocol form posted to /, an S3 POST-policy form posted to a bucket):
+    such a request is answered in AWS's own protocol (an unsigned one with
+    MissingAuthenticationToken), never by the web API."""
     authorization = headers.get("Authorization", "")
     if authorization.startswith("AWS") or "X-Amz-" in query or "AWSAccessKeyId=" in query:
         return True
@@ -260,6 +262,9 @@ def is_aws_request(method: str, path: str, headers: Mapping[str, str], query: st
         return True
     if query and any(key == "Action" for key, _ in parse_qsl(query, keep_blank_values=True)):
         return True
+    if is_form_upload(method, headers.get("Content-Type", "")):
+        # S3's browser-form (POST policy) upload: to /bucket, or to / on a bucket's host.
+        return len([segment for segment in path.split("/") if segment]) <= 1
     form = "x-www-form-urlencoded" in headers.get("Content-Type", "")
     return method == "POST" and path == "/" and form
 

@@ -138,6 +138,32 @@ _CODES: dict[Reason, dict[str, tuple[int, str]]] = {
         _QUERY: (400, "RequestTimeout"),
         _JSON: (400, "RequestTimeoutException"),
     },
+    # S3 POST-policy uploads; other services never see a form, but every reason has a code.
+    Reason.MALFORMED_POST: {
+        _S3: (400, "MalformedPOSTRequest"),
+        _QUERY: (400, "MalformedQueryString"),
+        _JSON: (400, "SerializationException"),
+    },
+    Reason.INVALID_ARGUMENT: {
+        _S3: (400, "InvalidArgument"),
+        _QUERY: (400, "InvalidParameterValue"),
+        _JSON: (400, "ValidationException"),
+    },
+    Reason.INVALID_POLICY: {
+        _S3: (400, "InvalidPolicyDocument"),
+        _QUERY: (400, "InvalidParameterValue"),
+        _JSON: (400, "ValidationException"),
+    },
+    Reason.ENTITY_TOO_LARGE: {
+        _S3: (400, "EntityTooLarge"),
+        _QUERY: (400, "InvalidParameterValue"),
+        _JSON: (400, "ValidationException"),
+    },
+    Reason.ENTITY_TOO_SMALL: {
+        _S3: (400, "EntityTooSmall"),
+        _QUERY: (400, "InvalidParameterValue"),
+        _JSON: (400, "ValidationException"),
+    },
     Reason.INTERNAL: {
         _S3: (500, "InternalError"),
         _QUERY: (500, "InternalFailure"),

@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -32,6 +32,13 @@ from iamgate.audit.writer import AuditLog, DurableRecord
 from iamgate.aws.endpoints import resolve_upstream
 from iamgate.aws.errors import render_error
 from iamgate.aws.operations import Identified, OperationIndex
+from iamgate.aws.post_form import is_form_upload, parse_post_form
+from iamgate.aws.post_upload import (
+    encode_form,
+    forwarded_fields,
+    identification_headers,
+    upstream_fields,
+)
 from iamgate.aws.upstream_credentials import AwsCredentials, RoleKey, UpstreamCredentialCache
 from iamgate.config import Config, Configured, LiveConfig, RoleConfig, live
 from iamgate.identity.credentials import Claims, KeyRing, open_credentials
@@ -60,6 +67,13 @@ from iamgate.sigv4 import (
     payload_hash_for,
     verify_signature,
 )
+from iamgate.sigv4.post_policy import (
+    check_policy,
+    object_key,
+    post_authorization,
+    read_policy,
+    verify_post_signature,
+)
 from iamgate.store.directory import Directory
 
 log = logging.getLogger(__name__)
@@ -74,6 +88,7 @@ _SANDBOX_CONTROL = ("moto-api", "latest/")
 # An unsigned request's body is read for its shape up to this size, never more.
 UNSIGNED_PEEK = 16 * 1024
 _WEB_IDENTITY = frozenset({"sts:AssumeRoleWithWebIdentity", "sts:AssumeRoleWithSAML"})
+_BUCKET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 _ERROR_CODE_XML = re.compile(rb"<Code>([^<]{1,128})</Code>")
 _ERROR_CODE_JSON = re.compile(rb'"(?:__type|code)"\s*:\s*"([^"]{1,256})"')
 
@@ -248,6 +263,11 @@ class Gateway(Configured):
         if request.headers.get("Expect", "").lower() != "100-continue":
             raise web.HTTPExpectationFailed(text="Unknown Expect header")
         call = self._new_call(request)
+        if _is_post_upload(request):  # its signature is in the body it is about to send
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+            request[_CALL] = call
+            return None
         admission = self.limits.admit(call.source_ip)
         try:
             request[_AUTHN] = authn = self._authenticate_head(request, call)
@@ -302,6 +322,8 @@ class Gateway(Configured):
     async def _process(
         self, request: web.Request, call: _Call, admission: Admission
     ) -> web.StreamResponse:
+        if _is_post_upload(request):
+            return await self._post_upload(request, call, admission)
         authn: _Authenticated | None = request.get(_AUTHN)
         if authn is None:
             authn = self._authenticate_head(request, call)
@@ -539,6 +561,99 @@ class Gateway(Configured):
             s3=outbound.signing_name in S3_FAMILY,
         )
         return replace(outbound, headers=signed)
+
+    # S3 POST-policy uploads (browser forms): the signed policy in the body stands for the
+    # SigV4 signature, then the same identify, authorize, audit and forward as any call,
+    # with a form of the gateway's own (sigv4/post_policy.py, aws/post_upload.py).
+
+    async def _post_upload(
+        self, request: web.Request, call: _Call, admission: Admission
+    ) -> web.StreamResponse:
+        bucket = self._post_bucket(request)
+        admission.unauthenticated()
+        body = await _read_body(request, admission, self._body_timeout)
+        call.bytes_in = len(body)
+        form = parse_post_form(body, request.headers.get("Content-Type", ""))
+        call.auth = auth = post_authorization(form)
+        claims, secret = self._open(auth, call)
+        policy = form.get("policy") or ""
+        verify_post_signature(auth, policy, secret)
+        admission.authenticated(claims.principal)
+        fields = forwarded_fields(form, object_key(form))
+        identified = self._identify_post(call, bucket, fields)
+        check_policy(read_policy(policy), form, bucket, now=self._clock())
+        url, region = self._post_destination(bucket, auth.scope.region)
+        grant = self._authorize(call, claims, identified)
+        record = self._record_forwarding(call)
+        try:
+            creds = await self.upstream_credentials.get(grant)
+            signed = upstream_fields(
+                fields,
+                bucket=bucket,
+                size=len(form.file),
+                credentials=creds,
+                region=region,
+                now=self._clock(),
+            )
+            form_body, content_type = encode_form(signed, form)
+        except BaseException:
+            record.abandon()
+            raise
+        await record
+        headers = [("Content-Type", content_type), *self._post_account(claims)]
+        outbound = _Outbound("POST", url, headers, form_body, None, "s3", region)
+        return await self._forward(request, call, outbound, None)
+
+    def _post_bucket(self, request: web.Request) -> str:
+        """The bucket a form is posted to: the host's (virtual-hosted) or the path's."""
+        raw_path, _ = _origin_form(request)
+        segments = [s for s in raw_path.split("/") if s]
+        bucket = self._virtual_bucket(request.host) if not segments else None
+        if bucket is None and len(segments) == 1:
+            bucket = unquote(segments[0])
+        if bucket is None or len(segments) > 1 or not _BUCKET_NAME.match(bucket):
+            raise Refused(
+                Reason.INVALID_ARGUMENT,
+                "iamgate: a POST upload is posted to its bucket (/bucket), and nothing else",
+            )
+        return bucket
+
+    def _identify_post(self, call: _Call, bucket: str, fields: list[tuple[str, str]]) -> Identified:
+        """The upload as the PutObject it is: the bucket, the resolved key, and the fields
+        S3 reads as PutObject's headers (acl, Content-Type, x-amz-meta-*...)."""
+        path = f"/{bucket}/{fields[0][1]}"
+        identified = self.index.identify(
+            "s3",
+            "PUT",
+            path,
+            [],
+            identification_headers(fields),
+            None,
+            raw_path=quote(path, safe="/"),
+        )
+        if identified is None or identified.operation.name != "PutObject":
+            raise Refused(
+                Reason.AMBIGUOUS_REQUEST,
+                "iamgate: this POST upload cannot be read as one PutObject",
+            )
+        call.identified = identified
+        return identified
+
+    def _post_account(self, claims: Claims) -> list[tuple[str, str]]:
+        """The sandbox's account header, from the gateway's own decision: S3 knows a form's
+        account from its signed credential, moto only from a header or an Authorization
+        (which a form has not), so against the configured upstream the account is named.
+        A client's x-moto-* header never crosses; this one is the gateway's."""
+        return [("x-moto-account-id", claims.account_id)] if self._override else []
+
+    def _post_destination(self, bucket: str, region: str) -> tuple[str, str]:
+        """(URL, signing region) of the bucket upstream, from the endpoint data alone."""
+        upstream = resolve_upstream("s3", region, override=self._override, bucket=bucket)
+        path = "/" if upstream.bucket_in_host else "/" + quote(bucket, safe="")
+        self._refuse_reserved(path)
+        url = upstream.base_url + path
+        _check_destination(url, upstream.base_url)
+        return url, upstream.signing_region
 
     def _refuse_reserved(self, path: str) -> None:
         """moto routes these paths to its control API and instance metadata, whatever the
@@ -798,6 +913,15 @@ def _header_pairs(request: web.Request) -> list[tuple[str, str]]:
     ]
 
 
+def _is_post_upload(request: web.Request) -> bool:
+    """A browser-form upload: multipart/form-data posted with no SigV4 header or query."""
+    return (
+        "Authorization" not in request.headers
+        and not any(key.lower().startswith("x-amz-") for key in request.query)
+        and is_form_upload(request.method, request.headers.get("Content-Type", ""))
+    )
+
+
 def _origin_form(request: web.Request) -> tuple[str, str]:
     """(raw path, raw query) of an origin-form target (`/path?query`): an absolute-form or
     authority-form target (`CONNECT host:port`) would let the client name where the call
@@ -915,7 +1039,7 @@ def _guess_signing_name(request: web.Request) -> str:
     target = request.headers.get("X-Amz-Target", "")
     if target:
         return target.split("_", 1)[0].split(".", 1)[0].lower()
-    if "x-amz-content-sha256" in request.headers:
+    if "x-amz-content-sha256" in request.headers or _is_post_upload(request):
         return "s3"
     return "sts"
 
