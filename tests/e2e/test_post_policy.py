@@ -12,6 +12,7 @@ import base64
 import html
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -278,3 +279,54 @@ def test_a_role_that_may_not_write_the_bucket_is_refused(
     assert record["action"] == "s3:PutObject" and record["decision"] == "denied"
     assert record["resource"] == f"arn:aws:s3:::{PROD_BUCKET}/uploads/report.txt"
     assert "s3:PutObject" in record["reason"]
+
+
+def test_a_form_posted_to_a_buckets_virtual_host_lands_in_that_bucket(
+    gateway: GatewayProcess, buckets: Any
+) -> None:
+    creds = gateway.issue("ci-bot", CI, "CIRunner")
+    post = _presigned_post(gateway, creds)
+    response = requests.post(
+        f"{gateway.url}/",
+        data=post["fields"],
+        files={"file": ("virtual.txt", b"by host")},
+        headers={"Host": f"{BUCKET}.127.0.0.1:{gateway.port}"},
+        timeout=30,
+    )
+    assert response.status_code == 204, response.text
+    stored = buckets.get_object(Bucket=BUCKET, Key="uploads/virtual.txt")
+    assert stored["Body"].read() == b"by host"
+
+
+def test_a_form_cut_short_is_malformed_audited_and_not_forwarded(
+    gateway: GatewayProcess, buckets: Any, recorder: MotoRecorder
+) -> None:
+    creds = gateway.issue("ci-bot", CI, "CIRunner")
+    post = _presigned_post(gateway, creds)
+    prepared = requests.Request(
+        "POST", post["url"], data=post["fields"], files={"file": ("f.txt", b"abc")}
+    ).prepare()
+    assert isinstance(prepared.body, bytes)
+    response = requests.post(
+        post["url"],
+        data=prepared.body[:-20],  # no closing boundary
+        headers={"Content-Type": prepared.headers["Content-Type"]},
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    assert _error(response)[0] == "MalformedPOSTRequest"
+    assert recorder.stop() == []
+    request_id = re.search(r"<RequestId>([^<]*)</RequestId>", response.text)
+    assert request_id
+    deadline = time.monotonic() + 10
+    while not (
+        found := [
+            e
+            for e in audited_calls(gateway.state_url, decision="denied")
+            if e["fields"]["request_id"] == request_id.group(1)
+        ]
+    ):
+        assert time.monotonic() < deadline, "no audit record of the refusal"
+        time.sleep(0.1)
+    assert found[0]["fields"]["error_code"] == "MalformedPOSTRequest"
+    assert found[0]["fields"]["status"] == 400
