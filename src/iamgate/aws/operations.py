@@ -324,12 +324,18 @@ def _read_metadata(loader: Loader, name: str) -> Mapping[str, Any]:
 LegacyModels = Mapping[str, Sequence[tuple[_Service, Mapping[str, Any]]]]
 
 
-def load_legacy(services: Iterable[str] | None = None) -> LegacyModels:
-    """The shipped legacy models by signing name (only those of `services` if given)."""
+def load_legacy(
+    services: Iterable[str] | None = None, data: Mapping[str, Any] | None = None
+) -> LegacyModels:
+    """Legacy models by signing name (only those of `services` if given): the shipped ones,
+    or `data` in the same form ({"signing": {name: [{service, metadata, operations,
+    shapes}]}})."""
     wanted = None if services is None else set(services)
-    raw = files("iamgate.aws").joinpath("data", _LEGACY_DATA).read_bytes()
+    if data is None:
+        raw = files("iamgate.aws").joinpath("data", _LEGACY_DATA).read_bytes()
+        data = json.loads(gzip.decompress(raw))
     by_signing: dict[str, list[tuple[_Service, Mapping[str, Any]]]] = {}
-    for signing_name, variants in json.loads(gzip.decompress(raw))["signing"].items():
+    for signing_name, variants in data["signing"].items():
         for variant in variants:
             if wanted is None or variant["service"] in wanted:
                 service = _service_from_metadata(variant["service"], variant["metadata"])
@@ -364,7 +370,7 @@ def _compile_path(path_template: str) -> tuple[re.Pattern[str], tuple[str, ...],
 
 
 def _rest_template(
-    service: _Service, model: Mapping[str, Any], name: str, op: Mapping[str, Any], protocol: str
+    model: Mapping[str, Any], op: Mapping[str, Any], operation: Operation
 ) -> _Template:
     http = op.get("http", {})
     request_uri: str = http.get("requestUri", "/")
@@ -404,9 +410,6 @@ def _rest_template(
                 required_headers.append(wire.lower())
     regex, labels, literal = _compile_path(path_part)
     first = path_part[1:].partition("/")[0]
-    operation = Operation(
-        service.name, name, protocol, iam_action_for(service.name, service.signing_name, name)
-    )
     return _Template(
         operation=operation,
         path=regex,
@@ -462,14 +465,20 @@ def _index_rest(templates: list[_Template]) -> _RestIndex:
 
 
 def _compile(
-    services: tuple[_Service, ...], models: Iterable[tuple[_Service, Mapping[str, Any]]]
+    services: tuple[_Service, ...],
+    models: Iterable[tuple[_Service, Mapping[str, Any]]],
+    iam_signing: Mapping[str, str] | None = None,
 ) -> _SigningIndex:
+    """`iam_signing` names, by service, the signing name its IAM actions are named after
+    when it is not the one its requests are signed with (IoT's old models signed as
+    execute-api; its actions are still iot:*)."""
     signing = _SigningIndex(services)
     rest: dict[str, list[_Template]] = defaultdict(list)
     for service, model in models:
         signing.api_versions.setdefault(service.name, service.api_version)
+        iam_name = (iam_signing or {}).get(service.name, service.signing_name)
         for op_name, op in model["operations"].items():
-            action = iam_action_for(service.name, service.signing_name, op_name)
+            action = iam_action_for(service.name, iam_name, op_name)
             for protocol in service.protocols:
                 operation = Operation(service.name, op_name, protocol, action)
                 signing.inputs[operation] = _input_names(model, op, protocol)
@@ -481,7 +490,7 @@ def _compile(
                     signing.cbor[(service.target_prefix, op_name)] = operation
                 elif protocol in ("rest-json", "rest-xml"):
                     method = op.get("http", {}).get("method", "POST").upper()
-                    rest[method].append(_rest_template(service, model, op_name, op, protocol))
+                    rest[method].append(_rest_template(model, op, operation))
     signing.rest = {method: _index_rest(templates) for method, templates in rest.items()}
     signing.selectors = frozenset(
         key for templates in rest.values() for t in templates for key, _ in t.query_values
@@ -523,10 +532,10 @@ class OperationIndex:
         services: Iterable[str] | None = None,
         *,
         loader: Loader | None = None,
-        legacy: bool = True,
+        legacy: bool | LegacyModels = True,
     ) -> OperationIndex:
-        """Reads each service's metadata (and the legacy routes) now; operations are
-        compiled on first use."""
+        """Reads each service's metadata (and the legacy routes: the shipped ones, none, or
+        those given) now; operations are compiled on first use."""
         loader = loader or create_loader()
         names = (
             list(services) if services is not None else loader.list_available_services("service-2")
@@ -534,7 +543,11 @@ class OperationIndex:
         return cls(
             loader,
             [_service_from_metadata(name, _read_metadata(loader, name)) for name in names],
-            load_legacy(None if services is None else names) if legacy else None,
+            legacy
+            if not isinstance(legacy, bool)
+            else load_legacy(None if services is None else names)
+            if legacy
+            else None,
         )
 
     def preload(self, signing_names: Iterable[str] | None = None) -> None:
@@ -556,7 +569,11 @@ class OperationIndex:
             if compiled is None:
                 compiled = _compile(services or (), self._current_models(services or ()))
                 if legacy:
-                    compiled.legacy = _compile(tuple(s for s, _ in legacy), legacy)
+                    compiled.legacy = _compile(
+                        tuple(s for s, _ in legacy),
+                        legacy,
+                        {name: s.signing_name for name, s in self._services.items()},
+                    )
                     compiled.legacy.selectors |= compiled.selectors
                 self._compiled[signing_name] = compiled
         return compiled
