@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import botocore.session
 import pytest
 from botocore.model import ServiceModel
 from model_requests import request_for
@@ -126,6 +127,21 @@ def test_every_shipped_legacy_operation_is_identified(
                     wrong.append((r.service, name, r.method, r.path, got))
     assert wrong == [], wrong
     assert total > 1000 and own > 0.95 * total, (total, own, shadowed)
+
+
+def test_legacy_operations_of_current_services_are_forwarded_as_their_callers_sent_them(
+    current: OperationIndex,
+) -> None:
+    """The gateway forwards an identified call to its service's endpoint, in its JSON
+    version, from the current metadata: the legacy models must agree with it."""
+    available = set(botocore.session.get_session().get_available_services())
+    for variants in load_legacy().values():
+        for service, _ in variants:
+            if service.name not in available:
+                continue
+            assert current.endpoint_prefix(service.name) == service.endpoint_prefix, service
+            if "json" in service.protocols:
+                assert current.json_version(service.name) == (service.json_version or "1.0")
 
 
 def _legacy(operations: dict[str, Any], *, service: str = "lambda") -> Any:
