@@ -56,9 +56,35 @@ _DATA_ERRORS = ("DataError", "ProgrammingError", "NotSupportedError")
 _REQUIRED = ("id", "time", "type")
 
 
+# Search-only columns: the access key a record names (derived from its body, like the
+# columns above, and checked by `audit verify`), and, on an outcome, its call's place in the
+# search order (`iamgate.audit.search`), which the appender looks up when it stores it.
+SEARCH_COLUMNS = ("access_key_id", "call_time", "call_chain", "call_seq")
+MAX_ACCESS_KEY = 128  # the `access_key_id` column; a longer "key" is no key this gateway issued
+# Calls this appender stored whose outcome may follow: their place, by request id. Beyond
+# this many (or after a restart), an outcome's call is looked up in the store instead.
+MAX_PENDING_CALLS = 20_000
+_CALL = "aws.call"
+_OUTCOME = "aws.call.outcome"
+
+
 def columns_of(body_json: str | bytes) -> dict[str, Any]:
     """The searchable columns of an event, derived from its body alone."""
-    body = orjson.loads(body_json)
+    return _columns(orjson.loads(body_json))
+
+
+def access_key_of(body_json: str | bytes) -> str | None:
+    """The `access_key_id` column of an event, derived from its body alone."""
+    return _access_key(orjson.loads(body_json))
+
+
+def _access_key(body: Any) -> str | None:
+    fields = body.get("fields") if isinstance(body, dict) else None
+    key = fields.get("access_key_id") if isinstance(fields, dict) else None
+    return key if isinstance(key, str) and 0 < len(key) <= MAX_ACCESS_KEY else None
+
+
+def _columns(body: Any) -> dict[str, Any]:
     fields = body.get("fields", {})
     status = fields.get("status")
     return {
@@ -89,7 +115,7 @@ class Appender:
         self.chain = chain
         self._engine = engine
         self._connection: Any = None  # one DBAPI connection of its own, kept open
-        names = ("chain", "seq", "prev_hash", "hash", "body", *COLUMNS)
+        names = ("chain", "seq", "prev_hash", "hash", "body", *COLUMNS, *SEARCH_COLUMNS)
         mark = _PARAM_STYLE.get(engine.dialect.paramstyle, "?")
         # Constant column names and placeholders only: no value is ever formatted in.
         self._insert = (
@@ -97,6 +123,12 @@ class Appender:
             f"VALUES ({', '.join(mark for _ in names)})"
         )
         self.seq, self.head = self._stored_head()
+        self._calls: dict[str, tuple[str, str, int]] = {}  # request id: (time, chain, seq)
+        self._find_call = (
+            "SELECT time, chain, seq FROM audit_events "  # noqa: S608
+            f"WHERE request_id = {mark} AND type = '{_CALL}' "
+            "ORDER BY time DESC, chain DESC, seq DESC LIMIT 1"
+        )
         dbapi = engine.dialect.loaded_dbapi
         self._data_errors: tuple[type[BaseException], ...] = (
             ValueError,  # not UTF-8, not JSON (UnicodeError, JSONDecodeError), NUL
@@ -184,7 +216,7 @@ class Appender:
         On any failure nothing is stored, the head is re-read, and the exception propagates.
         """
         seq, head = self.seq, self.head
-        rows: list[tuple[Any, ...]] = []
+        rows: list[list[Any]] = []
         for number, body in events:
             if number <= seq:
                 continue
@@ -192,12 +224,24 @@ class Appender:
                 raise ChainBroken(f"chain {self.chain}: event {number} offered after {seq}")
             text = body.decode()
             digest = link(head, number, text)
-            columns = columns_of(body)
+            parsed = orjson.loads(body)
+            columns = _columns(parsed)
             if not all(isinstance(columns[name], str) for name in _REQUIRED):
                 raise IncompleteRecord(
                     f"chain {self.chain}: event {number} has no id, time or type"
                 )
-            rows.append((self.chain, number, head, digest, text, *(columns[c] for c in COLUMNS)))
+            rows.append(
+                [
+                    self.chain,
+                    number,
+                    head,
+                    digest,
+                    text,
+                    *(columns[c] for c in COLUMNS),
+                    _access_key(parsed),
+                    *self._place_of_call(columns, number),
+                ]
+            )
             seq, head = number, digest
         if not rows:
             return self.seq
@@ -208,6 +252,7 @@ class Appender:
                 self._connection = self._engine.raw_connection()
             cursor = self._connection.cursor()
             try:
+                self._find_calls(cursor, rows)
                 cursor.executemany(self._insert, rows)
             finally:
                 cursor.close()
@@ -221,6 +266,32 @@ class Appender:
             raise
         self.seq, self.head = seq, head
         return seq
+
+    def _place_of_call(self, columns: dict[str, Any], number: int) -> tuple[Any, Any, Any]:
+        """An outcome's call's (time, chain, seq), when this appender stored the call; and
+        a call whose outcome may follow is remembered."""
+        request_id = columns["request_id"]
+        if not isinstance(request_id, str):
+            return None, None, None
+        if columns["type"] == _CALL and columns["status"] is None:
+            if len(self._calls) >= MAX_PENDING_CALLS:
+                del self._calls[next(iter(self._calls))]
+            self._calls[request_id] = (columns["time"], self.chain, number)
+        elif columns["type"] == _OUTCOME:
+            return self._calls.pop(request_id, (None, None, None))
+        return None, None, None
+
+    def _find_calls(self, cursor: Any, rows: list[list[Any]]) -> None:
+        """Outcomes whose call this appender did not store (it began after, or forgot it):
+        their call's place, from the store."""
+        at = len(rows[0]) - 3
+        kind, request = 5 + COLUMNS.index("type"), 5 + COLUMNS.index("request_id")
+        for row in rows:
+            if row[kind] == _OUTCOME and row[at] is None and isinstance(row[request], str):
+                cursor.execute(self._find_call, (row[request],))
+                found = cursor.fetchone()
+                if found is not None:
+                    row[at : at + 3] = found
 
     def close(self) -> None:
         if self._connection is not None:

@@ -9,7 +9,7 @@ removal from the end.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,40 +58,38 @@ class Problem:
 
 def verify_chain(events: Iterable[StoredEvent], columns_of: Any = None) -> list[Problem]:
     """Problems in the chains of `events` (in any order), by sequence number."""
-    by_chain: dict[str, list[StoredEvent]] = {}
+    ordered = sorted(events, key=lambda e: (e.chain, e.seq))
+    return list(verify_ordered(ordered, columns_of=columns_of))
+
+
+def verify_ordered(events: Iterable[StoredEvent], columns_of: Any = None) -> Iterator[Problem]:
+    """Problems in the chains of `events`, which come by chain, then by sequence number.
+
+    Only the event before is kept, so a store of any size is verified as it is read."""
+    chain: str | None = None
+    expected_prev = GENESIS
+    expected_seq = 1
     for event in events:
-        by_chain.setdefault(event.chain, []).append(event)
-    problems: list[Problem] = []
-    for chain, stored in sorted(by_chain.items()):
-        stored.sort(key=lambda e: e.seq)
-        expected_prev = GENESIS
-        expected_seq = 1
-        for event in stored:
-            if event.seq != expected_seq:
-                missing = (
-                    f"{expected_seq}"
-                    if event.seq == expected_seq + 1
-                    else f"{expected_seq}..{event.seq - 1}"
-                )
-                problems.append(
-                    Problem(chain, expected_seq, "deleted", f"events {missing} are missing")
-                )
-            own = link(event.prev_hash, event.seq, event.body)
-            if own != event.hash:
-                problems.append(Problem(chain, event.seq, "edited", "its hash does not match"))
-            elif columns_of is not None and columns_of(event.body) != event.columns:
-                problems.append(
-                    Problem(chain, event.seq, "edited", "its columns disagree with its body")
-                )
-            elif event.prev_hash != expected_prev and event.seq == expected_seq:
-                problems.append(
-                    Problem(
-                        chain,
-                        event.seq,
-                        "reordered",
-                        "it does not follow the event stored before it",
-                    )
-                )
-            expected_prev = event.hash
-            expected_seq = event.seq + 1
-    return problems
+        if event.chain != chain:
+            chain, expected_prev, expected_seq = event.chain, GENESIS, 1
+        if event.seq != expected_seq:
+            missing = (
+                f"{expected_seq}"
+                if event.seq == expected_seq + 1
+                else f"{expected_seq}..{event.seq - 1}"
+            )
+            yield Problem(event.chain, expected_seq, "deleted", f"events {missing} are missing")
+        own = link(event.prev_hash, event.seq, event.body)
+        if own != event.hash:
+            yield Problem(event.chain, event.seq, "edited", "its hash does not match")
+        elif columns_of is not None and columns_of(event.body) != event.columns:
+            yield Problem(event.chain, event.seq, "edited", "its columns disagree with its body")
+        elif event.prev_hash != expected_prev and event.seq == expected_seq:
+            yield Problem(
+                event.chain,
+                event.seq,
+                "reordered",
+                "it does not follow the event stored before it",
+            )
+        expected_prev = event.hash
+        expected_seq = event.seq + 1

@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -34,9 +35,9 @@ audit_events = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Column("id", String(32), nullable=False),
-    Column("time", String(32), nullable=False, index=True),
-    Column("type", String(32), nullable=False, index=True),
-    Column("principal", String(128), index=True),
+    Column("time", String(32), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("principal", String(128)),
     Column("account_id", String(12)),
     Column("aws_role", String(128)),
     Column("service", String(64)),
@@ -45,6 +46,34 @@ audit_events = Table(
     Column("status", Integer),
     Column("request_id", String(64), index=True),
     Column("body", Text, nullable=False),
+    # Search-only copies (`iamgate.audit.search`), not part of what a record says: the key
+    # the call was signed with, and, on an outcome, where its call is in the search order.
+    Column("access_key_id", String(128)),
+    Column("call_time", String(32)),
+    Column("call_chain", String(32)),
+    Column("call_seq", BigInteger),
+)
+
+# Search reads newest first on (time, chain, seq), which orders every event of every chain
+# and is unique: each filter has an index that leads with the event type and that value,
+# then that order, so a page is an index range read backwards, never a sort of the table.
+_ORDER = ("time", "chain", "seq")
+for _name, _columns in (
+    ("type", ()),
+    ("principal", ("principal",)),
+    ("account", ("account_id",)),
+    ("role", ("aws_role",)),
+    ("service", ("service",)),
+    ("action", ("action",)),
+    ("decision", ("decision",)),
+    ("status", ("status",)),
+    ("key", ("access_key_id",)),
+):
+    Index(f"ix_audit_events_by_{_name}", *(audit_events.c[c] for c in ("type", *_columns, *_ORDER)))
+# An outcome's status, in its call's place in the order: a status filter reads this.
+Index(
+    "ix_audit_events_outcome_status",
+    *(audit_events.c[c] for c in ("type", "status", "call_time", "call_chain", "call_seq")),
 )
 
 
