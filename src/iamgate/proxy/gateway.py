@@ -55,6 +55,7 @@ from iamgate.proxy.outbound import (
     refuse_repeated,
     sign_upstream,
 )
+from iamgate.proxy.upstream_urls import UpstreamUrls
 from iamgate.refusals import Reason, Refused
 from iamgate.sigv4 import (
     Authorization,
@@ -189,6 +190,7 @@ class Gateway(Configured):
         public = urlsplit(self.config.server.url)
         self._public_host = (public.netloc or "").lower()
         self._override = self.config.aws.upstream.endpoint_url  # fixed for the process
+        self._urls = UpstreamUrls.for_upstream(self._override, self.config.server.url)
         self.directory = directory
         server = self.config.server  # fixed for the process, like the upstream
         self.limits = CallLimits(
@@ -744,6 +746,14 @@ class Gateway(Configured):
             await send(request, response.prepare(request))
             await send(request, response.write(error_body))
             call.bytes_out = len(error_body)
+        elif self._urls is not None and self._names_upstream(request, call, upstream, length):
+            body = self._urls.rewrite(await upstream.content.read())
+            response.content_length = len(body)
+            await send(request, response.prepare(request))
+            await send(request, response.write(body))
+            call.bytes_out = len(body)
+            await send(request, response.write_eof())
+            return response
         else:
             if upstream.status >= 400:
                 call.error_code = _error_code(upstream.headers, b"")
@@ -755,6 +765,19 @@ class Gateway(Configured):
             call.bytes_out += len(chunk)
         await send(request, response.write_eof())
         return response
+
+    def _names_upstream(
+        self,
+        request: web.Request,
+        call: _Call,
+        upstream: aiohttp.ClientResponse,
+        length: str | None,
+    ) -> bool:
+        """A sandbox answer whose queue URLs name the upstream (see `upstream_urls`)."""
+        if self._urls is None or call.identified is None or request.method == "HEAD":
+            return False
+        service = call.identified.operation.service
+        return self._urls.applies(service, upstream.status, upstream.headers, length)
 
     async def _to_client(self, request: web.Request, sending: Awaitable[object]) -> None:
         """One step of the answer; a client that takes none of it for the body timeout is
