@@ -572,6 +572,11 @@ class Gateway(Configured):
         self, request: web.Request, call: _Call, admission: Admission
     ) -> web.StreamResponse:
         bucket = self._post_bucket(request)
+        if (request.content_length or 0) > MAX_BUFFERED_BODY:
+            raise Refused(
+                Reason.ENTITY_TOO_LARGE,
+                f"iamgate: a form upload may be at most {MAX_BUFFERED_BODY // 2**20} MiB",
+            )
         admission.unauthenticated()
         body = await _read_body(request, admission, self._body_timeout)
         call.bytes_in = len(body)
