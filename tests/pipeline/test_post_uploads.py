@@ -225,3 +225,11 @@ def test_a_field_s3_reads_but_the_gateway_does_not_forward_is_refused(gw: Pipeli
     assert answer.status == 400 and b"<Code>InvalidArgument</Code>" in answer.body
     assert b"tagging" in answer.body
     assert gw.received == []
+
+
+def test_a_form_sent_after_100_continue_is_uploaded(gw: Pipeline) -> None:
+    creds = gw.issue("ci-bot", CI, "CIRunner")
+    answer = _post(gw, _fields(creds), headers=[("Expect", "100-continue")])
+    assert answer.status == 200, answer.body
+    (received,) = gw.received
+    assert parse_post_form(received.body, dict(received.headers)["Content-Type"]).file == b"hello"
