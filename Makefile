@@ -31,8 +31,8 @@ demo: install
 	$(BIN)/iamgate demo
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
 typecheck: install
 	$(BIN)/mypy
