@@ -69,7 +69,10 @@ def _post(
     )
     if cut:
         body = body[:-cut]
-    extra = headers or []
+    extra = [
+        (name, value.replace("{host}", gw.url.removeprefix("http://")))
+        for name, value in headers or []
+    ]
     if any(name == "Content-Length" for name, _ in extra):
         body = b""  # the head alone: refused before any body is read
     return gw.send("POST", target, [("Content-Type", content_type), *extra], body)
@@ -157,6 +160,12 @@ CASES: dict[str, tuple[Callable[[Pipeline], Answer], int, str]] = {
     "no closing boundary": (_raw(cut=30), 400, "MalformedPOSTRequest"),
     "posted to an object path": (_raw(target=f"/{BUCKET}/in/x"), 400, "InvalidArgument"),
     "posted to / with no bucket host": (_raw(target="/"), 400, "InvalidArgument"),
+    "posted with a query": (_raw(target=f"/{BUCKET}?tagging"), 400, "InvalidArgument"),
+    "posted to a path on a bucket's host": (
+        _raw(headers=[("Host", f"{BUCKET}.{{host}}")], target="/other"),
+        400,
+        "InvalidArgument",
+    ),
     "SigV2 form": (_sigv2, 400, "InvalidArgument"),
     "no policy": (_with(lambda f: f.pop("policy")), 403, "AccessDenied"),
     "no signature": (_with(lambda f: f.pop("x-amz-signature")), 400, "InvalidArgument"),

@@ -612,13 +612,16 @@ class Gateway(Configured):
         return await self._forward(request, call, outbound, None)
 
     def _post_bucket(self, request: web.Request) -> str:
-        """The bucket a form is posted to: the host's (virtual-hosted) or the path's."""
-        raw_path, _ = _origin_form(request)
+        """The bucket a form is posted to: `/` on the bucket's host (virtual-hosted), or
+        `/bucket`; with no query, which no form upload has and the upstream would not see."""
+        raw_path, raw_query = _origin_form(request)
         segments = [s for s in raw_path.split("/") if s]
-        bucket = self._virtual_bucket(request.host) if not segments else None
-        if bucket is None and len(segments) == 1:
-            bucket = unquote(segments[0])
-        if bucket is None or len(segments) > 1 or not _BUCKET_NAME.match(bucket):
+        virtual = self._virtual_bucket(request.host)
+        if virtual is not None:
+            bucket = None if segments else virtual
+        else:
+            bucket = unquote(segments[0]) if len(segments) == 1 else None
+        if bucket is None or raw_query or not _BUCKET_NAME.match(bucket):
             raise Refused(
                 Reason.INVALID_ARGUMENT,
                 "iamgate: a POST upload is posted to its bucket (/bucket), and nothing else",
