@@ -295,15 +295,20 @@ def anonymous_aws_shape(
     2. a method other than GET, HEAD, PUT, POST or DELETE is the web's;
     3. HEAD, PUT, POST and DELETE are AWS's: a browser navigates with GET and posts its forms
        to the pages' own routes;
-    4. a GET is AWS's unless it asks for HTML (`Accept: text/html`, as every browser
-       navigation does): curl (`*/*`) and the SDKs (no Accept) get S3's XML, a mistyped
-       address in a browser still gets the 404 page.
+    4. a GET is AWS's unless a browser loads it as a page or a resource of one: it asks
+       for HTML (`Accept: text/html`, as every navigation does) or names what it loads
+       (`Sec-Fetch-Dest` other than `empty`: the /favicon.ico browsers ask for). curl
+       (`*/*`) and the SDKs (no Accept) get S3's XML; a mistyped address in a browser
+       still gets the 404 page.
     """
     if not unrouted or path in ("/", "/api") or path.startswith("/api/"):
         return False
     if method not in _AWS_METHODS:
         return False
-    return method != "GET" or "text/html" not in headers.get("Accept", "")
+    if method != "GET":
+        return True
+    loads = headers.get("Sec-Fetch-Dest", "empty").strip().lower() != "empty"
+    return not loads and "text/html" not in headers.get("Accept", "")
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:

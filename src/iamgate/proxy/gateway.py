@@ -1050,11 +1050,16 @@ async def _small_body(request: web.Request, idle: float) -> bytes | None:
     length = request.content_length
     if not length or length > UNSIGNED_PEEK or not request.can_read_body:
         return None
+    body = bytearray()
     try:
         async with asyncio.timeout(idle):
-            return await request.content.readexactly(length)
-    except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            while chunk := await request.content.read(UNSIGNED_PEEK + 1 - len(body)):
+                body += chunk
+                if len(body) > UNSIGNED_PEEK:
+                    return None
+    except (TimeoutError, ConnectionError, web.RequestPayloadError):
         return None
+    return bytes(body)
 
 
 def _first_segment(raw_path: str) -> str | None:
