@@ -153,8 +153,11 @@ def search_page(engine: Engine, filters: Filters) -> Page:
     bound = parse_before(filters.before) if filters.before else None
     found: list[tuple[Key, dict[str, Any]]] = []
     with engine.connect() as conn:
-        batch = min(max(filters.limit + 1, 16), MAX_BATCH)
-        streams = [_keys(conn, s, filters, bound, batch) for s in _streams(conn, filters, issue)]
+        ways = _streams(conn, filters, issue)
+        # Together the streams' first batches hold a page, or little more; a stream that
+        # runs out before the page is full reads on in growing batches.
+        batch = min(max(filters.limit // max(len(ways), 1) + 1, 16), MAX_BATCH)
+        streams = [_keys(conn, way, filters, bound, batch) for way in ways]
         merged = _distinct(heapq.merge(*streams, reverse=True))
         while len(found) < filters.limit:
             keys = list(itertools.islice(merged, filters.limit - len(found)))
