@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -22,7 +23,7 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
-from harness import GatewayProcess, MotoRecorder, audited_calls
+from harness import GatewayProcess, MotoRecorder, audited_calls, clean_env, run_aws
 
 pytestmark = pytest.mark.e2e
 
@@ -158,6 +159,26 @@ def test_anonymous_s3_calls_get_s3s_access_denied(
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert error["Error"]["Code"] in ("AccessDenied", "403")  # HEAD: no body, the status
     assert _record(gateway, action)["fields"]["resource"].startswith("arn:aws:s3:::acme-ci-data")
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["s3api", "get-object", "--bucket", "acme-ci-data", "--key", "README.txt", "-"],
+         "AccessDenied"),
+        (["sts", "get-caller-identity"], "MissingAuthenticationToken"),
+        (["lambda", "list-functions"], "MissingAuthenticationTokenException"),
+        (["ec2", "describe-vpcs"], "MissingAuthenticationToken"),
+    ],
+)  # fmt: skip
+def test_the_cli_without_signing_gets_the_services_error(
+    gateway: GatewayProcess, tmp_path: Path, args: list[str], code: str
+) -> None:
+    result = run_aws(
+        args, env=clean_env(tmp_path), endpoint_url=gateway.url, extra=["--no-sign-request"]
+    )
+    assert result.returncode != 0
+    assert f"An error occurred ({code})" in result.stderr, result.stderr
 
 
 def _curl(*args: str) -> tuple[int, dict[str, str], bytes]:
