@@ -9,6 +9,7 @@ clients expect (`InvalidAccessKeyId` for S3, `InvalidClientTokenId` for query se
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 
 class Reason(enum.Enum):
@@ -50,9 +51,14 @@ class Reason(enum.Enum):
 
 
 class Refused(Exception):
-    """A request the gateway will not forward; `message` is safe to show the client."""
+    """A request the gateway will not forward; `message` is safe to show the client.
+    `details` are further elements of the error as the service itself gives them (S3's
+    `<Expires>` and `<ServerTime>` for an expired presigned URL), safe to show as well."""
 
-    def __init__(self, reason: Reason, message: str) -> None:
+    def __init__(
+        self, reason: Reason, message: str, details: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.details: Mapping[str, str] = details or {}

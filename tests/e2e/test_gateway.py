@@ -131,9 +131,14 @@ def test_presigned_get(ci: Pair, tmp_path: Path) -> None:
     presign = ["s3", "presign", "s3://ci-presign/report.csv", "--expires-in", "300"]
     v2 = run_aws(presign, env=ci.via, endpoint_url=ci.gw.url).stdout.strip()
     assert "AWSAccessKeyId=" in v2  # CLI v1 presigns with SigV2 unless told otherwise
+    with urllib.request.urlopen(v2, timeout=30) as response:
+        assert response.read() == b"a,b\n1,2\n"
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(v2, timeout=30)
-    assert b"only AWS Signature Version 4" in refused.value.read()
+        urllib.request.urlopen(v2.replace("report.csv", "other.csv"), timeout=30)
+    assert refused.value.code == 403
+    answer = refused.value.read()
+    assert answer.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>')
+    assert b"<Code>SignatureDoesNotMatch</Code>" in answer
     config = tmp_path / "aws-config"
     config.write_text("[default]\ns3 =\n    signature_version = s3v4\n")
     url = run_aws(

@@ -204,3 +204,30 @@ def test_long_messages_in_cbor() -> None:
         )
         parsed = _parse("cloudwatch", "GetMetricData", "smithy-rpc-v2-cbor", rendered)
         assert parsed["Error"]["Message"] == message
+
+
+def test_s3_error_details_are_elements_of_its_error_document() -> None:
+    """S3's expired-URL answer carries Expires and ServerTime, which botocore surfaces."""
+    details = {"X-Amz-Expires": "60", "Expires": "2026-01-01T00:00:00Z", "ServerTime": "<&>"}
+    rendered = render_error(
+        Reason.PRESIGN_EXPIRED,
+        "Request has expired",
+        signing_name="s3",
+        protocol="rest-xml",
+        request_id="R",
+        details=details,
+    )
+    assert rendered.status == 403
+    error = _parse("s3", "GetObject", "rest-xml", rendered)["Error"]
+    assert error["Code"] == "AccessDenied"
+    assert error["Message"] == "Request has expired"
+    assert {name: error[name] for name in details} == details
+    with pytest.raises(ValueError, match="not an XML element name"):
+        render_error(
+            Reason.PRESIGN_EXPIRED,
+            "m",
+            signing_name="s3",
+            protocol="rest-xml",
+            request_id="R",
+            details={"a><b": "x"},
+        )

@@ -198,3 +198,19 @@ def test_canonical_queries(raw: str, canonical: str) -> None:
 def test_presigned_canonical_queries_leave_out_the_signature() -> None:
     query = "X-Amz-Signature=abc&a=1"
     assert canonical_query(query, drop=frozenset({"X-Amz-Signature"})) == "a=1"
+
+
+def test_an_expired_presigned_url_is_answered_with_s3s_own_details() -> None:
+    """AWS's answer: AccessDenied, "Request has expired", X-Amz-Expires, Expires and
+    ServerTime; decided after the signature, against the gateway's clock."""
+    wire = signed("s3", presign=True, expires=0)
+    refused = refused_at(wire, timedelta(seconds=1))
+    assert refused.reason is Reason.PRESIGN_EXPIRED
+    assert refused.message == "Request has expired"
+    auth = parse_authorization(wire[0], wire[1], wire[2], wire[3])
+    assert refused.details == {
+        "X-Amz-Expires": "0",
+        "Expires": auth.timestamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "ServerTime": (auth.timestamp + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    assert refused_at(wire, timedelta(seconds=1), secret="x").reason is Reason.BAD_SIGNATURE

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -251,6 +252,19 @@ def _xml_text(text: str) -> str:
     return escape(_NOT_XML.sub("\ufffd", text))
 
 
+_ELEMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
+
+
+def _elements(details: Mapping[str, str] | None) -> str:
+    """S3's extra error elements, in the order given; names are the gateway's own."""
+    out = []
+    for name, value in (details or {}).items():
+        if not _ELEMENT_NAME.fullmatch(name):
+            raise ValueError(f"not an XML element name: {name!r}")
+        out.append(f"<{name}>{_xml_text(value)}</{name}>")
+    return "".join(out)
+
+
 def _cbor_text(text: str) -> bytes:
     raw = text.encode("utf-8", "replace")  # a lone surrogate cannot be UTF-8
     n = len(raw)
@@ -275,10 +289,12 @@ def render_error(
     query_compatible: bool = False,
     head: bool = False,
     json_version: str = "1.0",
+    details: Mapping[str, str] | None = None,
 ) -> ErrorResponse:
     """The refusal in the shape the service's clients parse, so `aws` and boto3 print
     `An error occurred (Code) when calling the Op operation: message` rather than a parse
-    failure. HEAD answers carry no body, as S3's do; clients then go by the status."""
+    failure. HEAD answers carry no body, as S3's do; clients then go by the status.
+    `details` are S3's extra elements (`<ServerTime>`...), written after the message."""
     status, code = error_code_for(reason, signing_name, protocol)
     msg, rid = _xml_text(message), _xml_text(request_id)
     headers: dict[str, str] = {}
@@ -288,7 +304,7 @@ def render_error(
         headers["Content-Type"] = "application/xml"
         body = (
             f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-            f"<Message>{msg}</Message><RequestId>{rid}</RequestId></Error>"
+            f"<Message>{msg}</Message>{_elements(details)}<RequestId>{rid}</RequestId></Error>"
         ).encode()
     elif protocol == "ec2":
         headers["Content-Type"] = "text/xml;charset=UTF-8"

@@ -30,7 +30,7 @@ from iamgate.access.session_policy import SessionPolicyError, session_policy_for
 from iamgate.audit.events import AuditEvent, EventType, summarize_params
 from iamgate.audit.writer import AuditLog, DurableRecord
 from iamgate.aws.endpoints import resolve_upstream
-from iamgate.aws.errors import render_error
+from iamgate.aws.errors import error_code_for, render_error
 from iamgate.aws.operations import Identified, OperationIndex
 from iamgate.aws.post_form import is_form_upload, parse_post_form
 from iamgate.aws.post_upload import (
@@ -46,6 +46,7 @@ from iamgate.proxy.body import BodyStream, read_within
 from iamgate.proxy.limits import Admission, CallLimits
 from iamgate.proxy.outbound import (
     HOP_BY_HOP,
+    PRESIGN_PARAMS,
     RPC_PROTOCOLS,
     canonical_path,
     canonical_query,
@@ -75,6 +76,8 @@ from iamgate.sigv4.post_policy import (
     read_policy,
     verify_post_signature,
 )
+from iamgate.sigv4.sigv2 import NOT_FORWARDED as SIGV2_PARAMS
+from iamgate.sigv4.sigv2 import QueryV2, is_presigned_v2, parse_query_v2, verify_query_v2
 from iamgate.store.directory import Directory
 
 log = logging.getLogger(__name__)
@@ -134,6 +137,12 @@ class _Authenticated:
     raw_query: str
     headers: list[tuple[str, str]]
     verified: Verified | None = None
+    sigv2: QueryV2 | None = None  # an S3 URL presigned with Signature Version 2
+
+    @property
+    def presigning(self) -> frozenset[str]:
+        """The query parameters that authenticate, and never cross."""
+        return SIGV2_PARAMS if self.sigv2 is not None else PRESIGN_PARAMS
 
 
 @dataclass(slots=True)
@@ -353,10 +362,15 @@ class Gateway(Configured):
         is declared in a header, the signature itself (so `100 Continue` is earned)."""
         raw_path, raw_query = _origin_form(request)
         headers = _header_pairs(request)
-        auth = parse_authorization(request.method, raw_path, raw_query, headers)
+        sigv2 = None
+        if is_presigned_v2(raw_query, headers):
+            sigv2 = parse_query_v2(request.method, raw_query, headers)
+            auth = sigv2.authorization()
+        else:
+            auth = parse_authorization(request.method, raw_path, raw_query, headers)
         call.auth = auth
         claims, secret = self._open(auth, call)
-        authn = _Authenticated(auth, claims, secret, raw_path, raw_query, headers)
+        authn = _Authenticated(auth, claims, secret, raw_path, raw_query, headers, sigv2=sigv2)
         s3 = auth.scope.service in S3_FAMILY
         content_sha = auth.content_sha256
         if not s3 and content_sha is not None and not is_sha256_hex(content_sha):
@@ -365,11 +379,20 @@ class Gateway(Configured):
                 "iamgate: outside S3 the body is always signed; x-amz-content-sha256 may "
                 f"only be the body's SHA-256, not {content_sha[:40]}",
             )
-        if content_sha is not None and (s3 or is_sha256_hex(content_sha)):
+        if sigv2 is not None or (content_sha is not None and (s3 or is_sha256_hex(content_sha))):
             authn.verified = self._verify(request, authn, payload_hash_for(auth, None))
         return authn
 
     def _verify(self, request: web.Request, authn: _Authenticated, payload_hash: str) -> Verified:
+        if authn.sigv2 is not None:
+            return verify_query_v2(
+                authn.sigv2,
+                request.method,
+                authn.raw_path,
+                authn.secret,
+                virtual_bucket=self._virtual_bucket(request.host),
+                now=self._clock(),
+            )
         return verify_signature(
             authn.auth,
             request.method,
@@ -415,7 +438,7 @@ class Gateway(Configured):
         signing_name = auth.scope.service
         inbound.headers = forwarded_headers(authn.headers, auth.signed_headers)
         refuse_repeated(inbound.headers)
-        inbound.query = forwarded_query(authn.raw_query)
+        inbound.query = forwarded_query(authn.raw_query, authn.presigning)
         view = {name.lower(): value for name, value in inbound.headers}
         body = inbound.body
         s3 = signing_name in S3_FAMILY
@@ -527,7 +550,7 @@ class Gateway(Configured):
                 path = "/" + canonical_path(inbound.virtual_bucket) + path
             elif upstream.bucket_in_host and not inbound.virtual_bucket and bucket:
                 path = path[len(canonical_path(bucket)) + 1 :] or "/"
-            query = canonical_query(authn.raw_query)
+            query = canonical_query(authn.raw_query, authn.presigning)
             headers = inbound.headers
         self._refuse_reserved(path)
         url = upstream.base_url + path + (f"?{query}" if query else "")
@@ -866,11 +889,15 @@ class Gateway(Configured):
             query_compatible=self.index.query_compatible(service),
             head=request.method == "HEAD",
             json_version=self.index.json_version(service),
+            details=refused.details,
         )
         call.status = rendered.status
         call.decision = "denied" if refused.reason is not Reason.UPSTREAM_UNAVAILABLE else "error"
         call.reason = f"{refused.reason.value}: {refused.message}"
-        call.error_code = _error_code(rendered.headers, rendered.body)
+        call.error_code = (  # a HEAD's refusal has no body to read it from
+            _error_code(rendered.headers, rendered.body)
+            or error_code_for(refused.reason, signing_name, protocol)[1]
+        )
         call.bytes_out = len(rendered.body)
         response = web.Response(status=rendered.status, body=rendered.body)
         for name, value in rendered.headers.items():
@@ -1076,10 +1103,18 @@ def _int_or_none(value: str | None) -> int | None:
 
 
 def _guess_signing_name(request: web.Request) -> str:
-    """For refusals before the credential scope is known: best effort from the request."""
+    """For refusals before the credential scope is known: best effort from the request. A
+    presigned URL names its service in its credential scope; SigV2 URLs are only S3's."""
     target = request.headers.get("X-Amz-Target", "")
     if target:
         return target.split("_", 1)[0].split(".", 1)[0].lower()
+    credential = request.query.get("X-Amz-Credential", "").split("/")
+    if len(credential) == 5 and credential[3]:
+        return credential[3]
+    if request.headers.get("Authorization", "").startswith("AWS "):
+        return "s3"  # S3's own SigV2 header
+    if "AWSAccessKeyId" in request.query and "SignatureVersion" not in request.query:
+        return "s3"  # not the query APIs' SigV2, which names its version
     if "x-amz-content-sha256" in request.headers or _is_post_upload(request):
         return "s3"
     return "sts"

@@ -125,9 +125,10 @@ def refuse_repeated(headers: Iterable[tuple[str, str]]) -> None:
         seen.add(lower)
 
 
-def forwarded_query(raw_query: str) -> list[tuple[str, str]]:
-    """The query's pairs as they cross (presigning removed): all identification may read."""
-    return [(k, v) for k, v in query_params(raw_query) if k.lower() not in PRESIGN_PARAMS]
+def forwarded_query(raw_query: str, drop: frozenset[str] = PRESIGN_PARAMS) -> list[tuple[str, str]]:
+    """The query's pairs as they cross (presigning removed): all identification may read.
+    `drop`: lower-case names of the presigning (SigV2 presigns with other names)."""
+    return [(k, v) for k, v in query_params(raw_query) if k.lower() not in drop]
 
 
 def rebuilt_rpc(
@@ -170,7 +171,7 @@ def canonical_path(raw_path: str) -> str:
     return quote(unquote(raw_path), safe="/~") or "/"
 
 
-def canonical_query(raw_query: str) -> str:
+def canonical_query(raw_query: str, drop: frozenset[str] = PRESIGN_PARAMS) -> str:
     """The query minus any presigning, each part re-encoded as AWS expects."""
     parts = []
     for pair in raw_query.split("&"):
@@ -178,7 +179,7 @@ def canonical_query(raw_query: str) -> str:
             continue
         key, eq, value = pair.partition("=")
         key = unquote_plus(key)
-        if key.lower() in PRESIGN_PARAMS:
+        if key.lower() in drop:
             continue
         encoded = quote(key, safe="-_.~")
         parts.append(f"{encoded}={quote(unquote_plus(value), safe='-_.~')}" if eq else encoded)

@@ -25,9 +25,15 @@ _HEX = frozenset("0123456789abcdef")
 _MAY_BE_UNSIGNED = frozenset({"x-amz-security-token"})
 _PRESIGN_MARKERS = ("X-Amz-Algorithm", "X-Amz-Signature", "X-Amz-Credential")
 
+BAD_SIGNATURE_MESSAGE = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your key and signing method."
+)
+# Signature Version 2 is accepted only in S3 presigned URLs (`sigv2.py`), never in a header.
 SIGV2_ONLY = (
-    "iamgate accepts only AWS Signature Version 4; for S3 presigned URLs from the AWS CLI v1, "
-    "set `s3 =\n    signature_version = s3v4` in the profile"
+    "iamgate accepts AWS Signature Version 2 only in presigned S3 GET, PUT and HEAD URLs; "
+    "sign requests with Signature Version 4 (for S3 in the AWS CLI v1: `s3 =\n    "
+    "signature_version = s3v4` in the profile)"
 )
 
 
@@ -166,8 +172,10 @@ def _check_signature_text(signature: str) -> str:
 def _parse_expires(text: str | None) -> int:
     if text is None:
         raise _malformed("Query-string authentication requires the X-Amz-Expires parameter")
-    if not _is_digits(text) or len(text) > 6 or not 1 <= int(text) <= MAX_PRESIGN_EXPIRES:
-        raise _malformed(f"X-Amz-Expires must be between 1 and {MAX_PRESIGN_EXPIRES} seconds")
+    # 0 is a URL that has expired already: S3 answers it "Request has expired", as botocore's
+    # ExpiresIn=0 expects; that is decided after the signature, with the clock.
+    if not _is_digits(text) or len(text) > 6 or not 0 <= int(text) <= MAX_PRESIGN_EXPIRES:
+        raise _malformed(f"X-Amz-Expires must be between 0 and {MAX_PRESIGN_EXPIRES} seconds")
     return int(text)
 
 
@@ -189,9 +197,20 @@ def _single(index: dict[str, list[str]], name: str) -> str | None:
     return values[0].strip(" \t")
 
 
-def _require_present(signed: tuple[str, ...], index: dict[str, list[str]]) -> None:
+def _require_present(
+    signed: tuple[str, ...], index: dict[str, list[str]], *, presigned: bool = False
+) -> None:
+    """A presigned URL that signs a header its follower did not send (a HEAD presigned with
+    ChecksumMode, then fetched without `x-amz-checksum-mode`) fails as S3 fails it: the
+    signature does not match (403), not as a malformed request."""
     for name in signed:
         if name not in index:
+            if presigned:
+                raise Refused(
+                    Reason.BAD_SIGNATURE,
+                    f"{BAD_SIGNATURE_MESSAGE} The URL signs the header '{name}', which the "
+                    "request does not carry.",
+                )
             raise _malformed(f"Signed header '{name}' is not in the request")
 
 
@@ -271,7 +290,7 @@ def _from_query(
     signature = _check_signature_text(params["X-Amz-Signature"])
     timestamp = _parse_time(amz_date)
     scope = _parse_scope(params["X-Amz-Credential"], amz_date)
-    _require_present(signed, index)
+    _require_present(signed, index, presigned=True)
     token = params.get("X-Amz-Security-Token")
     return Authorization(
         scope=scope,

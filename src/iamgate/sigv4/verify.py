@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from iamgate.refusals import Reason, Refused
+from iamgate.sigv4.authorization import (  # re-exported: S3's words, defined with the parsing
+    BAD_SIGNATURE_MESSAGE as BAD_SIGNATURE_MESSAGE,
+)
 from iamgate.sigv4.authorization import Authorization
 from iamgate.sigv4.canonical import (
     canonical_request,
@@ -23,11 +26,8 @@ from iamgate.sigv4.canonical import (
 
 SKEW = timedelta(minutes=5)
 S3_SKEW = timedelta(minutes=15)
-BAD_SIGNATURE_MESSAGE = (
-    "The request signature we calculated does not match the signature you provided. "
-    "Check your key and signing method."
-)
 _STAMP = "%Y%m%dT%H%M%SZ"
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -102,11 +102,22 @@ def check_time(auth: Authorization, now: datetime) -> None:
         if auth.timestamp - now > S3_SKEW:
             raise Refused(Reason.SKEWED_CLOCK, _skew_message(auth, now, S3_SKEW))
         if auth.expires is not None and now > auth.timestamp + timedelta(seconds=auth.expires):
-            raise Refused(Reason.PRESIGN_EXPIRED, "Request has expired")
+            raise presign_expired(
+                auth.timestamp + timedelta(seconds=auth.expires), now, auth.expires
+            )
         return
     skew = S3_SKEW if is_s3_style(auth.scope.service) else SKEW
     if abs(now - auth.timestamp) > skew:
         raise Refused(Reason.SKEWED_CLOCK, _skew_message(auth, now, skew))
+
+
+def presign_expired(expired_at: datetime, now: datetime, x_amz_expires: int | None) -> Refused:
+    """S3's own answer to an expired presigned URL: AccessDenied, "Request has expired",
+    with X-Amz-Expires (SigV4 only), Expires and ServerTime, as AWS words them."""
+    details = {} if x_amz_expires is None else {"X-Amz-Expires": str(x_amz_expires)}
+    details["Expires"] = expired_at.strftime(_ISO)
+    details["ServerTime"] = now.strftime(_ISO)
+    return Refused(Reason.PRESIGN_EXPIRED, "Request has expired", details)
 
 
 def is_sha256_hex(value: str | None) -> bool:
