@@ -60,6 +60,17 @@ def test_a_queue_url_from_the_gateway_names_it_and_works_through_it(
     assert sent and sent[0]["fields"]["status"] == 200
 
 
+def test_a_message_naming_the_upstream_is_received_as_sent(
+    gateway: GatewayProcess, sandbox: Sandbox, sqs: Any
+) -> None:
+    """Only queue URLs in answers are rewritten, never a message (botocore checks its MD5)."""
+    url = sqs.create_queue(QueueName=f"notes-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    note = f"moto answers at {sandbox.endpoint_url}/{CI}/elsewhere"
+    sqs.send_message(QueueUrl=url, MessageBody=note)
+    (message,) = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)["Messages"]
+    assert message["Body"] == note
+
+
 def test_the_cli_gets_and_uses_the_gateways_queue_url(
     gateway: GatewayProcess, tmp_path: Path
 ) -> None:

@@ -38,11 +38,13 @@ def test_bytes_without_the_upstreams_url_cross_unchanged(body: bytes) -> None:
         assert urls().rewrite(body) == body
 
 
-def test_only_successful_plain_sqs_answers_of_a_known_small_length() -> None:
+def test_only_successful_plain_queue_url_answers_of_a_known_small_length() -> None:
     u = urls()
-    assert u.applies("sqs", 200, {}, "120")
-    assert not u.applies("s3", 200, {}, "120")
-    assert not u.applies("sqs", 400, {}, "120")  # error bodies cross byte for byte
-    assert not u.applies("sqs", 200, {"Content-Encoding": "gzip"}, "120")
-    assert not u.applies("sqs", 200, {}, None)
-    assert not u.applies("sqs", 200, {}, str(MAX_REWRITTEN + 1))
+    for operation in ("CreateQueue", "GetQueueUrl", "ListQueues", "ListDeadLetterSourceQueues"):
+        assert u.applies("sqs", operation, 200, {}, "120")
+    assert not u.applies("sqs", "ReceiveMessage", 200, {}, "120")  # a message stays as sent
+    assert not u.applies("s3", "ListBuckets", 200, {}, "120")
+    assert not u.applies("sqs", "GetQueueUrl", 400, {}, "120")  # errors cross byte for byte
+    assert not u.applies("sqs", "GetQueueUrl", 200, {"Content-Encoding": "gzip"}, "120")
+    assert not u.applies("sqs", "GetQueueUrl", 200, {}, None)
+    assert not u.applies("sqs", "GetQueueUrl", 200, {}, str(MAX_REWRITTEN + 1))

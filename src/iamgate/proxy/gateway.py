@@ -807,8 +807,8 @@ class Gateway(Configured):
         """A sandbox answer whose queue URLs name the upstream (see `upstream_urls`)."""
         if self._urls is None or call.identified is None or request.method == "HEAD":
             return False
-        service = call.identified.operation.service
-        return self._urls.applies(service, upstream.status, upstream.headers, length)
+        op = call.identified.operation
+        return self._urls.applies(op.service, op.name, upstream.status, upstream.headers, length)
 
     async def _to_client(self, request: web.Request, sending: Awaitable[object]) -> None:
         """One step of the answer; a client that takes none of it for the body timeout is

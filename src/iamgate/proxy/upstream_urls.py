@@ -10,7 +10,9 @@ authorized); so the gateway rewrites the answer instead, as narrowly as it can:
 
 - only with a configured upstream endpoint (`aws.upstream.endpoint_url`, the sandbox): an
   answer from AWS itself is never touched;
-- only successful SQS answers, uncompressed, of a declared length up to MAX_REWRITTEN;
+- only successful answers of the SQS operations that return queue URLs (never a message,
+  whose body and MD5 must stay as sent), uncompressed, of a declared length up to
+  MAX_REWRITTEN;
 - only the upstream's own base URL followed by `/` (`http://127.0.0.1:5000/`), replaced by
   the gateway's configured public URL, never by anything the client sent.
 
@@ -25,7 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 MAX_REWRITTEN = 1024 * 1024
-_SERVICES = frozenset({"sqs"})
+# (service, operation) whose answers carry queue URLs built by the upstream.
+_NAMING = frozenset(
+    ("sqs", op) for op in ("CreateQueue", "GetQueueUrl", "ListQueues", "ListDeadLetterSourceQueues")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +52,15 @@ class UpstreamUrls:
         return cls(upstream.encode(), public.encode())
 
     def applies(
-        self, service: str, status: int, headers: Mapping[str, str], length: str | None
+        self,
+        service: str,
+        operation: str,
+        status: int,
+        headers: Mapping[str, str],
+        length: str | None,
     ) -> bool:
         """Whether this answer is one whose queue URLs are rewritten."""
-        if service not in _SERVICES or not 200 <= status < 300:
+        if (service, operation) not in _NAMING or not 200 <= status < 300:
             return False
         if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
             return False
