@@ -9,8 +9,10 @@ gateway refuses is an S3 error document, an audit record, and no request at moto
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -330,3 +332,41 @@ def test_a_form_cut_short_is_malformed_audited_and_not_forwarded(
         time.sleep(0.1)
     assert found[0]["fields"]["error_code"] == "MalformedPOSTRequest"
     assert found[0]["fields"]["status"] == 400
+
+
+def test_success_action_redirect_sends_the_browser_on_as_s3_does(
+    gateway: GatewayProcess, buckets: Any
+) -> None:
+    creds = gateway.issue("ci-bot", CI, "CIRunner")
+    s3 = gateway.client("s3", creds, SIGV4)
+    done = "http://127.0.0.1:9/done?from=form"
+    post = s3.generate_presigned_post(
+        Bucket=BUCKET,
+        Key="uploads/redirected.txt",
+        Fields={"success_action_redirect": done},
+        Conditions=[{"success_action_redirect": done}],
+    )
+    response = requests.post(
+        post["url"],
+        data=post["fields"],
+        files={"file": ("r.txt", b"then go")},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert response.status_code == 303, response.text
+    location = response.headers["Location"]
+    assert location.startswith("http://127.0.0.1:9/done?")
+    assert f"bucket={BUCKET}" in location and "key=uploads%2Fredirected.txt" in location
+    assert buckets.get_object(Bucket=BUCKET, Key="uploads/redirected.txt")["Body"].read() == (
+        b"then go"
+    )
+
+
+def test_a_5_mib_file_crosses_whole(gateway: GatewayProcess, buckets: Any) -> None:
+    creds = gateway.issue("ci-bot", CI, "CIRunner")
+    data = os.urandom(5 * 1024 * 1024)
+    post = _presigned_post(gateway, creds, max_size=len(data))
+    response = _send(post, data, name="big.bin")
+    assert response.status_code == 204, response.text
+    stored = buckets.get_object(Bucket=BUCKET, Key="uploads/big.bin")["Body"].read()
+    assert hashlib.sha256(stored).digest() == hashlib.sha256(data).digest()
