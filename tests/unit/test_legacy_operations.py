@@ -144,6 +144,25 @@ def test_legacy_operations_of_current_services_are_forwarded_as_their_callers_se
                 assert current.json_version(service.name) == (service.json_version or "1.0")
 
 
+def test_an_older_sdks_unsigned_call_is_recognised_by_its_legacy_shape() -> None:
+    """An unsigned SQS query call (an SDK of before 2024) is refused as what it attempted,
+    in its own protocol, like any unsigned call."""
+    index = OperationIndex.build(["sqs", "sts"])
+    index.preload()
+    body = b"Action=ListQueues&Version=2012-11-05"
+    found = index.identify_unsigned("POST", "/", [], FORM, body)
+    assert found is not None
+    signing, identified = found
+    assert (signing, identified.operation.name, identified.operation.protocol) == (
+        "sqs",
+        "ListQueues",
+        "query",
+    )
+    current = OperationIndex.build(["sqs", "sts"], legacy=False)
+    current.preload()
+    assert current.identify_unsigned("POST", "/", [], FORM, body) is None
+
+
 def _legacy(operations: dict[str, Any], *, service: str = "lambda") -> Any:
     """Hand-made legacy models of one service, in the shipped data's form."""
     meta = {

@@ -740,6 +740,9 @@ class OperationIndex:
         keys = (None, *dict(query))
 
         def shaped(signing: _SigningIndex) -> bool:
+            return reads(signing) or (signing.legacy is not None and reads(signing.legacy))
+
+        def reads(signing: _SigningIndex) -> bool:
             if target is not None:
                 return target in signing.targets
             if cbor is not None:
