@@ -59,7 +59,8 @@ def refused(url: str, method: str = "GET") -> tuple[int, bytes]:
 def test_boto3_presigned_put_get_and_head(
     gateway: GatewayProcess, sandbox: Sandbox, ci_creds: GatewayCredentials, version: str
 ) -> None:
-    client = presigner(gateway, ci_creds, version)
+    creds = gateway.issue("ci-bot", CI, "CIRunner")  # its own key: its own audit records
+    client = presigner(gateway, creds, version)
     key = f"uploads/{version} ü+x.txt"
     put = client.generate_presigned_url(
         "put_object", Params={"Bucket": BUCKET, "Key": key, "ContentType": "text/plain"}
@@ -93,6 +94,24 @@ def test_boto3_presigned_put_get_and_head(
     answered = requests.head(head, timeout=30)
     assert answered.status_code == 200
     assert answered.headers["Content-Length"] == str(len(b"uploaded through a link"))
+
+    # Identified, authorized and audited as any SigV4 call: by its operation and its key.
+    deadline = time.monotonic() + 10
+    while len(events := audited_calls(gateway.state_url, access_key_id=creds.access_key_id)) < 3:
+        assert time.monotonic() < deadline, events
+        time.sleep(0.2)
+    calls = sorted((e["fields"]["operation"], e["fields"]["action"]) for e in events)
+    assert calls == [
+        ("GetObject", "s3:GetObject"),
+        ("HeadObject", "s3:GetObject"),
+        ("PutObject", "s3:PutObject"),
+    ]
+    for event in events:
+        assert event["principal"] == "ci-bot"
+        assert event["fields"]["decision"] == "allowed" and event["fields"]["status"] == 200
+        assert event["fields"]["gateway_role"] == "ci-runner"
+        assert event["fields"]["region"] == "us-east-1"
+        assert event["fields"]["params"]["Key"] == key
 
 
 @pytest.mark.parametrize("version", ["sigv2", "sigv4"])
