@@ -17,7 +17,10 @@ runs after a warm-up, and the slowest) with:
           seconds is stopped and shown as "> cap";
   after   `iamgate.audit.search` on revision 0003's indexes;
 and each as a ratio to a reference measured in the same run on the same store: reading one
-event by its primary key (chain, seq). Goal (issue 16): every "after" under 50 ms.
+event by its primary key (chain, seq), a connection checked out for it as search does.
+Goal (issue 16): every "after" under 50 ms. It also EXPLAINs every statement each "after"
+search sends, as the store plans it unforced, and names any that reads the whole table or
+sorts.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import botocore.session
 import orjson
 import psycopg
 from sqlalchemy import Engine, select, text
+from sqlalchemy import event as sa_event
 
 from iamgate.access.patterns import matches
 from iamgate.audit.chain import CANONICAL, GENESIS
@@ -423,6 +427,41 @@ def query(engine: Engine, filters: Filters, legacy: bool, cap: float) -> object:
     return search_page(engine, filters)
 
 
+def plan_problems(engine: Engine, filters: Filters) -> list[str]:
+    """What the store's own plans (not forced) for the statements of this search read the
+    whole table for or sort: none, when every statement is an index range."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            sent.append((statement, parameters))
+
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        search_page(engine, filters)
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
+    found = []
+    with engine.connect() as conn:
+        for statement, parameters in sent:
+            if engine.dialect.name == "sqlite":
+                plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                found += [
+                    row[3]
+                    for row in plan
+                    if "TEMP B-TREE" in row[3]
+                    or row[3].startswith(("SCAN audit_events", "SCAN outcome"))
+                ]
+            else:
+                plan = conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+                found += [
+                    row[0].strip()
+                    for row in plan
+                    if any(n in row[0] for n in ("Seq Scan", "Sort  ", "Incremental Sort"))
+                ]
+    return found
+
+
 def page_before(engine: Engine, filters: Filters, number: int, legacy: bool) -> str | None:
     """The `before` of page `number`, as each version's callers make it."""
     before = None
@@ -454,6 +493,7 @@ def run_store(
             conn.execute(select(c.body).where(c.chain == some.chain, c.seq == some.seq)).one()
 
     results: dict[str, dict[str, tuple[float, float] | None]] = {}
+    planned: list[str] = []  # searches whose statements read the table or sort
     refs = {}
     for which in stages:
         built = build_indexes(engine, which)
@@ -469,6 +509,8 @@ def run_store(
                 continue  # 0002 read every call's body for this; not comparable
             run = partial(query, engine, filters, which == "before", cap)
             results.setdefault(label, {})[which] = measure(run, runs)
+            if which == "after" and (bad := plan_problems(engine, filters)):
+                planned.append(f"{label}: {bad}")
     lines.append(
         "reference, one event by primary key: "
         + ", ".join(f"{which} {ms:.3f} ms" for which, ms in refs.items())
@@ -488,6 +530,10 @@ def run_store(
         lines.append(f"{label:24} {b:>26} {a:>24} {after[1]:>9.2f}")
     worst = max(after[0] for got in results.values() if (after := got.get("after")))
     lines.append(f"slowest median after: {worst:.2f} ms (goal: under 50 ms)")
+    lines.append(
+        "plans after, as the store chose them: "
+        + ("; ".join(planned) if planned else "every statement an index range, no sort")
+    )
     return lines
 
 
