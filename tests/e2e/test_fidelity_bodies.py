@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,19 @@ def test_boto3_reads_a_gzip_object_through_the_gateway_as_stored(
     assert got["ContentEncoding"] == "gzip" and got["Body"].read() == packed
 
 
+def own_record(gateway: GatewayProcess, mark: str, **filters: Any) -> dict[str, Any]:
+    """The audit record of this test's own call, by the marker in its User-Agent (the
+    store is shared by the whole session, and records land a moment after the answer)."""
+    deadline = time.monotonic() + 15
+    while True:
+        events = audited_calls(gateway.state_url, wait=1, **filters)
+        mine = [e for e in events if mark in (e.get("user_agent") or "")]
+        if mine or time.monotonic() > deadline:
+            assert mine, f"no audit record by {mark} among {len(events)}"
+            return mine[0]
+        time.sleep(0.2)
+
+
 def _metric_data(namespace_tag: str, count: int) -> list[dict[str, Any]]:
     return [
         {
@@ -76,10 +90,11 @@ def _metric_data(namespace_tag: str, count: int) -> list[dict[str, Any]]:
 
 def test_compressed_put_metric_data_reaches_moto(gateway: GatewayProcess, sandbox: Sandbox) -> None:
     """botocore gzips PutMetricData above 10 KiB by default; the hook proves it did."""
+    mark = f"iamgate-test/{uuid.uuid4().hex}"
     cloudwatch = gateway.client(
         "cloudwatch",
         gateway.issue("loader", CI, "Admin"),
-        BotoConfig(request_min_compression_size_bytes=1024),
+        BotoConfig(request_min_compression_size_bytes=1024, user_agent_extra=mark),
     )
     sent: list[AWSPreparedRequest] = []
     cloudwatch.meta.events.register(
@@ -94,9 +109,7 @@ def test_compressed_put_metric_data_reaches_moto(gateway: GatewayProcess, sandbo
     listed = sandbox.client(CI, "cloudwatch").list_metrics(Namespace=namespace)
     names = {m["MetricName"] for m in listed["Metrics"]}
     assert names == {f"build-seconds-{i}" for i in range(7)}
-    (record, *_) = audited_calls(
-        gateway.state_url, principal="loader", action="cloudwatch:PutMetricData"
-    )
+    record = own_record(gateway, mark, principal="loader", action="cloudwatch:PutMetricData")
     assert record["fields"]["status"] == 200
     assert record["fields"]["bytes_in"] == len(body)
 
@@ -139,10 +152,11 @@ def _claim_gzip(request: AWSRequest, **_: object) -> None:
 def test_a_body_that_claims_gzip_but_is_none_gets_an_aws_error_and_a_record(
     gateway: GatewayProcess,
 ) -> None:
+    mark = f"iamgate-test/{uuid.uuid4().hex}"
     dynamodb = gateway.client(
         "dynamodb",
         gateway.issue("ci-bot", CI, "CIRunner"),
-        BotoConfig(retries={"max_attempts": 0}),
+        BotoConfig(retries={"max_attempts": 0}, user_agent_extra=mark),
     )
     dynamodb.meta.events.register("before-sign.dynamodb.ListTables", _claim_gzip)
     with pytest.raises(ClientError) as refused:
@@ -151,6 +165,6 @@ def test_a_body_that_claims_gzip_but_is_none_gets_an_aws_error_and_a_record(
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert error["Error"]["Code"] == "ValidationException"
     assert "not valid gzip" in error["Error"]["Message"]
-    (record, *_) = audited_calls(gateway.state_url, principal="ci-bot", decision="denied")
+    record = own_record(gateway, mark, principal="ci-bot", decision="denied")
     assert "not valid gzip" in str(record["fields"]["reason"])
     assert record["fields"]["error_code"] == "ValidationException"

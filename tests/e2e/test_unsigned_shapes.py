@@ -42,25 +42,41 @@ def models_compiled(gateway: GatewayProcess) -> None:
             time.sleep(0.5)
 
 
-def unsigned(gateway: GatewayProcess, service: str) -> Any:
+def unsigned(gateway: GatewayProcess, service: str, marker: str = "") -> Any:
+    """An UNSIGNED client; `marker` in its User-Agent finds its own audit records."""
     session: Any = boto3.Session()  # Any: the stubs type clients by literal service name
     return session.client(
         service,
         endpoint_url=gateway.url,
         region_name="us-east-1",
-        config=BotoConfig(signature_version=UNSIGNED, retries={"max_attempts": 0}),
+        config=BotoConfig(
+            signature_version=UNSIGNED, retries={"max_attempts": 0}, user_agent_extra=marker
+        ),
     )
 
 
-def _call(gateway: GatewayProcess, service: str, call: Callable[[Any], object]) -> dict[str, Any]:
+def marker() -> str:
+    return f"iamgate-test/{uuid.uuid4().hex}"
+
+
+def _call(
+    gateway: GatewayProcess, service: str, call: Callable[[Any], object], mark: str
+) -> dict[str, Any]:
     with pytest.raises(ClientError) as refused:
-        call(unsigned(gateway, service))
+        call(unsigned(gateway, service, mark))
     return dict(refused.value.response)
 
 
-def _record(gateway: GatewayProcess, action: str) -> dict[str, Any]:
-    (record, *_) = audited_calls(gateway.state_url, action=action, decision="denied")
-    return record
+def _record(gateway: GatewayProcess, action: str, mark: str) -> dict[str, Any]:
+    """The audit record of this test's own call (the store is shared by the session)."""
+    deadline = time.monotonic() + 15
+    while True:
+        events = audited_calls(gateway.state_url, wait=1, action=action, decision="denied")
+        mine = [e for e in events if mark in (e.get("user_agent") or "")]
+        if mine or time.monotonic() > deadline:
+            assert mine, f"no audit record of {action} by {mark}"
+            return mine[0]
+        time.sleep(0.2)
 
 
 # (service, protocol botocore speaks to it, the call, the code, the status, its IAM action)
@@ -100,11 +116,12 @@ def test_an_unsigned_call_gets_its_services_error_in_its_protocol(
     assert unsigned(gateway, service).meta.service_model.protocol == protocol
     recorder = MotoRecorder(gateway.sandbox.endpoint_url)
     recorder.start()
-    error = _call(gateway, service, call)
+    mark = marker()
+    error = _call(gateway, service, call, mark)
     assert recorder.stop() == []  # never forwarded
     assert error["Error"]["Code"] == code
     assert error["ResponseMetadata"]["HTTPStatusCode"] == status
-    record = _record(gateway, action)
+    record = _record(gateway, action, mark)
     assert record["fields"]["reason"].startswith("missing-auth")
     # The record keeps the service's own code; the SDK of a query-compatible one reads the
     # query code from its header.
@@ -118,7 +135,13 @@ def test_web_identity_exchanges_are_told_the_gateway_does_not_answer_them_yet(
     gateway: GatewayProcess, operation: str
 ) -> None:
     """boto3 sends these unsigned, as AWS designed them; STS's own error, not a web 404."""
-    sts = boto3.client("sts", endpoint_url=gateway.url, region_name="us-east-1")
+    mark = marker()
+    sts = boto3.client(
+        "sts",
+        endpoint_url=gateway.url,
+        region_name="us-east-1",
+        config=BotoConfig(user_agent_extra=mark),
+    )
     arguments: dict[str, str] = {"RoleArn": "arn:aws:iam::222222222222:role/CIRunner"}
     if operation == "assume_role_with_web_identity":
         arguments |= {"RoleSessionName": "job", "WebIdentityToken": "eyJhbGciOi.x.y"}
@@ -133,7 +156,8 @@ def test_web_identity_exchanges_are_told_the_gateway_does_not_answer_them_yet(
     assert error["Code"] == "InvalidIdentityToken"
     assert "not yet configured for this gateway" in error["Message"]
     action = "sts:AssumeRoleWithWebIdentity" if "web" in operation else "sts:AssumeRoleWithSAML"
-    assert _record(gateway, action)["fields"]["reason"].startswith("web-identity-unconfigured")
+    record = _record(gateway, action, mark)
+    assert record["fields"]["reason"].startswith("web-identity-unconfigured")
 
 
 ANONYMOUS_S3 = [
@@ -148,7 +172,8 @@ ANONYMOUS_S3 = [
 def test_anonymous_s3_calls_get_s3s_access_denied(
     gateway: GatewayProcess, operation: str, arguments: dict[str, Any], action: str
 ) -> None:
-    s3 = unsigned(gateway, "s3")
+    mark = marker()
+    s3 = unsigned(gateway, "s3", mark)
     s3.meta.config.s3 = {"addressing_style": "path"}
     recorder = MotoRecorder(gateway.sandbox.endpoint_url)
     recorder.start()
@@ -158,7 +183,9 @@ def test_anonymous_s3_calls_get_s3s_access_denied(
     error = refused.value.response
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert error["Error"]["Code"] in ("AccessDenied", "403")  # HEAD: no body, the status
-    assert _record(gateway, action)["fields"]["resource"].startswith("arn:aws:s3:::acme-ci-data")
+    assert _record(gateway, action, mark)["fields"]["resource"].startswith(
+        "arn:aws:s3:::acme-ci-data"
+    )
 
 
 @pytest.mark.parametrize(
