@@ -351,10 +351,29 @@ def rerun_lost(
             continue
         lost = lost_tests(direct, through)
         if lost:
-            again = run_service("gateway", service, url, extra, settings, nodeids=lost)
-            through.rerun = again.outcomes
-            passed = sum(1 for what, _ in again.outcomes.values() if what == "passed")
+            through.rerun = rerun(service, lost, url, extra, settings)
+            passed = sum(1 for what, _ in through.rerun.values() if what == "passed")
             say(f"gateway {service}: {passed} of {len(lost)} lost tests pass when run again")
+
+
+def rerun(
+    service: str, nodeids: list[str], url: str, extra: dict[str, str], settings: Settings
+) -> dict[str, tuple[str, str]]:
+    """`nodeids` in one pytest process; a test that hangs it (a timeout that lands inside
+    a lock) is recorded as hung and the rest go on in a new process."""
+    (settings.out / "gateway" / f"{service}.rerun.jsonl").unlink(missing_ok=True)
+    outcomes: dict[str, tuple[str, str]] = {}
+    remaining = list(nodeids)
+    while remaining:
+        wall = settings.test_timeout + 60 + 15 * len(remaining)
+        run = run_service("gateway", service, url, extra, settings, remaining, wall)
+        outcomes.update(run.outcomes)
+        stuck = next((n for n in remaining if n not in run.outcomes), None)
+        if not run.timed_out or stuck is None:
+            break
+        outcomes[stuck] = ("failed", f"hung: the test process was stopped after {wall} s")
+        remaining = [n for n in remaining if n not in outcomes]
+    return outcomes
 
 
 def test_env(url: str, extra: dict[str, str], parallel: bool, settings: Settings) -> dict[str, str]:
@@ -383,11 +402,13 @@ def run_service(
     extra: dict[str, str],
     settings: Settings,
     nodeids: list[str] | None = None,
+    wall: int | None = None,
 ) -> ServiceRun:
     """The service's test modules, or just `nodeids`, one after another with resets."""
     name = f"{service}.rerun" if nodeids else service
     results = settings.out / mode / f"{name}.jsonl"
-    results.unlink(missing_ok=True)
+    if nodeids is None:
+        results.unlink(missing_ok=True)  # a rerun adds to what its earlier rounds wrote
     parallel = service in PARALLEL and nodeids is None
     env = test_env(url, extra, parallel, settings)
     env["MOTO_SUITE_RESULTS"] = str(results)
@@ -410,7 +431,7 @@ def run_service(
             start_new_session=True,
         )
         try:
-            run.returncode = process.wait(timeout=settings.service_timeout)
+            run.returncode = process.wait(timeout=wall or settings.service_timeout)
         except subprocess.TimeoutExpired:
             run.timed_out = True
             os.killpg(process.pid, signal.SIGKILL)
