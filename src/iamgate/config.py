@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from iamgate.config_hints import did_you_mean
 
@@ -34,7 +42,19 @@ def parse_duration(text: str | int) -> timedelta:
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
-Duration = Annotated[timedelta, Field(description="a duration such as 1h or 90m")]
+def _read_duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str | int) else value
+
+
+# Every duration in the file is read the same way; a field's own bounds are its own validator.
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_read_duration),
+    Field(description="a duration such as 1h or 90m"),
+]
+# A user's name, wherever one is checked: the file, the API, the pages' form (`pattern=`).
+USER_NAME_PATTERN = "[a-z0-9][a-z0-9_.@-]{0,63}"
+USER_NAME = re.compile(f"^{USER_NAME_PATTERN}$")
 
 
 class _Model(BaseModel):
@@ -77,12 +97,10 @@ class ServerConfig(_Model):
         "request_head_timeout",
         "body_timeout",
         "idle_timeout",
-        mode="before",
     )
     @classmethod
-    def _duration(cls, value: Any) -> Any:
-        value = parse_duration(value) if isinstance(value, str | int) else value
-        if isinstance(value, timedelta) and value <= timedelta(0):
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
             raise ValueError("must be longer than 0s")
         return value
 
@@ -158,13 +176,10 @@ class ConsoleConfig(_Model):
             raise ValueError("federation_url must be an http(s) URL with a path, e.g. …/federation")
         return value
 
-    @field_validator("session_duration", mode="before")
+    @field_validator("session_duration")
     @classmethod
-    def _duration(cls, value: Any) -> Any:
-        value = parse_duration(value) if isinstance(value, str | int) else value
-        if isinstance(value, timedelta) and not (
-            timedelta(minutes=15) <= value <= timedelta(hours=12)
-        ):
+    def _console_session(cls, value: timedelta) -> timedelta:
+        if not timedelta(minutes=15) <= value <= timedelta(hours=12):
             raise ValueError("AWS allows console sessions of 15m to 12h")
         return value
 
@@ -245,11 +260,6 @@ class Requestable(_Model):
     reviewers: list[str] = []
     max_duration: Duration = timedelta(hours=4)
 
-    @field_validator("max_duration", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str | int) else value
-
 
 class RoleConfig(_Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -262,14 +272,9 @@ class RoleConfig(_Model):
     # Holders run iamgate itself from the web UI and API: users, sessions, everyone's audit.
     administer: bool = False
 
-    @field_validator("max_session_ttl", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str | int) else value
-
 
 class UserConfig(_Model):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.@-]{0,63}$")
+    name: str = Field(pattern=USER_NAME.pattern)
     roles: list[str] = []
 
 
