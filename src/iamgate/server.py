@@ -33,14 +33,15 @@ from iamgate.config import (
     load_config_with_source,
 )
 from iamgate.connections import GuardedRunner
+from iamgate.control.logins import Logins
+from iamgate.control.users import Admin
 from iamgate.identity.credentials import KeyRing
 from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
 from iamgate.store.directory import Directory, sync_bootstrap_users
-from iamgate.web.admin import Admin
 from iamgate.web.api import MAX_BODY, Api, body_too_large
-from iamgate.web.logins import BrowserSessions, Logins
 from iamgate.web.pages import Pages
+from iamgate.web.sessions import BrowserSessions
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -26,8 +26,8 @@ from people import PASSWORD, enrol, iamgate, login
 from sqlalchemy import create_engine
 
 from iamgate.audit.search import Filters, search
+from iamgate.control.logins import RATE_MAX_FAILURES, RATE_WINDOW_SECONDS
 from iamgate.sandbox import Sandbox
-from iamgate.web.logins import RATE_MAX_FAILURES, RATE_WINDOW_SECONDS
 
 pytestmark = pytest.mark.e2e
 

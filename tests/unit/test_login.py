@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from iamgate.audit.events import AuditEvent, EventType
+from iamgate.control.logins import Backoffs, Client, Logins, RateLimiter, Throttle
 from iamgate.identity import login as login_module
 from iamgate.identity.login import (
     FORGET_AFTER,
@@ -28,7 +29,6 @@ from iamgate.identity.passwords import hash_password, verify_password
 from iamgate.identity.totp import code_at, matching_step, new_totp_secret
 from iamgate.store.database import open_engine
 from iamgate.store.directory import get_user, put_user, set_lock
-from iamgate.web.logins import Backoffs, Client, Logins, RateLimiter, Throttle
 
 NOW = datetime(2026, 11, 24, 12, 0, 10, tzinfo=UTC)
 SECRET = new_totp_secret()

@@ -25,6 +25,7 @@ from iamgate.audit.writer import AuditSink
 from iamgate.aws import console
 from iamgate.aws.upstream_credentials import AssumeRole, RoleKey, describe
 from iamgate.config import AccountConfig, Config, Configured, LiveConfig, RoleConfig, live
+from iamgate.control.errors import ControlError, Kind
 
 log = logging.getLogger(__name__)
 FEDERATION_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
@@ -37,14 +38,6 @@ class ConsoleSignin:
     role_chaining: bool
     note: str | None
     destination: str
-
-
-class ConsoleError(Exception):
-    """Console sign-in refused or failed: an HTTP status, a code and a plain message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def botocore_caller_arn(endpoint_url: str | None, region: str) -> Callable[[], str]:
@@ -93,8 +86,10 @@ class ConsoleFederation(Configured):
             try:
                 arn = await asyncio.to_thread(self._caller_arn)
             except (ClientError, BotoCoreError) as exc:
-                raise ConsoleError(
-                    502, "UpstreamUnavailable", f"iamgate could not ask STS who it is: {exc}"
+                raise ControlError(
+                    Kind.UPSTREAM,
+                    "UpstreamUnavailable",
+                    f"iamgate could not ask STS who it is: {exc}",
                 ) from None
             self._role_chaining = console.is_role_chaining(arn)
         return self._role_chaining
@@ -112,8 +107,8 @@ class ConsoleFederation(Configured):
         user_agent: str | None,
     ) -> ConsoleSignin:
         if not gateway_roles:
-            raise ConsoleError(
-                403,
+            raise ControlError(
+                Kind.FORBIDDEN,
                 "AccessDenied",
                 f"iamgate: no role of yours allows {aws_role} in {account.name}",
             )
@@ -122,7 +117,7 @@ class ConsoleFederation(Configured):
             target = console.destination(account.partition, region, destination)
             policy = session_policy_for(gateway_roles, partition=account.partition)
         except (console.ConsoleInputError, SessionPolicyError) as exc:
-            raise ConsoleError(400, "InvalidParameterValue", str(exc)) from None
+            raise ControlError(Kind.INVALID, "InvalidParameterValue", str(exc)) from None
         chaining = await self.role_chaining()
         length = console.session_length(self.settings.session_duration, role_chaining=chaining)
         try:
@@ -141,8 +136,10 @@ class ConsoleFederation(Configured):
                 ),
             )
         except (ClientError, BotoCoreError) as exc:
-            raise ConsoleError(
-                502, "UpstreamUnavailable", f"iamgate could not assume {aws_role}: {describe(exc)}"
+            raise ControlError(
+                Kind.UPSTREAM,
+                "UpstreamUnavailable",
+                f"iamgate could not assume {aws_role}: {describe(exc)}",
             ) from None
         endpoint = self.endpoint(account.partition)
         token = await self._signin_token(console.signin_token_url(endpoint, creds, length))
@@ -181,8 +178,8 @@ class ConsoleFederation(Configured):
         try:
             async with self._http.get(url, allow_redirects=False) as response:
                 if response.status != 200:
-                    raise ConsoleError(
-                        502,
+                    raise ControlError(
+                        Kind.UPSTREAM,
                         "FederationFailed",
                         f"the AWS federation endpoint answered HTTP {response.status}",
                     )
@@ -190,10 +187,14 @@ class ConsoleFederation(Configured):
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             # The exception's text may hold the URL, and the URL holds the credentials.
             log.warning("federation endpoint failed: %s", type(exc).__name__)
-            raise ConsoleError(
-                502, "FederationFailed", "the AWS federation endpoint could not be reached"
+            raise ControlError(
+                Kind.UPSTREAM,
+                "FederationFailed",
+                "the AWS federation endpoint could not be reached",
             ) from None
         token = body.get("SigninToken") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise ConsoleError(502, "FederationFailed", "the federation endpoint gave no token")
+            raise ControlError(
+                Kind.UPSTREAM, "FederationFailed", "the federation endpoint gave no token"
+            )
         return token

@@ -20,6 +20,8 @@ from iamgate.cli.examples import examples
 from iamgate.cli.people import wide_console
 from iamgate.cli.remote import administrator, path_part
 from iamgate.config import Config, ConfigError, load_config
+from iamgate.control.errors import ControlError
+from iamgate.control.users import Actor, Admin, Enrolment, session_state
 from iamgate.store.database import open_engine
 from iamgate.store.directory import (
     get_user,
@@ -27,7 +29,6 @@ from iamgate.store.directory import (
     list_users,
     sync_bootstrap_users,
 )
-from iamgate.web.admin import Actor, Admin, AdminError, Enrolment, session_state
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 
@@ -71,7 +72,7 @@ def administering(config_path: Path) -> Iterator[tuple[Admin, Actor]]:
     log = DirectAuditLog(engine)
     try:
         yield Admin(config, engine, log), Actor(getpass.getuser())
-    except AdminError as exc:
+    except ControlError as exc:
         raise click.ClickException(exc.message) from None
     finally:
         log.close()

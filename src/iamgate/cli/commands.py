@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import logging
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 
 from iamgate import __version__
+from iamgate.audit.appender import DirectAuditLog
 from iamgate.cli.admin import sessions, users
 from iamgate.cli.audit import audit
 from iamgate.cli.config_check import config_group, with_hints
@@ -37,7 +38,9 @@ from iamgate.config import (
     load_config_with_source,
     parse_duration,
 )
-from iamgate.identity.credentials import mint_credentials
+from iamgate.control.credentials import Credentials
+from iamgate.control.errors import ControlError
+from iamgate.control.users import Actor
 from iamgate.store.database import load_keyring, open_engine
 
 
@@ -134,28 +137,28 @@ def credentials(
     if config_path is None:
         raise click.UsageError("--issue-for needs --config")
     config = _load(config_path)
-    target = config.aws.account_named(account)
-    if target is None:
-        known = ", ".join(a.name for a in config.aws.accounts) or "none"
-        raise click.ClickException(f"unknown account {account!r} (configured: {known})")
     try:
         lifetime = parse_duration(ttl)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ttl") from None
-    if not timedelta(minutes=1) <= lifetime <= timedelta(hours=12):
-        raise click.BadParameter("must be between 1m and 12h", param_hint="--ttl")
-    user = next((u for u in config.users if u.name == principal), None)
-    keyring = load_keyring(open_engine(config.storage.url))
-    creds = mint_credentials(
-        keyring,
-        principal=principal,
-        kind="bot" if bot else "user",
-        account_id=target.id,
-        aws_role=aws_role,
-        gateway_roles=tuple(user.roles) if user else (),
-        now=datetime.now(UTC),
-        ttl=lifetime,
-    )
+    engine = open_engine(config.storage.url)
+    log = DirectAuditLog(engine)
+    try:
+        creds = Credentials(engine, load_keyring(engine), log).for_principal(
+            config,
+            principal,
+            "bot" if bot else "user",
+            account,
+            aws_role,
+            lifetime,
+            by=Actor(getpass.getuser()),
+        )
+    except ControlError as exc:
+        if exc.code == "InvalidTtl":
+            raise click.BadParameter(exc.message, param_hint="--ttl") from None
+        raise click.ClickException(exc.message) from None
+    finally:
+        log.close()
     json.dump(creds.credential_process_json(), sys.stdout)
     sys.stdout.write("\n")
 

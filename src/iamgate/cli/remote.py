@@ -2,7 +2,7 @@
 
 `iamgate users …`, `iamgate sessions …` and `iamgate audit search` without `--config` call
 the gateway of `iamgate login` with its login session; the gateway runs the same use cases
-(`web/admin.py`, `audit/search.py`) as the commands do on the gateway host.
+(`control/users.py`, `audit/search.py`) as the commands do on the gateway host.
 """
 
 from __future__ import annotations

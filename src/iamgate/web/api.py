@@ -9,28 +9,46 @@ page's CSRF token in `X-CSRF-Token` and come from our own origin. Every refusal 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import Engine
 
-from iamgate.access.decisions import role_reaches
 from iamgate.access.reach import reachable_accounts
 from iamgate.audit.events import EventType
 from iamgate.audit.search import Filters, search
-from iamgate.aws.federation import ConsoleError, ConsoleFederation
-from iamgate.config import Config, Configured, LiveConfig, RoleConfig, live
-from iamgate.identity.credentials import KeyRing, mint_credentials
-from iamgate.store.directory import LoginSession, get_user, open_login_session, record_issued
+from iamgate.aws.federation import ConsoleFederation
+from iamgate.config import Config, Configured, LiveConfig, live
+from iamgate.control.callers import Caller, caller_of, require_administrator
+from iamgate.control.console import sign_in
+from iamgate.control.credentials import (
+    DEFAULT_TTL_SECONDS,
+    Credentials,
+    CredentialsRequest,
+    account_named,
+)
+from iamgate.control.errors import ControlError, Kind, forbidden, invalid
+from iamgate.control.logins import Client, Logins
+from iamgate.control.users import (
+    Actor,
+    Admin,
+    Enrolment,
+    UserSummary,
+    no_such_user,
+    session_state,
+)
+from iamgate.identity.credentials import KeyRing
+from iamgate.store.directory import LoginSession, get_user, open_login_session
 from iamgate.web import browser
-from iamgate.web.admin import Actor, Admin, AdminError, Enrolment, UserSummary, session_state
-from iamgate.web.logins import BrowserSessions, Client, Logins
+from iamgate.web.errors import json_error, json_refusal
 from iamgate.web.openapi import openapi_document
+from iamgate.web.sessions import BrowserSessions
 
 TIME = "%Y-%m-%dT%H:%M:%SZ"
 MAX_AUDIT_PAGE = 1000
@@ -41,18 +59,17 @@ MAX_BODY = 64 * 1024
 Handler = Callable[[web.Request, Mapping[str, str]], Awaitable[web.StreamResponse]]
 
 
-class ApiError(Exception):
-    """A refusal, rendered as `{"error": code, "message": message}` with its status."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+_error = json_error
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    response = web.json_response({"error": code, "message": message}, status=status)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+def _log_in_first() -> ControlError:
+    return ControlError(
+        Kind.UNAUTHENTICATED, "Unauthorized", "log in first: iamgate login URL --user U"
+    )
+
+
+def _forgery(message: str) -> ControlError:
+    return forbidden(message, code="Forbidden")
 
 
 _TOO_LARGE = f"iamgate: a request body here may be at most {MAX_BODY} bytes"
@@ -67,17 +84,6 @@ def _ok(data: Any, status: int = 200) -> web.Response:
     response = web.json_response(data, status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    session: LoginSession
-    roles: tuple[RoleConfig, ...]
-    administer: bool
-
-    @property
-    def user(self) -> str:
-        return self.session.user
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +104,7 @@ def _iso_time(value: str | None, name: str) -> str | None:
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ApiError(400, "BadRequest", f"{name} must be an ISO 8601 time") from None
+        raise invalid(f"{name} must be an ISO 8601 time") from None
     return value
 
 
@@ -163,6 +169,10 @@ class Api(Configured):
             _route("GET", "/api/v1/accounts", self.list_accounts),
         ]
 
+    @functools.cached_property
+    def issuer(self) -> Credentials:
+        return Credentials(self.engine, self.keyring, self.admin.audit)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         allowed = []
@@ -175,10 +185,8 @@ class Api(Configured):
                 continue
             try:
                 return await route.handler(request, match.groupdict())
-            except ApiError as error:
-                return _error(error.status, error.code, error.message)
-            except AdminError as error:
-                return _error(error.status, error.code, error.message)
+            except ControlError as error:
+                return json_refusal(error)
         if allowed:
             response = _error(405, "MethodNotAllowed", f"{request.method} is not allowed on {path}")
             response.headers["Allow"] = ", ".join(sorted(set(allowed)))
@@ -189,9 +197,7 @@ class Api(Configured):
 
     async def _caller(self, request: web.Request) -> Caller:
         session = await self._session(request)
-        row = await asyncio.to_thread(get_user, self.engine, session.user)
-        roles = tuple(self.roles[r] for r in (row.roles if row else ()) if r in self.roles)
-        return Caller(session, roles, any(r.administer for r in roles))
+        return await asyncio.to_thread(caller_of, self.roles, self.engine, session)
 
     async def _session(self, request: web.Request) -> LoginSession:
         header = request.headers.get("Authorization", "")
@@ -203,41 +209,38 @@ class Api(Configured):
                     _open_bearer, self.engine, token.strip(), datetime.now(UTC)
                 )
             if session is None:
-                raise ApiError(401, "Unauthorized", "log in first: iamgate login URL --user U")
+                raise _log_in_first()
             return session
         session, _ = await self.sessions.open(request.cookies)
         if session is None:
-            raise ApiError(401, "Unauthorized", "log in first: iamgate login URL --user U")
+            raise _log_in_first()
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             # A cookie rides along by itself: prove the call comes from our own page.
             if not browser.same_origin(request.headers, self.config.server.url):
-                raise ApiError(403, "Forbidden", "a cross-origin request was refused")
+                raise _forgery("a cross-origin request was refused")
             if not browser.csrf_valid(
                 self.sessions.csrf_key, session.id, request.headers.get("X-CSRF-Token")
             ):
-                raise ApiError(403, "Forbidden", "the X-CSRF-Token header is missing or wrong")
+                raise _forgery("the X-CSRF-Token header is missing or wrong")
         return session
 
     async def _administrator(self, request: web.Request) -> Caller:
-        caller = await self._caller(request)
-        if not caller.administer:
-            raise ApiError(403, "AccessDenied", "only iamgate administrators may do this")
-        return caller
+        return require_administrator(await self._caller(request))
 
     def _actor(self, request: web.Request, caller: Caller) -> Actor:
         return Actor(caller.user, request.remote, request.headers.get("User-Agent"))
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         if request.content_length is not None and request.content_length > MAX_BODY:
-            raise ApiError(413, "RequestTooLarge", _TOO_LARGE)
+            raise ControlError(Kind.TOO_LARGE, "RequestTooLarge", _TOO_LARGE)
         try:
             data = await request.clone(client_max_size=MAX_BODY).json()
         except web.HTTPRequestEntityTooLarge:
-            raise ApiError(413, "RequestTooLarge", _TOO_LARGE) from None
+            raise ControlError(Kind.TOO_LARGE, "RequestTooLarge", _TOO_LARGE) from None
         except ValueError:
-            raise ApiError(400, "BadRequest", "a JSON object is expected") from None
+            raise invalid("a JSON object is expected") from None
         if not isinstance(data, dict):
-            raise ApiError(400, "BadRequest", "a JSON object is expected")
+            raise invalid("a JSON object is expected")
         return data
 
     @staticmethod
@@ -246,16 +249,16 @@ class Api(Configured):
         if value is None and not required:
             return ""
         if not isinstance(value, str) or (required and not value):
-            raise ApiError(400, "BadRequest", f"{key} must be a non-empty string")
+            raise invalid(f"{key} must be a non-empty string")
         return value
 
     @staticmethod
     def _names(body: Mapping[str, Any], key: str, *, required: bool = False) -> list[str]:
         if required and key not in body:
-            raise ApiError(400, "BadRequest", f"{key} is required")
+            raise invalid(f"{key} is required")
         value = body.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ApiError(400, "BadRequest", f"{key} must be a list of strings")
+            raise invalid(f"{key} must be a list of strings")
         return value
 
     @staticmethod
@@ -266,9 +269,7 @@ class Api(Configured):
             return None
         value = body["password"]
         if not isinstance(value, str) or len(value) < MIN_PASSWORD:
-            raise ApiError(
-                400,
-                "BadRequest",
+            raise invalid(
                 f"password must be a string of at least {MIN_PASSWORD} characters",
             )
         return value
@@ -327,52 +328,17 @@ class Api(Configured):
 
     async def credentials(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         caller = await self._caller(request)
-        session = caller.session
         body = await self._body(request)
-        account = self.config.aws.account_named(self._string(body, "account"))
-        aws_role = self._string(body, "role")
-        if account is None:
-            raise ApiError(404, "NoSuchAccount", f"no account {body.get('account')!r}")
-        reaching = [r for r in caller.roles if role_reaches(r, account, aws_role)]
-        if not reaching:
-            raise ApiError(
-                403,
-                "AccessDenied",
-                f"iamgate: no role of yours allows {aws_role} in account {account.name}",
-            )
-        requested = body.get("ttl_seconds", 3600)
-        if not isinstance(requested, int) or isinstance(requested, bool) or requested < 60:
-            raise ApiError(400, "BadRequest", "ttl_seconds must be a whole number, at least 60")
-        now = datetime.now(UTC)
-        ttl = min(
-            timedelta(seconds=min(requested, 12 * 3600)),
-            max(r.max_session_ttl for r in reaching),
-            session.expires_at - now,
-        )
-        if ttl < timedelta(minutes=1):
-            raise ApiError(401, "Unauthorized", "the login session is about to expire")
-        creds = mint_credentials(
-            self.keyring,
-            principal=session.user,
-            kind="user",
-            account_id=account.id,
-            aws_role=aws_role,
-            gateway_roles=tuple(r.name for r in reaching),
-            now=now,
-            ttl=ttl,
-            login_session=session.id,
-        )
-        await asyncio.to_thread(record_issued, self.engine, creds.claims)
-        self.logins.record(
-            EventType.CREDENTIALS_ISSUED,
-            session.user,
-            Client(request.remote, request.headers.get("User-Agent")),
-            account_id=account.id,
-            aws_role=aws_role,
-            access_key_id=creds.access_key_id,
-            expires_at=_time(creds.claims.expires_at),
-            gateway_roles=list(creds.claims.gateway_roles),
-            login_session=session.id,
+        account, aws_role = self._string(body, "account"), self._string(body, "role")
+        requested = body.get("ttl_seconds", DEFAULT_TTL_SECONDS)
+        if not isinstance(requested, int) or isinstance(requested, bool):
+            raise invalid("ttl_seconds must be a whole number, at least 60")
+        creds = await asyncio.to_thread(
+            self.issuer.for_caller,
+            self.config,
+            caller,
+            CredentialsRequest(account, aws_role, requested),
+            self._actor(request, caller),
         )
         return _ok(creds.credential_process_json())
 
@@ -382,25 +348,19 @@ class Api(Configured):
         """A console sign-in URL for the CLI (`iamgate console`); the browser gets a redirect."""
         caller = await self._caller(request)
         body = await self._body(request)
-        account = self.config.aws.account_named(self._string(body, "account"))
+        account = account_named(self.config, self._string(body, "account"))
         aws_role = self._string(body, "role")
-        if account is None:
-            raise ApiError(404, "NoSuchAccount", f"no account {body.get('account')!r}")
         region = self._string(body, "region", required=False)
         destination = self._string(body, "destination", required=False)
-        try:
-            signin = await self.console.signin_url(
-                user=caller.user,
-                gateway_roles=[r for r in caller.roles if role_reaches(r, account, aws_role)],
-                account=account,
-                aws_role=aws_role,
-                region=region or None,
-                destination=destination or None,
-                source_ip=request.remote,
-                user_agent=request.headers.get("User-Agent"),
-            )
-        except ConsoleError as error:
-            raise ApiError(error.status, error.code, error.message) from None
+        signin = await sign_in(
+            self.console,
+            caller,
+            account,
+            aws_role,
+            region=region or None,
+            destination=destination or None,
+            by=self._actor(request, caller),
+        )
         return _ok(
             {
                 "url": signin.url,
@@ -420,24 +380,24 @@ class Api(Configured):
         q = request.query
         repeated = sorted({k for k in q if len(q.getall(k)) > 1})
         if repeated:
-            raise ApiError(400, "BadRequest", f"repeated parameters: {', '.join(repeated)}")
+            raise invalid(f"repeated parameters: {', '.join(repeated)}")
         try:
             status = int(q["status"]) if q.get("status") else None
             limit = int(q.get("limit") or 100)
         except ValueError:
-            raise ApiError(400, "BadRequest", "status and limit must be whole numbers") from None
+            raise invalid("status and limit must be whole numbers") from None
         if not 1 <= limit <= MAX_AUDIT_PAGE:
-            raise ApiError(400, "BadRequest", f"limit must be 1 to {MAX_AUDIT_PAGE}")
+            raise invalid(f"limit must be 1 to {MAX_AUDIT_PAGE}")
         decision = q.get("decision") or None
         if decision not in (None, "allowed", "denied", "error"):
-            raise ApiError(400, "BadRequest", "decision must be allowed, denied or error")
+            raise invalid("decision must be allowed, denied or error")
         kind = q.get("type") or str(EventType.AWS_CALL)
         if kind not in set(EventType):
-            raise ApiError(400, "BadRequest", f"unknown event type {kind!r}")
+            raise invalid(f"unknown event type {kind!r}")
         principal = q.get("principal") or None
         if not caller.administer:
             if principal not in (None, caller.user):
-                raise ApiError(403, "AccessDenied", "you may see your own events only")
+                raise forbidden("you may see your own events only")
             principal = caller.user
         account = q.get("account") or None
         named = self.config.aws.account_named(account) if account else None
@@ -471,7 +431,7 @@ class Api(Configured):
         users = await asyncio.to_thread(self.admin.users)
         found = [u for u in users if u.name == p["name"]]
         if not found:
-            raise ApiError(404, "NoSuchUser", f"no user {p['name']!r}")
+            raise no_such_user(p["name"])
         return _ok(_user_json(found[0]))
 
     async def add_user(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
@@ -539,7 +499,7 @@ class Api(Configured):
         user = request.query.get("user") or None
         every = request.query.get("all", "false")
         if every not in ("true", "false"):
-            raise ApiError(400, "BadRequest", "all must be true or false")
+            raise invalid("all must be true or false")
         if every == "true":
             sessions = await asyncio.to_thread(self.admin.all_sessions, user)
         else:
@@ -575,7 +535,7 @@ class Api(Configured):
         caller = await self._administrator(request)
         name = p["name"]
         if await asyncio.to_thread(get_user, self.engine, name) is None:
-            raise ApiError(404, "NoSuchUser", f"no user {name!r}")
+            raise no_such_user(name)
         active = len(await asyncio.to_thread(self.admin.sessions, name))
         await asyncio.to_thread(self.admin.revoke_user, name, by=self._actor(request, caller))
         return _ok({"user": name, "revoked_sessions": active})

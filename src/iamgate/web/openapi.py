@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from iamgate.audit.events import EventType
+from iamgate.config import USER_NAME as USER_NAME_RE
 
 JSON = "application/json"
 
@@ -74,7 +75,7 @@ AUTH = (401,)
 ADMIN = (401, 403)
 STRING = {"type": "string"}
 REQUIRED_STRING = {"type": "string", "minLength": 1}
-USER_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.@-]{0,63}$"}
+USER_NAME = {"type": "string", "pattern": USER_NAME_RE.pattern}
 TIME = {"type": "string", "format": "date-time"}
 NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 NAMES = {"type": "array", "items": STRING}

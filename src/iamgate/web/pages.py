@@ -24,25 +24,26 @@ import jinja2
 from aiohttp import web
 from sqlalchemy import Engine, select
 
-from iamgate.access.decisions import account_selected, role_reaches
+from iamgate.access.decisions import account_selected
 from iamgate.access.reach import reachable_accounts
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.search import Filters, KeyIssue, key_issues, search
 from iamgate.audit.writer import AuditSink
 from iamgate.aws import console as console_rules
-from iamgate.aws.federation import ConsoleError, ConsoleFederation
+from iamgate.aws.federation import ConsoleFederation
 from iamgate.aws.profiles import PROFILE_PREFIX, profiles_block
-from iamgate.config import Config, Configured, LiveConfig, RoleConfig, live
-from iamgate.store.directory import (
-    LoginSession,
-    get_user,
-    revoke,
-)
+from iamgate.config import USER_NAME_PATTERN, Config, Configured, LiveConfig, RoleConfig, live
+from iamgate.control.callers import Caller, caller_of
+from iamgate.control.console import sign_in
+from iamgate.control.enrolment import EnrolmentRefused, Enrolments, Link, LinkDead
+from iamgate.control.errors import ControlError, Kind, forbidden, not_found
+from iamgate.control.logins import Client, Logins
+from iamgate.control.users import Actor, Admin, Enrolment
+from iamgate.store.directory import LoginSession, get_user, revoke
 from iamgate.store.tables import login_sessions, revocations
 from iamgate.web import browser
-from iamgate.web.admin import Actor, Admin, AdminError, Enrolment
-from iamgate.web.enrolment import EnrolmentRefused, Enrolments, Link, LinkDead
-from iamgate.web.logins import BrowserSessions, Client, Logins
+from iamgate.web.errors import status_of
+from iamgate.web.sessions import BrowserSessions
 
 HERE = Path(__file__).parent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -132,13 +133,17 @@ class Viewer:
         minutes = max(0, int((end - datetime.now(UTC)).total_seconds()) // 60)
         return human_duration(timedelta(minutes=minutes)) if minutes else "under a minute"
 
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.session, self.roles, self.administer)
 
-class Refused(Exception):
-    """A browser request turned away; rendered as a page and audited."""
 
-    def __init__(self, status: int, title: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.title, self.message = status, title, message
+# A refusal's page title, by its kind; a forged or stale form is "Refused".
+TITLES = {Kind.FORBIDDEN: "Not allowed", Kind.NOT_FOUND: "Not found"}
+
+
+def _forged(message: str) -> ControlError:
+    return forbidden(message, code="Forbidden")
 
 
 class Redirect(Exception):
@@ -281,26 +286,29 @@ class Pages(Configured):
                 response = await handler(request)
             except Redirect as go:
                 response = redirect(go.location)
-            except Refused as refused:
-                self._record(
-                    request,
-                    EventType.WEB_REFUSED,
-                    None,
-                    path=request.path,
-                    status=refused.status,
-                    reason=refused.message,
-                )
-                response = self._page(
-                    "refused.html",
-                    None,
-                    status=refused.status,
-                    title=refused.title,
-                    message=refused.message,
-                )
+            except ControlError as error:
+                response = self._refused(request, error)
             self._secure(response)
             return response
 
         return run
+
+    def _refused(
+        self, request: web.Request, error: ControlError, title: str | None = None
+    ) -> web.Response:
+        """A refused request, as a page of its own, audited as `web.refused`."""
+        status = status_of(error)
+        self._record(
+            request,
+            EventType.WEB_REFUSED,
+            None,
+            path=request.path,
+            status=status,
+            reason=error.message,
+        )
+        if title is None:
+            title = "Refused" if error.code == "Forbidden" else TITLES.get(error.kind, "Refused")
+        return self._page("refused.html", None, status=status, title=title, message=error.message)
 
     def _secure(self, response: web.StreamResponse) -> None:
         headers = response.headers
@@ -341,14 +349,9 @@ class Pages(Configured):
                 token = request.cookies.get(self.cookie.name, "")
                 why = await asyncio.to_thread(ended_why, self.engine, token) or why
             return None, why
-        row = await asyncio.to_thread(get_user, self.engine, session.user)
-        roles = tuple(self.roles[r] for r in (row.roles if row else ()) if r in self.roles)
+        caller = await asyncio.to_thread(caller_of, self.roles, self.engine, session)
         viewer = Viewer(
-            session.user,
-            session,
-            roles,
-            any(r.administer for r in roles),
-            self.sessions.csrf(session),
+            caller.user, session, caller.roles, caller.administer, self.sessions.csrf(session)
         )
         return viewer, None
 
@@ -366,9 +369,9 @@ class Pages(Configured):
         form = await request.post()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         if not browser.same_origin(request.headers, self.config.server.url):
-            raise Refused(403, "Refused", "This form was sent from another site.")
+            raise _forged("This form was sent from another site.")
         if not browser.csrf_valid(self.sessions.csrf_key, viewer.session.id, fields.get("csrf")):
-            raise Refused(403, "Refused", "This form has expired. Go back, reload and retry.")
+            raise _forged("This form has expired. Go back, reload and retry.")
         return fields
 
     def _set_session_cookie(self, response: web.StreamResponse, token: str) -> None:
@@ -453,11 +456,11 @@ class Pages(Configured):
         form = await request.post()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         if not browser.same_origin(request.headers, self.config.server.url):
-            raise Refused(403, "Refused", "This login form was sent from another site.")
+            raise _forged("This login form was sent from another site.")
         if not browser.login_csrf_valid(
             request.cookies.get(browser.LOGIN_CSRF_COOKIE), fields.get("csrf")
         ):
-            raise Refused(403, "Refused", "The login form expired. Reload the page and retry.")
+            raise _forged("The login form expired. Reload the page and retry.")
         name = fields.get("user", "").strip()
         result = await self.logins.log_in(
             name,
@@ -511,7 +514,7 @@ class Pages(Configured):
                 entry["pattern"] = any(c in entry["aws_role"] for c in "*?")
         try:
             chaining = await self.console_federation.role_chaining()
-        except ConsoleError:
+        except ControlError:
             chaining = None
         settings = self.config.aws.console
         console_note = (
@@ -647,7 +650,7 @@ class Pages(Configured):
     async def _administrator(self, request: web.Request) -> Viewer:
         viewer = await self._require(request)
         if not viewer.administer:
-            raise Refused(403, "Not allowed", "Only iamgate administrators see this page.")
+            raise forbidden("Only iamgate administrators see this page.")
         return viewer
 
     def _actor(self, request: web.Request, viewer: Viewer) -> Actor:
@@ -677,6 +680,7 @@ class Pages(Configured):
             error=error,
             enrolment=enrolment,
             link=link,
+            user_name_pattern=USER_NAME_PATTERN,
         )
 
     async def admin_users(self, request: web.Request) -> web.StreamResponse:
@@ -696,8 +700,8 @@ class Pages(Configured):
                 by=self._actor(request, viewer),
                 gateway_url=self.config.server.url,
             )
-        except AdminError as error:
-            return await self._users_page(viewer, status=error.status, error=str(error))
+        except ControlError as error:
+            return await self._users_page(viewer, status=status_of(error), error=str(error))
         return await self._users_page(viewer, message=f"Added {name}.", link=link)
 
     # -- enrolment by a one-time link ---------------------------------------------------------
@@ -758,9 +762,9 @@ class Pages(Configured):
         form = await request.post()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         if not browser.same_origin(request.headers, self.config.server.url):
-            raise Refused(403, "Refused", "This enrolment form was sent from another site.")
+            raise _forged("This enrolment form was sent from another site.")
         if not browser.login_csrf_valid(request.cookies.get(ENROL_CSRF_COOKIE), fields.get("csrf")):
-            raise Refused(403, "Refused", "This form has expired. Reload the page and retry.")
+            raise _forged("This form has expired. Reload the page and retry.")
         client = Actor("", request.remote, request.headers.get("User-Agent"))
         try:
             user = await asyncio.to_thread(
@@ -800,8 +804,8 @@ class Pages(Configured):
                     change="lock",
                     confirmed_self=True,
                 )
-            except AdminError as error:
-                return await self._users_page(viewer, status=error.status, error=str(error))
+            except ControlError as error:
+                return await self._users_page(viewer, status=status_of(error), error=str(error))
             if name == viewer.user:
                 warning = "This is you: you will be logged out and unable to log in again."
                 self_check = "Yes, lock my own account"
@@ -825,7 +829,7 @@ class Pages(Configured):
         form = await self._form(request, viewer)
         name, action = request.match_info["name"], request.match_info["action"]
         if action not in CONFIRMATIONS and action != "unlock":
-            raise Refused(404, "Not found", f"There is no action {action!r} on users.")
+            raise not_found("NotFound", f"There is no action {action!r} on users.")
         if action in CONFIRMATIONS and form.get("confirmed") != "yes":
             return await self._confirm(request, viewer, name, action)
         actor = self._actor(request, viewer)
@@ -853,8 +857,8 @@ class Pages(Configured):
                 for session in mine:
                     await asyncio.to_thread(self.admin.revoke_session, session.id, by=actor)
                 message = f"Revoked {len(mine)} session(s) of {name}."
-        except AdminError as error:
-            return await self._users_page(viewer, status=error.status, error=str(error))
+        except ControlError as error:
+            return await self._users_page(viewer, status=status_of(error), error=str(error))
         if name == viewer.user and action != "unlock":
             # Their own session has just ended: say so on the login page.
             return redirect(
@@ -889,8 +893,8 @@ class Pages(Configured):
             await asyncio.to_thread(
                 self.admin.revoke_session, session_id, by=self._actor(request, viewer)
             )
-        except AdminError as error:
-            return await self._users_page(viewer, status=error.status, error=str(error))
+        except ControlError as error:
+            return await self._users_page(viewer, status=status_of(error), error=str(error))
         if session_id == viewer.session.id:
             return redirect("/login?why=revoked")
         return await self._users_page(viewer, message=f"Revoked session {session_id}.")
@@ -903,27 +907,25 @@ class Pages(Configured):
         form = await self._form(request, viewer)
         account = self.config.aws.account_named(form.get("account", ""))
         aws_role = form.get("role", "")
-        reaching = [r for r in viewer.roles if account and role_reaches(r, account, aws_role)]
-        if account is None or not reaching:
-            raise Refused(
-                403,
-                "Not allowed",
-                f"No role of yours allows {aws_role or 'that role'} in "
-                f"{form.get('account') or 'that account'}.",
-            )
         try:
-            signin = await self.console_federation.signin_url(
-                user=viewer.user,
-                gateway_roles=reaching,
-                account=account,
-                aws_role=aws_role,
+            if account is None:
+                raise not_found("NoSuchAccount", "no such account")
+            signin = await sign_in(
+                self.console_federation,
+                viewer.caller,
+                account,
+                aws_role,
                 region=form.get("region") or None,
                 destination=form.get("destination") or None,
-                source_ip=request.remote,
-                user_agent=request.headers.get("User-Agent"),
+                by=self._actor(request, viewer),
             )
-        except ConsoleError as error:
-            raise Refused(error.status, "Console sign-in failed", str(error)) from None
+        except ControlError as error:
+            if error.kind in (Kind.NOT_FOUND, Kind.FORBIDDEN):
+                raise forbidden(
+                    f"No role of yours allows {aws_role or 'that role'} in "
+                    f"{form.get('account') or 'that account'}."
+                ) from None
+            return self._refused(request, error, title="Console sign-in failed")
         return web.Response(
             status=302,
             headers={

@@ -16,11 +16,12 @@ from sqlalchemy import Engine
 
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditSink
+from iamgate.control.errors import ControlError, Kind
+from iamgate.control.users import Actor, Admin
 from iamgate.identity import enrolment as rules
 from iamgate.identity.passwords import hash_password
 from iamgate.identity.totp import new_totp_secret
 from iamgate.store import enrolments as store
-from iamgate.web.admin import Actor, Admin
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +50,18 @@ class Spent(enum.StrEnum):
     EXPIRED = "This enrolment link has expired. Ask an iamgate administrator for a new one."
 
 
-class EnrolmentRefused(Exception):
+class EnrolmentRefused(ControlError):
     """The form is refused (a weak password, a wrong code); the link stays usable."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(Kind.INVALID, "EnrolmentRefused", message)
 
-class LinkDead(Exception):
+
+class LinkDead(ControlError):
+    """The link no longer works (unknown, used or expired): a new one is needed."""
+
     def __init__(self, why: Spent) -> None:
-        super().__init__(why.value)
+        super().__init__(Kind.GONE, "LinkDead", why.value)
         self.why = why
 
 
@@ -83,7 +89,7 @@ class Enrolments:
 
     def add_user(self, name: str, roles: Sequence[str], *, by: Actor, gateway_url: str) -> Link:
         """The user, added (as `Admin.add_user` checks and audits) with no password or TOTP
-        that anyone knows, and a link for them to set both. AdminError as `add_user`."""
+        that anyone knows, and a link for them to set both. ControlError as `add_user`."""
         self.admin.add_user(name, roles, by=by)  # its generated secrets are never shown
         return self.create_link(name, by=by, gateway_url=gateway_url)
 

@@ -1,4 +1,4 @@
-"""One way in, for the JSON API (the CLI) and the login page (the browser).
+"""One way in, for the JSON API (the CLI) and the login page (the browser); no HTTP here.
 
 Login is the one unauthenticated action, so both doors share its defenses (the decisions
 are in `iamgate.identity.login`): one answer for every failed login whoever the name is,
@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -35,16 +35,12 @@ from iamgate.identity.login import (
     wait_after,
 )
 from iamgate.store.directory import (
-    LoginSession,
     claim_login,
     create_login_session,
     get_user,
     note_login_failure,
-    open_login_session,
     revoke,
-    touch_login_session,
 )
-from iamgate.web import browser
 
 log = logging.getLogger(__name__)
 
@@ -283,44 +279,6 @@ class Logins:
     async def log_out(self, user: str, session_id: str, client: Client) -> None:
         await asyncio.to_thread(revoke, self.engine, "login", session_id, by=user)
         self.record(EventType.LOGOUT, user, client, login_session=session_id)
-
-
-class BrowserSessions:
-    """Login sessions held by browsers in a cookie, with their idle and absolute timeouts."""
-
-    def __init__(self, engine: Engine, *, tls: bool, csrf_key: bytes) -> None:
-        self.engine = engine
-        self.cookie = browser.session_cookie(tls)
-        self.csrf_key = csrf_key
-
-    def csrf(self, session: LoginSession) -> str:
-        return browser.csrf_token(self.csrf_key, session.id)
-
-    async def open(self, cookies: Mapping[str, str]) -> tuple[LoginSession | None, str | None]:
-        """The live session behind a request's cookie, or why there is none."""
-        token = cookies.get(self.cookie.name)
-        if not token:
-            return None, None
-        now = datetime.now(UTC)
-        session = await asyncio.to_thread(open_login_session, self.engine, token, now)
-        if session is None or session.kind != "web":
-            return None, "expired"
-        state = browser.session_state(
-            created_at=session.created_at,
-            expires_at=session.expires_at,
-            last_seen_at=session.last_seen_at,
-            now=now,
-        )
-        if state is not browser.SessionState.ACTIVE:
-            await asyncio.to_thread(revoke, self.engine, "login", session.id, by="timeout")
-            return None, "idle" if state is browser.SessionState.IDLE else "expired"
-        row = await asyncio.to_thread(get_user, self.engine, session.user)
-        locked_until = row.record.locked_until if row is not None else None
-        if row is None or (locked_until is not None and locked_until > now):
-            return None, "expired"
-        if browser.needs_touch(session.last_seen_at, now):
-            await asyncio.to_thread(touch_login_session, self.engine, session.id, now)
-        return session, None
 
 
 MAX_USER_NAME = 64  # as `users.name`

@@ -1,13 +1,12 @@
 """Administration of iamgate itself: users, their sessions, who may administer.
 
-The web UI's admin pages and the JSON API both call these, so a lock from the browser and a
-lock from the API are the same change, with the same audit event and the same effect on the
-next AWS call (a lock revokes everything the user holds).
+The web UI's admin pages, the JSON API and the CLI on the gateway host all call these, so a
+lock from the browser, the API or a terminal is the same change, with the same audit event
+and the same effect on the next AWS call (a lock revokes everything the user holds).
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from sqlalchemy import Engine
 
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditSink
-from iamgate.config import Config, Configured, LiveConfig, live
+from iamgate.config import USER_NAME, Config, Configured, LiveConfig, live
+from iamgate.control.errors import ControlError, Kind, conflict, invalid, not_found
 from iamgate.identity.passwords import hash_password
 from iamgate.identity.totp import enrolment_uri, new_totp_secret
 from iamgate.store.directory import (
@@ -33,7 +33,6 @@ from iamgate.store.directory import (
 )
 
 LOCK_FOREVER = timedelta(days=365 * 100)
-USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.@-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -74,12 +73,8 @@ def session_state(session: LoginSession, now: datetime) -> str:
     return "expired" if session.expires_at <= now else "active"
 
 
-class AdminError(Exception):
-    """A refused administrative change: an HTTP status, a code and a plain message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+def no_such_user(name: str) -> ControlError:
+    return ControlError(Kind.NOT_FOUND, "NoSuchUser", f"no user {name!r}")
 
 
 def new_password() -> str:
@@ -112,13 +107,15 @@ class Admin(Configured):
     def _existing(self, name: str) -> UserRow:
         row = get_user(self.engine, name)
         if row is None:
-            raise AdminError(404, "NoSuchUser", f"no user {name!r}")
+            raise no_such_user(name)
         return row
 
     def _check_roles(self, roles: Sequence[str]) -> list[str]:
         unknown = sorted(set(roles) - set(self.roles))
         if unknown:
-            raise AdminError(400, "UnknownRole", f"unknown gateway roles: {', '.join(unknown)}")
+            raise invalid(
+                code="UnknownRole", message=f"unknown gateway roles: {', '.join(unknown)}"
+            )
         return list(dict.fromkeys(roles))
 
     def _enrol(self, name: str, password: str | None) -> Enrolment:
@@ -152,15 +149,13 @@ class Admin(Configured):
         if name not in active:
             return
         if not active - {name}:
-            raise AdminError(
-                409,
+            raise conflict(
                 "LastAdministrator",
                 f"{name} is the last administrator of iamgate: give another user an "
                 f"administering role before you {change} {name}",
             )
         if name == by.name and not confirmed_self:
-            raise AdminError(
-                409,
+            raise conflict(
                 "ConfirmSelf",
                 f"you would {change} yourself and lose administration: confirm it a second "
                 "time (in the JSON API, add ?confirm=self)",
@@ -193,15 +188,15 @@ class Admin(Configured):
     ) -> Enrolment:
         """A new user, enrolled: their password (generated unless given) and TOTP secret."""
         if not USER_NAME.match(name):
-            raise AdminError(
-                400,
-                "InvalidName",
-                "a user name is 1-64 of a-z, 0-9 and _ . @ -, starting with a letter or digit",
+            raise invalid(
+                code="InvalidName",
+                message="a user name is 1-64 of a-z, 0-9 and _ . @ -, starting with a letter "
+                "or digit",
             )
         wanted = self._check_roles(roles)
         row = get_user(self.engine, name)
         if row is not None and row.has_password:
-            raise AdminError(409, "UserExists", f"user {name!r} exists; reset it instead")
+            raise conflict("UserExists", f"user {name!r} exists; reset it instead")
         if row is None or (wanted and name not in self.bootstrap):
             put_user(self.engine, name, roles=wanted)
         enrolment = self._enrol(name, password)
@@ -229,21 +224,21 @@ class Admin(Configured):
     def lock(self, name: str, *, by: Actor, confirmed_self: bool = False) -> None:
         self.check_admin_loss(name, by=by, change="lock", confirmed_self=confirmed_self)
         if not set_lock(self.engine, name, datetime.now(UTC) + LOCK_FOREVER):
-            raise AdminError(404, "NoSuchUser", f"no user {name!r}")
+            raise no_such_user(name)
         revoke(self.engine, "user", name, by=by.name)
         self._record(EventType.USER_CHANGED, by, user=name, change="locked")
 
     def unlock(self, name: str, *, by: Actor) -> None:
         if not set_lock(self.engine, name, None):
-            raise AdminError(404, "NoSuchUser", f"no user {name!r}")
+            raise no_such_user(name)
         self._record(EventType.USER_CHANGED, by, user=name, change="unlocked")
 
     def set_roles(
         self, name: str, roles: Sequence[str], *, by: Actor, confirmed_self: bool = False
     ) -> None:
         if name in self.bootstrap:
-            raise AdminError(
-                409, "BootstrapUser", f"{name} is a bootstrap user: its roles are in the config"
+            raise conflict(
+                "BootstrapUser", f"{name} is a bootstrap user: its roles are in the config"
             )
         wanted = self._check_roles(roles)
         self._existing(name)
@@ -254,12 +249,12 @@ class Admin(Configured):
 
     def remove(self, name: str, *, by: Actor, confirmed_self: bool = False) -> None:
         if name in self.bootstrap:
-            raise AdminError(
-                409, "BootstrapUser", f"{name} is a bootstrap user: remove it from the config"
+            raise conflict(
+                "BootstrapUser", f"{name} is a bootstrap user: remove it from the config"
             )
         self.check_admin_loss(name, by=by, change="remove", confirmed_self=confirmed_self)
         if not delete_user(self.engine, name, by=by.name):
-            raise AdminError(404, "NoSuchUser", f"no user {name!r}")
+            raise no_such_user(name)
         self._record(EventType.USER_CHANGED, by, user=name, change="removed")
 
     def sessions(self, user: str | None = None) -> list[LoginSession]:
@@ -279,7 +274,7 @@ class Admin(Configured):
         known = {s.id: s for s in list_login_sessions(self.engine)}
         session = known.get(session_id)
         if session is None:
-            raise AdminError(404, "NoSuchSession", f"no login session {session_id!r}")
+            raise not_found("NoSuchSession", f"no login session {session_id!r}")
         revoke(self.engine, "login", session_id, by=by.name)
         self._record(
             EventType.SESSION_REVOKED,
@@ -296,6 +291,6 @@ class Admin(Configured):
 
     def revoke_credential(self, access_key_id: str, *, by: Actor) -> None:
         if not access_key_id.startswith("ASIA") or len(access_key_id) != 20:
-            raise AdminError(400, "InvalidAccessKeyId", "a gateway access key is ASIA + 16")
+            raise invalid(code="InvalidAccessKeyId", message="a gateway access key is ASIA + 16")
         revoke(self.engine, "credential", access_key_id.removeprefix("ASIA"), by=by.name)
         self._record(EventType.SESSION_REVOKED, by, access_key_id=access_key_id, scope="credential")
