@@ -23,7 +23,7 @@ from iamgate.access.session_policy import SessionPolicyError, session_policy_for
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditSink
 from iamgate.aws import console
-from iamgate.aws.upstream_credentials import AssumeRole, RoleKey, describe
+from iamgate.aws.upstream_credentials import AssumeRole, describe, role_key
 from iamgate.config import AccountConfig, Config, Configured, LiveConfig, RoleConfig, live
 from iamgate.control.errors import ControlError, Kind
 
@@ -125,14 +125,8 @@ class ConsoleFederation(Configured):
             # a cached session's last minutes.
             creds = await asyncio.to_thread(
                 self.assume_role,
-                RoleKey(
-                    role_arn=f"arn:{account.partition}:iam::{account.id}:role/{aws_role}",
-                    session_name=user,
-                    source_identity=user,
-                    external_id=account.external_id,
-                    policy=policy.policy,
-                    policy_arns=policy.policy_arns,
-                    duration_seconds=None if chaining else 3600,
+                role_key(
+                    account, aws_role, user, policy, duration_seconds=None if chaining else 3600
                 ),
             )
         except (ClientError, BotoCoreError) as exc:

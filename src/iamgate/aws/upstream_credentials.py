@@ -18,6 +18,8 @@ import botocore.session
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from iamgate.access.session_policy import SessionPolicy
+from iamgate.config import AccountConfig
 from iamgate.refusals import Reason, Refused
 
 REFRESH_BEFORE_EXPIRY = timedelta(minutes=5)
@@ -32,6 +34,28 @@ class RoleKey:
     policy: str | None = None
     policy_arns: tuple[str, ...] = ()
     duration_seconds: int | None = 3600  # None: STS's default, as role chaining needs
+
+
+def role_key(
+    account: AccountConfig,
+    aws_role: str,
+    principal: str,
+    policy: SessionPolicy,
+    *,
+    duration_seconds: int | None = 3600,
+) -> RoleKey:
+    """The AssumeRole of a principal into an account's IAM role: the session is named after
+    the principal, who is also its source identity (so CloudTrail names the person), under
+    the session policy of their gateway roles. The proxy and the console ask alike."""
+    return RoleKey(
+        role_arn=f"arn:{account.partition}:iam::{account.id}:role/{aws_role}",
+        session_name=principal,
+        source_identity=principal,
+        external_id=account.external_id,
+        policy=policy.policy,
+        policy_arns=policy.policy_arns,
+        duration_seconds=duration_seconds,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,6 @@ from iamgate.control.users import Actor, Admin, Enrolment, session_state
 from iamgate.store.database import open_engine
 from iamgate.store.directory import (
     get_user,
-    list_login_sessions,
-    list_users,
     sync_bootstrap_users,
 )
 
@@ -274,7 +272,6 @@ def users_rm(config_path: Path | None, name: str) -> None:
 @json_option
 def users_ls(config_path: Path | None, as_json: bool) -> None:
     """Every user, their gateway roles, and whether they can log in."""
-    now = datetime.now(UTC)
     if config_path is None:
         _, known = _remote_users()
         listed = [
@@ -288,18 +285,17 @@ def users_ls(config_path: Path | None, as_json: bool) -> None:
             for u in known.values()
         ]
     else:
-        _, engine = open_store(config_path)
+        with administering(config_path) as (admin, _):
+            summaries = admin.users()
         listed = [
             {
-                "user": row.record.name,
-                "roles": list(row.roles),
-                "has_password": row.has_password,
-                "locked_until": _stamp(row.record.locked_until)
-                if row.record.locked_until and row.record.locked_until > now
-                else None,
-                "failed_logins": row.record.failed_logins,
+                "user": u.name,
+                "roles": list(u.roles),
+                "has_password": u.has_password,
+                "locked_until": _stamp(u.locked_until) if u.locked else None,
+                "failed_logins": u.failed_logins,
             }
-            for row in list_users(engine)
+            for u in summaries
         ]
     if as_json:
         click.echo(json.dumps(listed, indent=2))
@@ -351,7 +347,8 @@ def sessions_ls(config_path: Path | None, user: str | None, as_json: bool) -> No
             for s in found
         ]
     else:
-        _, engine = open_store(config_path)
+        with administering(config_path) as (admin, _):
+            every = admin.all_sessions(user)
         now = datetime.now(UTC)
         listed = [
             {
@@ -361,7 +358,7 @@ def sessions_ls(config_path: Path | None, user: str | None, as_json: bool) -> No
                 "expires_at": _stamp(s.expires_at),
                 "state": session_state(s, now),
             }
-            for s in list_login_sessions(engine, user)
+            for s in every
         ]
     if as_json:
         click.echo(json.dumps(listed, indent=2))

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
-from iamgate.audit.search import Filters, export, heads, search, verify
+from iamgate.audit.search import export, heads, search, verify
 from iamgate.cli.admin import config_option, host_config_option, open_store
 from iamgate.cli.examples import examples
 from iamgate.cli.people import wide_console
 from iamgate.cli.remote import Remote, logged_in
+from iamgate.control.audit_queries import AuditQuery, read
 
 
 @click.group()
@@ -83,26 +85,22 @@ def audit_search(
         )
     else:
         config, engine = open_store(config_path)
-        account_id = None
-        if account:
-            known = config.aws.account_named(account)
-            account_id = known.id if known else account
-        events = search(
-            engine,
-            Filters(
-                principal,
-                account_id,
-                aws_role,
-                service,
-                action,
-                decision,
-                status,
-                since,
-                until,
-                kind,
-                limit,
-            ),
+        asked = AuditQuery(
+            principal=principal,
+            account=account,
+            role=aws_role,
+            service=service,
+            action=action,
+            decision=decision,
+            status=None if status is None else str(status),
+            since=since,
+            until=until,
+            type=kind,
         )
+        found = read(config, asked)
+        if found.problems:
+            raise click.ClickException(" ".join(found.problems))
+        events = search(engine, replace(found.filters, limit=limit))
         names = {a.id: a.name for a in config.aws.accounts}
     if as_json:
         for event in events:

@@ -13,7 +13,7 @@ import functools
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,10 +21,10 @@ from aiohttp import web
 from sqlalchemy import Engine
 
 from iamgate.access.reach import reachable_accounts
-from iamgate.audit.events import EventType
-from iamgate.audit.search import Filters, search
+from iamgate.audit.search import search
 from iamgate.aws.federation import ConsoleFederation
 from iamgate.config import Config, Configured, LiveConfig, live
+from iamgate.control.audit_queries import AuditQuery, read, scoped
 from iamgate.control.callers import Caller, caller_of, require_administrator
 from iamgate.control.console import sign_in
 from iamgate.control.credentials import (
@@ -51,7 +51,6 @@ from iamgate.web.openapi import openapi_document
 from iamgate.web.sessions import BrowserSessions
 
 TIME = "%Y-%m-%dT%H:%M:%SZ"
-MAX_AUDIT_PAGE = 1000
 MIN_PASSWORD = 12
 # The largest body the JSON API, the login API and the pages take: they need a few
 # kilobytes, and login is unauthenticated. (The proxy's own limit is for AWS calls.)
@@ -96,16 +95,6 @@ class Route:
 def _route(method: str, template: str, handler: Handler) -> Route:
     regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
     return Route(method, re.compile(f"^{regex}$"), handler)
-
-
-def _iso_time(value: str | None, name: str) -> str | None:
-    if value is None:
-        return None
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise invalid(f"{name} must be an ISO 8601 time") from None
-    return value
 
 
 def _enrolment(e: Enrolment) -> dict[str, str | None]:
@@ -381,42 +370,11 @@ class Api(Configured):
         repeated = sorted({k for k in q if len(q.getall(k)) > 1})
         if repeated:
             raise invalid(f"repeated parameters: {', '.join(repeated)}")
-        try:
-            status = int(q["status"]) if q.get("status") else None
-            limit = int(q.get("limit") or 100)
-        except ValueError:
-            raise invalid("status and limit must be whole numbers") from None
-        if not 1 <= limit <= MAX_AUDIT_PAGE:
-            raise invalid(f"limit must be 1 to {MAX_AUDIT_PAGE}")
-        decision = q.get("decision") or None
-        if decision not in (None, "allowed", "denied", "error"):
-            raise invalid("decision must be allowed, denied or error")
-        kind = q.get("type") or str(EventType.AWS_CALL)
-        if kind not in set(EventType):
-            raise invalid(f"unknown event type {kind!r}")
-        principal = q.get("principal") or None
-        if not caller.administer:
-            if principal not in (None, caller.user):
-                raise forbidden("you may see your own events only")
-            principal = caller.user
-        account = q.get("account") or None
-        named = self.config.aws.account_named(account) if account else None
-        filters = Filters(
-            principal=principal,
-            account_id=named.id if named else account,
-            aws_role=q.get("role") or None,
-            service=q.get("service") or None,
-            action=q.get("action") or None,
-            decision=decision,
-            status=status,
-            since=_iso_time(q.get("since"), "since"),
-            until=_iso_time(q.get("until"), "until"),
-            before=_iso_time(q.get("before"), "before"),
-            type=kind,
-            limit=limit,
-        )
+        asked = AuditQuery.of(q)
+        found = read(self.config, replace(asked, key=None), blank_is_none=False)
+        filters = scoped(found.or_refuse(), caller)
         events = await asyncio.to_thread(search, self.engine, filters)
-        after = events[-1]["time"] if len(events) == limit else None
+        after = events[-1]["time"] if len(events) == filters.limit else None
         return _ok({"events": events, "next": after})
 
     # -- administrators ---------------------------------------------------------------------

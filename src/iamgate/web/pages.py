@@ -14,7 +14,7 @@ import json
 import re
 import shlex
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,13 @@ from sqlalchemy import Engine, select
 from iamgate.access.decisions import account_selected
 from iamgate.access.reach import reachable_accounts
 from iamgate.audit.events import AuditEvent, EventType
-from iamgate.audit.search import Filters, KeyIssue, key_issues, search
+from iamgate.audit.search import KeyIssue, key_issues, search
 from iamgate.audit.writer import AuditSink
 from iamgate.aws import console as console_rules
 from iamgate.aws.federation import ConsoleFederation
 from iamgate.aws.profiles import PROFILE_PREFIX, profiles_block
 from iamgate.config import USER_NAME_PATTERN, Config, Configured, LiveConfig, RoleConfig, live
+from iamgate.control.audit_queries import EVENT_GROUPS, AuditQuery, read, scoped
 from iamgate.control.callers import Caller, caller_of
 from iamgate.control.console import sign_in
 from iamgate.control.enrolment import EnrolmentRefused, Enrolments, Link, LinkDead
@@ -50,42 +51,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 AUDIT_PAGE_SIZE = 50
 ENROL_CSRF_COOKIE = "iamgate-enrol-csrf"
-DECISIONS = ("allowed", "denied")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 RESOURCE_PARAM = re.compile(r"(Identifier|Name|Id|Arn|Url|Bucket|Key)s?$")
-ACCESS_KEY = re.compile(r"[A-Z0-9]{16,128}")
-IAM_PATTERN = re.compile(r"[A-Za-z0-9*?-]+(:[A-Za-z0-9*?-]*)?")
-# What the audit page can show, as a person would ask for it.
-EVENT_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "aws": ("AWS API calls", (EventType.AWS_CALL,)),
-    "logins": (
-        "Logins and logouts",
-        (
-            EventType.LOGIN_SUCCEEDED,
-            EventType.LOGIN_FAILED,
-            EventType.LOGIN_LOCKED,
-            EventType.LOGOUT,
-        ),
-    ),
-    "credentials": ("Credentials issued", (EventType.CREDENTIALS_ISSUED,)),
-    "revocations": ("Revocations", (EventType.SESSION_REVOKED,)),
-    "users": (
-        "Users: adds, locks, resets",
-        (EventType.USER_CHANGED, EventType.ENROLMENT_CREATED, EventType.ENROLMENT_REDEEMED),
-    ),
-    "console": ("Console sign-ins", (EventType.CONSOLE_SIGNIN,)),
-    "config": (
-        "Configuration, start and stop",
-        (
-            EventType.CONFIG_LOADED,
-            EventType.CONFIG_REJECTED,
-            EventType.SERVER_STARTED,
-            EventType.SERVER_STOPPED,
-        ),
-    ),
-    "refused": ("Refused pages", (EventType.WEB_REFUSED,)),
-    "all": ("Every event", tuple(t for t in EventType if t is not EventType.AWS_CALL_OUTCOME)),
-}
 # Fields an audit row shows in a column of its own, not in the details of an event.
 ROW_FIELDS = frozenset(
     {"account_id", "aws_role", "decision", "status", "rule", "reason", "error_code"}
@@ -156,17 +123,6 @@ class Redirect(Exception):
 
 def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
-
-
-def _iso_or_none(value: str | None) -> str | None:
-    """A time to page from, if it is one; anything else pages from the newest."""
-    if not value:
-        return None
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value
 
 
 def _page_of(request: web.Request) -> str:
@@ -530,63 +486,14 @@ class Pages(Configured):
         viewer = await self._require(request)
         q = request.query
         names = {a.id: a.name for a in self.config.aws.accounts}
-        errors: list[str] = []
-        account_id = None
-        if q.get("account"):
-            account = self.config.aws.account_named(q["account"])
-            if account is not None:
-                account_id = account.id
-            elif re.fullmatch(r"[0-9]{12}", q["account"]):
-                account_id = q["account"]
-            else:
-                errors.append(f"No account is named {q['account']!r}.")
-        status = None
-        if q.get("status"):
-            try:
-                status = int(q["status"])
-            except ValueError:
-                status = None
-            if status is None or not 100 <= status <= 599:
-                errors.append(f"Status {q['status']!r} is not an HTTP status such as 403.")
-        decision = q.get("decision") or None
-        if decision not in (None, *DECISIONS):
-            errors.append(f"Decision {decision!r} is neither allowed nor denied.")
-        group = q.get("type") or "aws"
-        if group not in EVENT_GROUPS:
-            errors.append(f"No such kind of event: {group!r}.")
-            group = "aws"
-        times: dict[str, str | None] = {}
-        for name in ("since", "until", "before"):
-            value = (q.get(name) or "").strip() or None
-            if value is not None and _iso_or_none(value) is None:
-                errors.append(
-                    f"{name.capitalize()} {value!r} is not a time such as 2026-11-25T00:00:00Z."
-                )
-                value = None
-            times[name] = value
-        key = (q.get("key") or "").strip().upper() or None
-        if key is not None and not ACCESS_KEY.fullmatch(key):
-            errors.append(f"{key!r} is not an access key id such as ASIA…, 16 to 128 letters.")
-            key = None
-        action = q.get("action") or None
-        if action is not None and not IAM_PATTERN.fullmatch(action):
-            errors.append(f"Action {action!r} is not an IAM action such as rds:Delete*.")
-            action = None
-        filters = Filters(
-            principal=(q.get("principal") or None) if viewer.administer else viewer.user,
-            account_id=account_id,
-            aws_role=q.get("role") or None,
-            service=q.get("service") or None,
-            action=action,
-            decision=decision,
-            status=status,
-            since=times["since"],
-            until=times["until"],
-            before=times["before"],
-            types=EVENT_GROUPS[group][1],
-            access_key_id=key,
-            limit=AUDIT_PAGE_SIZE,
-        )
+        asked = AuditQuery.of(q)
+        if not viewer.administer:
+            asked = replace(asked, principal=None)  # their own events, whatever is asked
+        found = read(self.config, replace(asked, limit=None), default_limit=AUDIT_PAGE_SIZE)
+        filters, errors = scoped(found.filters, viewer.caller), list(found.problems)
+        typed = (q.get("type") or "").strip() or "aws"
+        group = typed if typed in EVENT_GROUPS or typed in set(EventType) else "aws"
+        key = filters.access_key_id
         events = [] if errors else await asyncio.to_thread(search, self.engine, filters)
         keys = {
             str(e["fields"]["access_key_id"]) for e in events if e["fields"].get("access_key_id")
