@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from iamgate.access.decisions import decide, role_reaches
+from iamgate.access.decisions import Reach, decide_among
 from iamgate.access.minting import issues_credentials
 from iamgate.access.session_policy import SessionPolicyError, session_policy_for
 from iamgate.audit.events import AuditEvent, EventType, summarize_params
@@ -40,7 +40,12 @@ from iamgate.aws.post_upload import (
     identification_headers,
     upstream_fields,
 )
-from iamgate.aws.upstream_credentials import AwsCredentials, RoleKey, UpstreamCredentialCache
+from iamgate.aws.upstream_credentials import (
+    AwsCredentials,
+    RoleKey,
+    UpstreamCredentialCache,
+    role_key,
+)
 from iamgate.config import Config, Configured, LiveConfig, RoleConfig, live
 from iamgate.identity.credentials import Claims, KeyRing, open_credentials
 from iamgate.proxy.body import BodyStream, read_within
@@ -197,6 +202,7 @@ class Gateway(Configured):
         self.audit = audit
         self._clock = clock or (lambda: datetime.now(UTC))
         self._session: aiohttp.ClientSession | None = None
+        self._reach_memory: tuple[Mapping[str, RoleConfig], Reach] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._preload: asyncio.Future[None] | None = None
         public = urlsplit(self.config.server.url)
@@ -211,11 +217,6 @@ class Gateway(Configured):
             unverified_bytes=server.max_unverified_body_bytes,
         )
         self._body_timeout = server.body_timeout.total_seconds()
-
-    def _current_roles(self, principal: str) -> list[RoleConfig]:
-        """The roles the principal holds now, not when the credential was minted."""
-        roles = self.roles
-        return [roles[r] for r in self.directory.roles_of(principal) if r in roles]
 
     def _open(self, auth: Authorization, call: _Call) -> tuple[Claims, str]:
         claims, secret = open_credentials(
@@ -484,9 +485,11 @@ class Gateway(Configured):
                 Reason.UNKNOWN_ACCOUNT,
                 f"iamgate: account {claims.account_id} is not configured on this gateway",
             )
-        roles = self._current_roles(claims.principal)
-        decision = decide(
-            roles,
+        # The roles the principal holds now, not when the credential was minted.
+        held = self.directory.roles_of(claims.principal)
+        reaching = self._reach().of(held, account, claims.aws_role)
+        decision = decide_among(
+            reaching,
             account,
             claims.aws_role,
             action,
@@ -498,20 +501,20 @@ class Gateway(Configured):
         call.rule = decision.rule
         if not decision.allowed:
             raise Refused(Reason.ACCESS_DENIED, f"iamgate: {decision.rule}")
-        reaching = [r for r in roles if role_reaches(r, account, claims.aws_role)]
         try:
             policy = session_policy_for(reaching, partition=account.partition)
         except SessionPolicyError as exc:
             raise Refused(Reason.ACCESS_DENIED, f"iamgate: {exc}") from None
         # 4. upstream credentials: AssumeRole into the account's role with that policy.
-        return RoleKey(
-            role_arn=f"arn:{account.partition}:iam::{account.id}:role/{claims.aws_role}",
-            session_name=claims.principal,
-            source_identity=claims.principal,
-            external_id=account.external_id,
-            policy=policy.policy,
-            policy_arns=policy.policy_arns,
-        )
+        return role_key(account, claims.aws_role, claims.principal, policy)
+
+    def _reach(self) -> Reach:
+        """Which held roles reach an (account, IAM role), remembered for the roles in force:
+        a reload brings a new set of roles and so a new, empty memory."""
+        roles = self.roles
+        if self._reach_memory is None or self._reach_memory[0] is not roles:
+            self._reach_memory = (roles, Reach(roles))
+        return self._reach_memory[1]
 
     # 5. forward: the upstream request is made from what identification read, before the
     #    decision, so the decision is on exactly what will be sent; it goes to the endpoint
