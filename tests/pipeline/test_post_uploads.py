@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import urllib3
-from botocore.auth import S3SigV4PostAuth
+from botocore.auth import HmacV1PostAuth, S3SigV4PostAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from pipeline import CI, PROD, Answer, Pipeline
@@ -38,7 +38,9 @@ def _fields(
     *,
     service: str = "s3",
     expiration: str = "2099-01-01T00:00:00Z",
+    sigv2: bool = False,
 ) -> dict[str, str]:
+    """Signed as boto3 signs them: SigV4, or SigV2 (its default where SigV2 is)."""
     request = AWSRequest(method="POST", url="http://gateway/")
     request.context["s3-presign-post-fields"] = {
         "key": "in/${filename}",
@@ -49,7 +51,10 @@ def _fields(
         "conditions": list(CONDITIONS if conditions is None else conditions),
     }
     credentials = Credentials(creds.access_key_id, creds.secret_access_key, creds.session_token)
-    S3SigV4PostAuth(credentials, service, "us-east-1").add_auth(request)
+    if sigv2:
+        HmacV1PostAuth(credentials).add_auth(request)
+    else:
+        S3SigV4PostAuth(credentials, service, "us-east-1").add_auth(request)
     fields: dict[str, str] = request.context["s3-presign-post-fields"]
     return fields
 
@@ -115,6 +120,27 @@ def test_an_allowed_upload_reaches_the_upstream_as_the_gateways_own_form(gw: Pip
     assert call["params"]["ContentType"] == "text/plain"
 
 
+def test_a_sigv2_form_is_uploaded_as_the_sigv4_form_is(gw: Pipeline) -> None:
+    """boto3's default `generate_presigned_post` in us-east-1: the same checks, the same
+    PutObject, and upstream the gateway's own SigV4 form; nothing of SigV2 crosses."""
+    fields = _fields(gw.issue("ci-bot", CI, "CIRunner"), sigv2=True)
+    assert "AWSAccessKeyId" in fields and "x-amz-signature" not in fields
+    answer = _post(gw, fields, headers=[("x-moto-account-id", PROD)])
+    assert answer.status == 200, answer.body
+    (received,) = gw.received
+    headers = {name.lower(): value for name, value in received.headers}
+    assert headers["x-moto-account-id"] == CI
+    form = parse_post_form(received.body, headers["content-type"])
+    names = {name.lower() for name, _ in form.fields}
+    assert not names & {"awsaccesskeyid", "signature"}
+    assert form.get("x-amz-algorithm") == "AWS4-HMAC-SHA256"
+    assert (form.get("x-amz-credential") or "").startswith("ASIAUPSTREAMEXAMPLE0/")
+    assert form.get("key") == "in/note.txt" and form.file == b"hello"
+    (call,) = gw.calls()
+    assert call["action"] == "s3:PutObject" and call["decision"] == "allowed"
+    assert call["resource"] == f"arn:aws:s3:::{BUCKET}/in/note.txt"
+
+
 def _with(change: Callable[[dict[str, str]], object]) -> Callable[[Pipeline], Answer]:
     def send(gw: Pipeline) -> Answer:
         fields = _fields(gw.issue("ci-bot", CI, "CIRunner"))
@@ -140,8 +166,17 @@ def _raw(**options: Any) -> Callable[[Pipeline], Answer]:
     return send
 
 
-def _sigv2(gw: Pipeline) -> Answer:
-    return _post(gw, {"key": "in/x", "AWSAccessKeyId": "AKIA", "policy": "e30=", "signature": "s"})
+def _v2(change: Callable[[dict[str, str]], object]) -> Callable[[Pipeline], Answer]:
+    def send(gw: Pipeline) -> Answer:
+        fields = _fields(gw.issue("ci-bot", CI, "CIRunner"), sigv2=True)
+        change(fields)
+        return _post(gw, fields)
+
+    return send
+
+
+def _v2_other_secret(fields: dict[str, str]) -> None:
+    fields["signature"] = base64.b64encode(b"\0" * 20).decode()
 
 
 def _other_users_token(gw: Pipeline) -> Answer:
@@ -166,7 +201,27 @@ CASES: dict[str, tuple[Callable[[Pipeline], Answer], int, str]] = {
         400,
         "InvalidArgument",
     ),
-    "SigV2 form": (_sigv2, 400, "InvalidArgument"),
+    "SigV2 form, tampered signature": (_v2(_v2_other_secret), 403, "SignatureDoesNotMatch"),
+    "SigV2 form, another policy": (
+        _v2(lambda f: f.update(policy=base64.b64encode(b'{"conditions": []}').decode())),
+        403,
+        "SignatureDoesNotMatch",
+    ),
+    "SigV2 form, mixed with SigV4": (
+        _v2(lambda f: f.update({"x-amz-signature": "00"})),
+        400,
+        "InvalidArgument",
+    ),
+    "SigV2 form, a key the gateway did not issue": (
+        _v2(lambda f: f.update(AWSAccessKeyId="AKIAIOSFODNN7EXAMPLE")),
+        403,
+        "InvalidAccessKeyId",
+    ),
+    "SigV2 form, key outside the prefix": (
+        _v2(lambda f: f.update(key="out/x")),
+        403,
+        "AccessDenied",
+    ),
     "no policy": (_with(lambda f: f.pop("policy")), 403, "AccessDenied"),
     "no signature": (_with(lambda f: f.pop("x-amz-signature")), 400, "InvalidArgument"),
     "signed for another service": (_signed_by(service="sqs"), 400, "AuthorizationHeaderMalformed"),

@@ -80,16 +80,16 @@ def test_a_botocore_signed_policy_verifies_and_names_its_credential() -> None:
     assert auth.scope.access_key_id == KEY_ID
     assert (auth.scope.region, auth.scope.service) == ("eu-west-1", "s3")
     assert auth.session_token == "token"
-    verify_post_signature(auth, form.get("policy") or "", SECRET)
+    verify_post_signature(auth, form, SECRET)
 
 
 def test_another_secret_or_another_policy_does_not_verify() -> None:
     fields = _signed_fields([{"key": "k"}])
     auth = post_authorization(_form(fields))
-    assert _refusal(verify_post_signature, auth, fields["policy"], "other").reason is (
+    assert _refusal(verify_post_signature, auth, _form(fields), "other").reason is (
         Reason.BAD_SIGNATURE
     )
-    other = _signed_fields([{"key": "other"}])["policy"]
+    other = _form({**fields, "policy": _signed_fields([{"key": "other"}])["policy"]})
     assert _refusal(verify_post_signature, auth, other, SECRET).reason is Reason.BAD_SIGNATURE
 
 
@@ -344,7 +344,7 @@ def test_the_upstream_form_carries_the_read_fields_and_a_policy_pinning_them() -
     assert signed["x-amz-credential"] == "ASIAUPSTREAM/20261202/eu-west-1/s3/aws4_request"
     assert signed["x-amz-security-token"] == "upstream-token"
     auth = post_authorization(_form(signed))
-    verify_post_signature(auth, signed["policy"], "upstream-secret")
+    verify_post_signature(auth, _form(signed), "upstream-secret")
     policy = read_policy(signed["policy"])
     assert policy.expiration == NOW + timedelta(minutes=5)
     form = PostForm(tuple(signed.items()), b"12345")

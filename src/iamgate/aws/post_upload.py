@@ -6,7 +6,7 @@ resolved), each pinned by an `eq` condition, the file's exact size pinned by
 `content-length-range`, a short expiry, and botocore's `S3SigV4PostAuth` signature with the
 assumed role's credentials. The upstream can then execute nothing but what was authorized.
 
-A field S3 reads but the gateway does not know (`tagging`, an older SigV2 field...) is
+A field S3 reads but the gateway does not know (`tagging`...) is
 refused rather than forwarded unread.
 """
 
@@ -30,6 +30,8 @@ UPSTREAM_POLICY_LIFETIME = timedelta(minutes=5)
 _AUTH_FIELDS = frozenset(
     {
         "policy",
+        "awsaccesskeyid",
+        "signature",
         "x-amz-algorithm",
         "x-amz-credential",
         "x-amz-date",

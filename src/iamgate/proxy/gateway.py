@@ -613,8 +613,8 @@ class Gateway(Configured):
         form = await _off_the_loop_if_large(len(body), parse_post_form, body, sent_as)
         call.auth = auth = post_authorization(form)
         claims, secret = self._open(auth, call)
+        verify_post_signature(auth, form, secret)
         policy = form.get("policy") or ""
-        verify_post_signature(auth, policy, secret)
         admission.authenticated(claims.principal)
         fields = forwarded_fields(form, object_key(form))
         identified = self._identify_post(call, bucket, fields)

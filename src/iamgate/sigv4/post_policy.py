@@ -5,6 +5,8 @@ what is signed, with the SigV4 signing key of the credential named in `x-amz-cre
 and the policy's conditions bound every other field and the file's size. So the signature
 proves who wrote the policy, and the policy is what limits the upload; both are checked
 here, before the gateway identifies the upload as `s3:PutObject` on the key it resolves to.
+A Signature Version 2 form (`AWSAccessKeyId`, `signature`: HMAC-SHA1 of the same policy
+with the secret) takes the same path; only reading and checking the signature differ.
 
 Pure code: the form arrives already read (`PostForm`), and every failure is a `Refused`
 with S3's own code and wording ("Invalid according to Policy: ..."), so browsers' and SDKs'
@@ -19,7 +21,7 @@ import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from iamgate.refusals import Reason, Refused
@@ -31,10 +33,15 @@ from iamgate.sigv4.authorization import (
     _parse_time,
 )
 from iamgate.sigv4.canonical import derive_signing_key
+from iamgate.sigv4.sigv2 import REGION as SIGV2_REGION
+from iamgate.sigv4.sigv2 import decode_signature
+from iamgate.sigv4.sigv2 import signature_of as sigv2_signature_of
 from iamgate.sigv4.verify import BAD_SIGNATURE_MESSAGE, signature_of
 
-# The fields S3 does not ask a policy to name (its POST documentation, "Conditions").
-EXEMPT_FIELDS = frozenset({"x-amz-signature", "file", "policy"})
+# The fields S3 does not ask a policy to name (its POST documentation, "Conditions"): the
+# SigV4 signature, or SigV2's key id and signature (a form carries one kind, never both:
+# `post_authorization`), the file and the policy.
+EXEMPT_FIELDS = frozenset({"x-amz-signature", "awsaccesskeyid", "signature", "file", "policy"})
 EXEMPT_PREFIX = "x-ignore-"
 FILENAME_VARIABLE = "${filename}"
 _REQUIRED_AUTH = ("x-amz-credential", "x-amz-date", "x-amz-signature")
@@ -121,17 +128,47 @@ def _denied(message: str) -> Refused:
     return Refused(Reason.ACCESS_DENIED, _POLICY_DENIED + message)
 
 
+def _is_sigv2(form: PostForm) -> bool:
+    """A Signature Version 2 form (boto3's default `generate_presigned_post` where SigV2 is
+    the default): `AWSAccessKeyId` and `signature` instead of the x-amz-* fields."""
+    return form.get("AWSAccessKeyId") is not None or form.get("signature") is not None
+
+
 def post_authorization(form: PostForm) -> Authorization:
-    """The SigV4 fields of the form as an `Authorization`, so the credential is opened and
-    the call recorded as for any signed request. Only SigV4 policies are accepted."""
-    if form.get("AWSAccessKeyId") is not None or form.get("signature") is not None:
-        raise _invalid_argument(
-            "iamgate accepts only Signature Version 4 POST policies (x-amz-algorithm "
-            "AWS4-HMAC-SHA256); in boto3, make the client with "
-            "Config(signature_version='s3v4')"
-        )
+    """The form's credential and signature as an `Authorization`, so the credential is
+    opened and the call recorded as for any signed request; SigV4 or SigV2, never a mix."""
     if form.get("policy") is None:
         raise Refused(Reason.MISSING_AUTH, "iamgate: a POST upload must carry a signed policy")
+    return _sigv2_authorization(form) if _is_sigv2(form) else _sigv4_authorization(form)
+
+
+def _sigv2_authorization(form: PostForm) -> Authorization:
+    """SigV2 signs nothing but the policy: no date, no region, no scope. The policy's
+    expiration bounds the form's life (`check_policy`); the region is the one SigV2 is
+    sent to upstream, as for SigV2 presigned URLs."""
+    for name in ("x-amz-algorithm", "x-amz-credential", "x-amz-signature"):
+        if form.get(name) is not None:
+            raise _invalid_argument(
+                f"Bucket POST must not mix Signature Version 2 (AWSAccessKeyId, signature) "
+                f"with Signature Version 4 fields ('{name}')."
+            )
+    for name in ("AWSAccessKeyId", "signature"):
+        if not form.get(name):
+            raise _invalid_argument(f"Bucket POST must contain a field named '{name}'.")
+    return Authorization(
+        scope=Scope(form.get("AWSAccessKeyId") or "", "", SIGV2_REGION, "s3"),
+        signed_headers=(),
+        signature=form.get("signature") or "",
+        amz_date="",
+        timestamp=datetime.fromtimestamp(0, UTC),  # unsigned: never read for a form
+        presigned=False,
+        expires=None,
+        session_token=form.get("x-amz-security-token"),
+        content_sha256=None,
+    )
+
+
+def _sigv4_authorization(form: PostForm) -> Authorization:
     algorithm = form.get("x-amz-algorithm")
     if algorithm != ALGORITHM:
         raise _invalid_argument(
@@ -161,13 +198,20 @@ def post_authorization(form: PostForm) -> Authorization:
     )
 
 
-def verify_post_signature(auth: Authorization, policy_b64: str, secret_access_key: str) -> None:
-    """The signature is the HMAC of the base64 policy itself, with the credential's signing
-    key for its scope; compared in constant time."""
+def verify_post_signature(auth: Authorization, form: PostForm, secret_access_key: str) -> None:
+    """The signature is an HMAC of the base64 policy itself, compared in constant time:
+    SigV2's HMAC-SHA1 with the secret (botocore's HmacV1PostAuth), or SigV4's HMAC-SHA256
+    with the credential's signing key for its scope (S3SigV4PostAuth)."""
+    policy_b64 = form.get("policy") or ""
+    if _is_sigv2(form):
+        expected = sigv2_signature_of(secret_access_key, policy_b64)
+        if not hmac.compare_digest(expected, decode_signature(auth.signature)):
+            raise Refused(Reason.BAD_SIGNATURE, BAD_SIGNATURE_MESSAGE)
+        return
     scope: Scope = auth.scope
     key = derive_signing_key(secret_access_key, scope.date, scope.region, scope.service)
-    expected = signature_of(key, policy_b64)
-    if not hmac.compare_digest(expected.encode(), auth.signature.encode("utf-8", "replace")):
+    expected_v4 = signature_of(key, policy_b64)
+    if not hmac.compare_digest(expected_v4.encode(), auth.signature.encode("utf-8", "replace")):
         raise Refused(Reason.BAD_SIGNATURE, BAD_SIGNATURE_MESSAGE)
 
 

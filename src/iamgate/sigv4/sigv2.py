@@ -169,7 +169,8 @@ def _one_header(index: dict[str, list[str]], name: str) -> str:
     return values[0] if values else ""
 
 
-def _decode_signature(text: str) -> bytes:
+def decode_signature(text: str) -> bytes:
+    """A base64 HMAC-SHA1, or the bad-signature refusal: never any other exception."""
     # Base64 never holds a space: a '+' left unencoded in the URL arrives as one.
     try:
         raw = base64.b64decode(text.replace(" ", "+"), validate=True)
@@ -232,7 +233,7 @@ def parse_query_v2(method: str, raw_query: str, headers: Sequence[tuple[str, str
         raise _malformed("aws-chunked bodies need Signature Version 4")
     return QueryV2(
         access_key_id=auth[ACCESS_KEY],
-        signature=_decode_signature(auth[SIGNATURE]),
+        signature=decode_signature(auth[SIGNATURE]),
         expires=int(expires),
         session_token=amz.get(TOKEN),
         amz_headers=tuple(sorted(amz.items())),
