@@ -736,3 +736,65 @@ NOT_IN_IAM_DATA = {
     "ec2:ModifyTransitGatewayNetworkFunctionAttachment",
     "ec2:ModifyTransitGatewayPeeringAttachment",
 }
+
+
+def test_a_missing_required_header_does_not_change_the_sub_resource_operation(
+    index: OperationIndex,
+) -> None:
+    """botocore leaves out an empty header (`ObjectAttributes=[]`): S3 routes `?attributes`
+    to GetObjectAttributes and answers the missing header itself, so the gateway must
+    identify (and authorize) GetObjectAttributes, not fall through to GetObject."""
+    request = capture("s3", "GetObjectAttributes", Bucket="b", Key="k", ObjectAttributes=[])
+    parts = urlsplit(request.url)
+    assert "x-amz-object-attributes" not in {k.lower() for k in request.headers}
+    found = index.identify(
+        "s3", "GET", parts.path, query_params(parts.query), _headers(request), None
+    )
+    assert found is not None and found.operation.name == "GetObjectAttributes"
+    assert (found.params["Bucket"], found.params["Key"]) == ("b", "k")
+
+
+def _selectors_of(op: Any) -> tuple[str, frozenset[str]]:
+    """An S3 operation's method and the query keys its request always names."""
+    uri = op.http["requestUri"]
+    keys = {item.partition("=")[0] for item in uri.partition("?")[2].split("&") if item}
+    shape = op.input_shape
+    if shape is not None:
+        keys |= {
+            member.serialization.get("name", name)
+            for name, member in shape.members.items()
+            if name in shape.required_members
+            and member.serialization.get("location") == "querystring"
+        }
+    return op.http["method"], frozenset(keys - {"x-id"})
+
+
+def test_no_s3_operation_turns_into_one_with_fewer_sub_resources_without_a_header(
+    index: OperationIndex,
+) -> None:
+    """For every S3 operation with a required header, the request without it is the same
+    operation, or one named by the same sub-resources (PutObject for CopyObject without
+    x-amz-copy-source, as S3 itself reads it): never one that names fewer sub-resources
+    (GetObject for GetObjectAttributes, UploadPart for nothing but UploadPartCopy's)."""
+    model = botocore.session.get_session().get_service_model("s3")
+    checked = 0
+    for name in model.operation_names:
+        op = model.operation_model(name)
+        shape = op.input_shape
+        if shape is None or not any(
+            shape.members[m].serialization.get("location") == "header"
+            for m in shape.required_members
+        ):
+            continue
+        method, keys = _selectors_of(op)
+        path = op.http["requestUri"].partition("?")[0]
+        path = path.replace("{Bucket}", "b").replace("{Key+}", "k")
+        if "{" in path:
+            continue  # no S3 operation has other labels today; skip rather than guess
+        query = [(key, "1") for key in sorted(keys)]
+        found = index.identify("s3", method, path, query, {}, None)  # S3 has no ambiguity here
+        assert found is not None, name
+        checked += 1
+        other = model.operation_model(found.operation.name)
+        assert _selectors_of(other) == (method, keys), (name, found.operation.name)
+    assert checked >= 4  # CopyObject, GetObjectAttributes, RenameObject, UploadPartCopy...

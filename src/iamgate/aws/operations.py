@@ -900,6 +900,7 @@ class OperationIndex:
                     positions += found
         positions.sort()
         x_id = query_map.get("x-id")
+        lacking: list[tuple[_Template, re.Match[str]]] = []
         for position in positions:
             template = rest.templates[position]
             if x_id is not None and template.x_id is not None and template.x_id != x_id:
@@ -909,11 +910,14 @@ class OperationIndex:
                 for key, value in template.query_values
             ):
                 continue
-            if any(h not in headers for h in template.required_headers):
-                continue
             match = template.path.match(full_path)
             if match is None:
                 continue
+            if any(h not in headers for h in template.required_headers):
+                lacking.append((template, match))
+                continue
+            if lacking and not _same_selectors(template, lacking[0][0]):
+                template, match = _named_by_selectors(lacking)
             _check_selectors(signing, template, query)
             labels = match.groups()
             if encoded:
@@ -928,7 +932,49 @@ class OperationIndex:
                 _resource(template.operation, params),
                 ambiguous or _unknown(signing, template.operation, params),
             )
+        if lacking:
+            template, match = _named_by_selectors(lacking)
+            _check_selectors(signing, template, query)
+            labels = match.groups()
+            if encoded:
+                labels = tuple(unquote(label) for label in labels)
+            params = _rest_params(template, labels, query, headers)
+            return Identified(
+                template.operation,
+                params,
+                _resource(template.operation, params),
+                compressed or _unknown(signing, template.operation, params),
+            )
         return None
+
+
+def _selectors(template: _Template) -> frozenset[tuple[str, str | None]]:
+    return frozenset(template.query_values)
+
+
+def _same_selectors(template: _Template, other: _Template) -> bool:
+    """Whether `template` is told from `other` by headers alone (CopyObject and PutObject,
+    UploadPartCopy and UploadPart): only then may a missing header decide between them."""
+    return _selectors(template) >= _selectors(other)
+
+
+def _named_by_selectors(
+    lacking: Sequence[tuple[_Template, re.Match[str]]],
+) -> tuple[_Template, re.Match[str]]:
+    """The most specific template the request matches but for a required header, when no
+    template with its selectors matches whole. S3 routes by method, path and sub-resource
+    (`?attributes`) and answers a missing header with its own error, so a missing header
+    must not turn the request into a less specific operation the upstream will not
+    execute. Two such operations on the same selectors, told apart only by headers the
+    request lacks, are ambiguous."""
+    first = lacking[0]
+    for other, _ in lacking[1:]:
+        if _selectors(other) == _selectors(first[0]) and other.operation != first[0].operation:
+            raise _refuse(
+                f"the request lacks the headers that tell {first[0].operation.name} from "
+                f"{other.operation.name}"
+            )
+    return first
 
 
 def _read_rpc(
