@@ -22,15 +22,16 @@ from aiohttp import web
 from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 from iamgate.audit.events import AuditEvent, EventType
-from iamgate.audit.writer import AuditLog, DurableRecord
+from iamgate.audit.writer import AuditLog, AuditUnavailable, DurableRecord
 from iamgate.aws.operations import OperationIndex
 from iamgate.aws.upstream_credentials import AwsCredentials, RoleKey, UpstreamCredentialCache
 from iamgate.config import Config
 from iamgate.connections import GuardedRunner
 from iamgate.identity.credentials import GatewayCredentials, mint_credentials
-from iamgate.proxy.gateway import Gateway
+from iamgate.proxy.gateway import Gateway, upstream_session
 from iamgate.store.database import load_keyring, open_engine
 from iamgate.store.directory import Directory, sync_bootstrap_users
 
@@ -61,6 +62,7 @@ ROLES: list[dict[str, Any]] = [
                 "sts:*",
                 "iam:*",
                 "rds:*",
+                "lambda:*",
             ],
         },
         "guardrails": [{"action": "ec2:RunInstances", "max": {"MaxCount": 10}}],
@@ -85,17 +87,23 @@ class Answer:
 
 
 class RecordingAudit(AuditLog):
-    """The audit log with its writer replaced by a list: every event, in order."""
+    """The audit log with its writer replaced by a list: every event, in order. While
+    `unavailable`, no record becomes durable (as when the store cannot be written)."""
 
     def __init__(self, engine: Any) -> None:
         super().__init__(engine, enabled=False)
         self.events: list[AuditEvent] = []
+        self.unavailable = False
 
     def append(self, event: AuditEvent) -> None:
         self.events.append(event)
 
     def start_durable(self, event: AuditEvent) -> DurableRecord:
         self.events.append(event)
+        if self.unavailable:
+            failed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            failed.set_exception(AuditUnavailable("the store is not answering"))
+            return DurableRecord(failed)
         return super().start_durable(event)
 
 
@@ -120,6 +128,7 @@ class Pipeline:
     loop: asyncio.AbstractEventLoop | None = None
     stalled: asyncio.Event | None = None  # set: the upstream answers paths with /stall
     # (and it answers paths with /large with 64 MiB)
+    sts: UpstreamSts | None = None  # the upstream's STS, which can be made to refuse
 
     def release_stalled(self) -> None:
         """Let the upstream answer the requests it holds (paths with `/stall`), and all
@@ -234,6 +243,22 @@ def _config(upstream_url: str, public_url: str, state: Path, server: Mapping[str
     )
 
 
+class UpstreamSts:
+    """The upstream's STS as the pipeline sees it: credentials for any role, or, while
+    `failing`, the error STS gives a gateway it does not trust."""
+
+    def __init__(self) -> None:
+        self.failing = False
+
+    def __call__(self, key: RoleKey) -> AwsCredentials:
+        if self.failing:
+            raise ClientError(
+                {"Error": {"Code": "AccessDenied", "Message": "not authorized to assume"}},
+                "AssumeRole",
+            )
+        return _static_credentials(key)
+
+
 def _static_credentials(key: RoleKey) -> AwsCredentials:
     return AwsCredentials(
         access_key_id="ASIAUPSTREAMEXAMPLE0",
@@ -258,6 +283,7 @@ def run_pipeline(
     adds to the `server:` section of its configuration (limits and timeouts)."""
     loop = asyncio.new_event_loop()
     received: list[Received] = []
+    sts = UpstreamSts()
     started = threading.Event()
     stop = asyncio.Event()
     stalled = asyncio.Event()
@@ -293,6 +319,7 @@ def run_pipeline(
         config = _config(
             f"http://127.0.0.1:{upstream_port}", public, state_dir / "state.db", server or {}
         )
+        session = upstream_session(config.server)
         engine = open_engine(config.storage.url)
         sync_bootstrap_users(engine, config.users)
         audit = RecordingAudit(engine)
@@ -300,9 +327,10 @@ def run_pipeline(
             config,
             load_keyring(engine),
             index,
-            UpstreamCredentialCache(_static_credentials),
+            UpstreamCredentialCache(sts),
             audit,
             Directory(engine),
+            session=session,  # the pipeline's upstream client is the harness's to close
         )
         await gateway.start()
 
@@ -322,12 +350,13 @@ def run_pipeline(
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         holder["pipeline"] = Pipeline(
-            public, "127.0.0.1", port, gateway, audit, received, loop, stalled
+            public, "127.0.0.1", port, gateway, audit, received, loop, stalled, sts
         )
         started.set()
         await stop.wait()
         await runner.cleanup()
         await gateway.close()
+        await session.close()
         await upstream_runner.cleanup()
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)

@@ -46,7 +46,7 @@ from iamgate.aws.upstream_credentials import (
     UpstreamCredentialCache,
     role_key,
 )
-from iamgate.config import Config, Configured, LiveConfig, RoleConfig, live
+from iamgate.config import Config, Configured, LiveConfig, RoleConfig, ServerConfig, live
 from iamgate.identity.credentials import Claims, KeyRing, open_credentials
 from iamgate.proxy.body import BodyStream, read_within
 from iamgate.proxy.limits import Admission, CallLimits
@@ -194,14 +194,18 @@ class Gateway(Configured):
         directory: Directory,
         *,
         clock: Callable[[], datetime] | None = None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
+        """`session` is the HTTP client the upstream is reached with; by default the gateway
+        opens (and closes) its own, pooled and bounded by the `server:` settings."""
         self.live = live(config)
         self.keyring = keyring
         self.index = index
         self.upstream_credentials = upstream_credentials
         self.audit = audit
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._session: aiohttp.ClientSession | None = None
+        self._session = session
+        self._owns_session = session is None
         self._reach_memory: tuple[Mapping[str, RoleConfig], Reach] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._preload: asyncio.Future[None] | None = None
@@ -235,20 +239,8 @@ class Gateway(Configured):
         # Compile every service model off the loop, so no request waits for one.
         self._preload = asyncio.get_running_loop().run_in_executor(None, self.index.preload)
         self._refresher = asyncio.create_task(self._follow_directory())
-        server = self.config.server
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=server.upstream_connections, ttl_dns_cache=300),
-            auto_decompress=False,
-            # `connect` bounds the wait for a pooled connection to come free plus opening it:
-            # a full pool answers 503 after it, instead of leaving the caller without answer.
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                connect=server.upstream_connect_timeout.total_seconds(),
-                sock_connect=10,
-                sock_read=300,
-            ),
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        )
+        if self._session is None:
+            self._session = upstream_session(self.config.server)
 
     @property
     def ready(self) -> bool:
@@ -267,7 +259,7 @@ class Gateway(Configured):
     async def close(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
-        if self._session is not None:
+        if self._session is not None and self._owns_session:
             await self._session.close()
 
     # -- aiohttp entry points -------------------------------------------------------------
@@ -327,6 +319,17 @@ class Gateway(Configured):
                 request,
                 call,
                 Refused(Reason.UPSTREAM_UNAVAILABLE, "iamgate could not reach the AWS endpoint"),
+            )
+        except Exception:
+            # A fault of ours, whatever the input: the caller gets an AWS-shaped 500 and the
+            # audit trail the call, never a bare error page or a lost record.
+            log.exception("internal error handling %s", call.request_id)
+            if call.status:  # the upstream's answer had begun: nothing more can be sent
+                raise
+            return self._refuse(
+                request,
+                call,
+                Refused(Reason.INTERNAL, "iamgate: an internal error ended this call; retry"),
             )
         finally:
             admission.release()  # on every path: answered, refused, disconnected, failed
@@ -901,7 +904,8 @@ class Gateway(Configured):
             details=refused.details,
         )
         call.status = rendered.status
-        call.decision = "denied" if refused.reason is not Reason.UPSTREAM_UNAVAILABLE else "error"
+        failed = refused.reason in (Reason.UPSTREAM_UNAVAILABLE, Reason.INTERNAL)
+        call.decision = "error" if failed else "denied"
         call.reason = f"{refused.reason.value}: {refused.message}"
         call.error_code = (  # a HEAD's refusal has no body to read it from
             _error_code(rendered.headers, rendered.body)
@@ -976,6 +980,24 @@ class Gateway(Configured):
         else:
             fields = {**self._call_fields(call), **outcome}
             self.audit.append(self._event(call, EventType.AWS_CALL, fields))
+
+
+def upstream_session(server: ServerConfig) -> aiohttp.ClientSession:
+    """The HTTP client for the upstream: bytes as they are (no decompression, no headers of
+    its own), a bounded pool, and a bounded wait for a connection from it."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=server.upstream_connections, ttl_dns_cache=300),
+        auto_decompress=False,
+        # `connect` bounds the wait for a pooled connection to come free plus opening it:
+        # a full pool answers 503 after it, instead of leaving the caller without answer.
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=server.upstream_connect_timeout.total_seconds(),
+            sock_connect=10,
+            sock_read=300,
+        ),
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+    )
 
 
 def _header_pairs(request: web.Request) -> list[tuple[str, str]]:
