@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from harness import BIN, GatewayProcess, clean_env
@@ -119,12 +120,19 @@ def test_audit_pages_for_admins_and_for_oneself(
     admin, dana = tokens["loader"], tokens["dana"]
     status, refused = call(api_gateway, "GET", "/api/v1/audit?principal=loader", dana)
     assert status == 403 and refused["error"] == "AccessDenied"
-    first = call(api_gateway, "GET", "/api/v1/audit?type=user.changed&limit=2", admin)[1]
-    assert len(first["events"]) == 2 and first["next"] == first["events"][-1]["time"]
-    older = call(
-        api_gateway, "GET", f"/api/v1/audit?type=user.changed&limit=2&before={first['next']}", admin
-    )[1]
-    assert older["events"] and all(e["time"] < first["next"] for e in older["events"])
+    every = call(api_gateway, "GET", "/api/v1/audit?type=user.changed&limit=1000", admin)[1]
+    ids = [e["id"] for e in every["events"]]
+    assert len(ids) >= 3 and every["next"] is None
+    size = (len(ids) + 1) // 2  # two pages
+    page = f"/api/v1/audit?type=user.changed&limit={size}"
+    first = call(api_gateway, "GET", page, admin)[1]
+    second = call(api_gateway, "GET", page + "&before=" + quote(first["next"]), admin)[1]
+    assert [e["id"] for e in first["events"] + second["events"]] == ids  # once each, newest first
+    times = [e["time"] for e in first["events"] + second["events"]]
+    assert times == sorted(times, reverse=True)
+    last_time = first["events"][-1]["time"]  # a time, as before cursors: strictly earlier
+    earlier = call(api_gateway, "GET", page + "&before=" + quote(last_time), admin)[1]
+    assert earlier["events"] and all(e["time"] < last_time for e in earlier["events"])
     assert call(api_gateway, "GET", "/api/v1/audit?limit=0", admin)[0] == 400
     assert call(api_gateway, "GET", "/api/v1/audit?since=yesterday", admin)[0] == 400
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from iamgate.audit.events import EventType
+from iamgate.audit.search import cursor_of
 from iamgate.config import Config, RoleConfig
 from iamgate.control.audit_queries import AuditQuery, read, scoped
 from iamgate.control.callers import Caller
@@ -92,6 +93,19 @@ def test_a_blank_time_is_no_filter_in_a_form_and_a_mistake_in_the_api() -> None:
     assert read(CONFIG, AuditQuery(since="", until=" ")).problems == ()
     assert read(CONFIG, AuditQuery(until=""), blank_is_none=False).problems == (
         "Until is empty: leave it out, or give a time.",
+    )
+
+
+def test_before_is_the_cursor_of_the_page_before_or_a_time() -> None:
+    cursor = cursor_of(("2026-11-25T10:00:00.000001Z", "ab12", 7))
+    assert read(CONFIG, AuditQuery(before=f" {cursor} ")).filters.before == cursor
+    time = read(CONFIG, AuditQuery(before="2026-11-25T10:00:00Z")).filters
+    assert time.before == "2026-11-25T10:00:00Z"
+    assert read(CONFIG, AuditQuery(before="soon~ab12~7")).problems == (
+        "Before 'soon' is not a time such as 2026-11-25T00:00:00Z.",
+    )
+    assert read(CONFIG, AuditQuery(before="2026~ab12~x")).problems == (
+        "Before '2026~ab12~x' is not a time such as 2026-11-25T00:00:00Z.",
     )
 
 

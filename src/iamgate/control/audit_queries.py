@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from iamgate.audit.events import EventType
-from iamgate.audit.search import Filters
+from iamgate.audit.search import CURSOR_MARK, Filters, is_cursor
 from iamgate.config import Config
 from iamgate.control.callers import Caller
 from iamgate.control.errors import forbidden, invalid
@@ -99,6 +99,15 @@ def _text(value: str | None) -> str | None:
     return (value or "").strip() or None
 
 
+def _before(typed: str | None, problems: list[str], blank_is_none: bool) -> str | None:
+    """A cursor (the `next` of the page before: each event exactly once) or a time."""
+    raw = _text(typed)
+    if raw and is_cursor(raw):
+        time = raw.partition(CURSOR_MARK)[0]
+        return raw if _time("before", time, problems, blank_is_none) else None
+    return _time("before", typed, problems, blank_is_none)
+
+
 def _time(name: str, typed: str | None, problems: list[str], blank_is_none: bool) -> str | None:
     value = _text(typed)
     if value is None:
@@ -177,7 +186,7 @@ def read(
         status=status,
         since=_time("since", query.since, problems, blank_is_none),
         until=_time("until", query.until, problems, blank_is_none),
-        before=_time("before", query.before, problems, blank_is_none),
+        before=_before(query.before, problems, blank_is_none),
         types=types,
         access_key_id=key,
         limit=limit,

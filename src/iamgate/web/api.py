@@ -21,7 +21,7 @@ from aiohttp import web
 from sqlalchemy import Engine
 
 from iamgate.access.reach import reachable_accounts
-from iamgate.audit.search import search
+from iamgate.audit.search import search_page
 from iamgate.aws.federation import ConsoleFederation
 from iamgate.config import Config, Configured, LiveConfig, live
 from iamgate.control.audit_queries import AuditQuery, read, scoped
@@ -373,9 +373,8 @@ class Api(Configured):
         asked = AuditQuery.of(q)
         found = read(self.config, replace(asked, key=None), blank_is_none=False)
         filters = scoped(found.or_refuse(), caller)
-        events = await asyncio.to_thread(search, self.engine, filters)
-        after = events[-1]["time"] if len(events) == filters.limit else None
-        return _ok({"events": events, "next": after})
+        page = await asyncio.to_thread(search_page, self.engine, filters)
+        return _ok({"events": page.events, "next": page.next})
 
     # -- administrators ---------------------------------------------------------------------
 

@@ -214,7 +214,8 @@ SCHEMAS: dict[str, Any] = {
             "next": {
                 "type": "string",
                 "nullable": True,
-                "description": "pass as `before` for the next (older) page",
+                "description": "a cursor: pass as `before` for the next (older) page, which"
+                " holds each event once; null after the last page",
             },
         },
     },
@@ -334,7 +335,11 @@ AUDIT_PARAMETERS = [
     _query("status", {"type": "integer"}, "HTTP status from AWS"),
     _query("since", TIME, "at or after (the newest time a live view has)"),
     _query("until", TIME, "at or before"),
-    _query("before", TIME, "strictly before: the `next` of the previous page"),
+    _query(
+        "before",
+        STRING,
+        "a cursor (the `next` of the previous page) or a time (the events strictly before it)",
+    ),
     _query("type", {"type": "string", "enum": [str(t) for t in EventType]}, "default aws.call"),
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
 ]

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select
 from iamgate.access.decisions import account_selected
 from iamgate.access.reach import reachable_accounts
 from iamgate.audit.events import AuditEvent, EventType
-from iamgate.audit.search import KeyIssue, key_issues, search
+from iamgate.audit.search import KeyIssue, Page, key_issues, search_page
 from iamgate.audit.writer import AuditSink
 from iamgate.aws import console as console_rules
 from iamgate.aws.federation import ConsoleFederation
@@ -494,17 +494,19 @@ class Pages(Configured):
         typed = (q.get("type") or "").strip() or "aws"
         group = typed if typed in EVENT_GROUPS or typed in set(EventType) else "aws"
         key = filters.access_key_id
-        events = [] if errors else await asyncio.to_thread(search, self.engine, filters)
+        page = (
+            Page([], None) if errors else await asyncio.to_thread(search_page, self.engine, filters)
+        )
+        events = page.events
         keys = {
             str(e["fields"]["access_key_id"]) for e in events if e["fields"].get("access_key_id")
         }
         issues = await asyncio.to_thread(key_issues, self.engine, keys | ({key} if key else set()))
         rows = [audit_row(e, names, issues) for e in events]
         older = None
-        if len(events) == AUDIT_PAGE_SIZE:
-            # Strictly before the last row shown: no row appears on two pages.
+        if page.next:  # each row on one page only, even among rows stamped the same microsecond
             older = "/audit?" + urlencode(
-                {k: v for k, v in q.items() if k != "before" and v} | {"before": events[-1]["time"]}
+                {k: v for k, v in q.items() if k != "before" and v} | {"before": page.next}
             )
         # Live updates follow the newest page of API calls only; an older page stays as it is.
         api_filters = {
