@@ -63,8 +63,9 @@ def _presigned_post(
     key: str = "uploads/${filename}",
     expires_in: int = 300,
     max_size: int = 1024,
+    sigv2: bool = False,
 ) -> dict[str, Any]:
-    s3 = gateway.client("s3", creds, SIGV4)
+    s3 = gateway.client("s3", creds, None if sigv2 else SIGV4)  # None: boto3's default
     post: dict[str, Any] = s3.generate_presigned_post(
         Bucket=bucket,
         Key=key,
@@ -131,6 +132,29 @@ def test_a_presigned_post_sent_by_requests_lands_in_the_bucket(
     conditions = json.loads(base64.b64decode(form.get("policy") or ""))["conditions"]
     assert {"key": "uploads/report.txt"} in conditions
     assert ["content-length-range", 18, 18] in conditions
+
+
+def test_boto3s_default_sigv2_presigned_post_lands_as_the_sigv4_one_does(
+    gateway: GatewayProcess, buckets: Any, recorder: MotoRecorder
+) -> None:
+    """boto3 without `signature_version='s3v4'` signs the form with SigV2 in us-east-1."""
+    creds = gateway.issue("ci-bot", CI, "CIRunner")
+    post = _presigned_post(gateway, creds, sigv2=True)
+    assert {"AWSAccessKeyId", "signature", "x-amz-security-token"} <= set(post["fields"])
+    assert "x-amz-signature" not in post["fields"]
+    response = _send(post, b"sigv2 numbers\n", "v2.txt")
+    assert response.status_code == 204, response.text
+    stored = buckets.get_object(Bucket=BUCKET, Key="uploads/v2.txt")
+    assert stored["Body"].read() == b"sigv2 numbers\n"
+    assert stored["Metadata"] == {"origin": "form"}
+    record = _audited(gateway, creds)
+    assert record["action"] == "s3:PutObject" and record["decision"] == "allowed"
+    assert record["resource"] == f"arn:aws:s3:::{BUCKET}/uploads/v2.txt"
+    (sent,) = [r for r in recorder.stop() if r["method"] == "POST" and BUCKET in r["url"]]
+    body = base64.b64decode(sent["body"]) if sent["body_encoded"] else sent["body"].encode()
+    form = parse_post_form(body, sent["headers"]["Content-Type"])
+    assert form.get("AWSAccessKeyId") is None and form.get("signature") is None
+    assert form.get("x-amz-algorithm") == "AWS4-HMAC-SHA256"
 
 
 def test_success_action_status_201_is_the_answer(gateway: GatewayProcess, buckets: Any) -> None:
@@ -204,6 +228,12 @@ def _tamper_signature(post: dict[str, Any]) -> None:
     post["fields"]["x-amz-signature"] = ("0" if signature[0] != "0" else "1") + signature[1:]
 
 
+def _tamper_sigv2_signature(post: dict[str, Any]) -> None:
+    raw = bytearray(base64.b64decode(post["fields"]["signature"]))
+    raw[0] ^= 1
+    post["fields"]["signature"] = base64.b64encode(bytes(raw)).decode()
+
+
 def _outside_prefix(post: dict[str, Any]) -> None:
     post["fields"]["key"] = "secrets/report.txt"
 
@@ -244,6 +274,27 @@ REFUSALS: dict[str, Refusal] = {
     ),
     "tampered policy": (_tamper_policy, {}, 403, "SignatureDoesNotMatch", "signature"),
     "tampered signature": (_tamper_signature, {}, 403, "SignatureDoesNotMatch", "signature"),
+    "SigV2, tampered signature": (
+        _tamper_sigv2_signature,
+        {"sigv2": True},
+        403,
+        "SignatureDoesNotMatch",
+        "signature",
+    ),
+    "SigV2, tampered policy": (
+        _tamper_policy,
+        {"sigv2": True},
+        403,
+        "SignatureDoesNotMatch",
+        "signature",
+    ),
+    "SigV2, key outside the prefix": (
+        _outside_prefix,
+        {"sigv2": True},
+        403,
+        "AccessDenied",
+        'Invalid according to Policy: Policy Condition failed: ["starts-with", "$key", "uploads/"]',
+    ),
 }
 
 

@@ -27,6 +27,9 @@ from harness import GatewayProcess, MotoRecorder, audited_calls, clean_env, run_
 
 pytestmark = pytest.mark.e2e
 
+CI_ACCOUNT = "222222222222"
+PUBLIC_BUCKET = "acme-ci-public-reads"
+
 
 @pytest.fixture(scope="module", autouse=True)
 def models_compiled(gateway: GatewayProcess) -> None:
@@ -250,3 +253,33 @@ def test_the_web_ui_keeps_its_pages_beside_anonymous_s3(gateway: GatewayProcess)
     assert status == 404 and headers["content-type"].startswith("application/json")
     status, headers, _ = _curl(gateway.url + "/static/iamgate.css")
     assert status == 200 and headers["content-type"].startswith("text/css")
+
+
+def test_a_public_read_object_is_not_served_anonymously_by_design(
+    gateway: GatewayProcess,
+) -> None:
+    """S3 would serve a public-read object to anyone; the gateway forwards no unsigned
+    request (no principal to authorize or attribute), and says so in S3's own error."""
+    key = f"public/{uuid.uuid4().hex}.txt"
+    ci = gateway.sandbox.client(CI_ACCOUNT, "s3")
+    ci.create_bucket(Bucket=PUBLIC_BUCKET)
+    ci.put_object(Bucket=PUBLIC_BUCKET, Key=key, Body=b"for everyone", ACL="public-read")
+    grants = ci.get_object_acl(Bucket=PUBLIC_BUCKET, Key=key)["Grants"]
+    assert any(g["Grantee"].get("URI", "").endswith("/AllUsers") for g in grants)
+    mark = marker()
+    s3 = unsigned(gateway, "s3", mark)
+    s3.meta.config.s3 = {"addressing_style": "path"}
+    recorder = MotoRecorder(gateway.sandbox.endpoint_url)
+    recorder.start()
+    with pytest.raises(ClientError) as refused:
+        s3.get_object(Bucket=PUBLIC_BUCKET, Key=key)
+    assert recorder.stop() == []
+    error = refused.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert error["Error"]["Code"] == "AccessDenied"
+    assert "iamgate requires signed requests" in error["Error"]["Message"]
+    record = _record(gateway, "s3:GetObject", mark)["fields"]
+    assert record["resource"] == f"arn:aws:s3:::{PUBLIC_BUCKET}/{key}"
+    status, headers, body = _curl(f"{gateway.url}/{PUBLIC_BUCKET}/{key}")
+    assert status == 403 and headers["content-type"] == "application/xml"
+    assert b"<Code>AccessDenied</Code>" in body and b"requires signed requests" in body

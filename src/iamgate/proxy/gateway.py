@@ -98,6 +98,12 @@ _SANDBOX_CONTROL = ("moto-api", "latest/")
 # An unsigned request's body is read for its shape up to this size, never more.
 UNSIGNED_PEEK = 16 * 1024
 _WEB_IDENTITY = frozenset({"sts:AssumeRoleWithWebIdentity", "sts:AssumeRoleWithSAML"})
+# By design: an unsigned request has no principal to authorize or attribute, so it is never
+# forwarded, even to a public-read object S3 itself would serve anonymously.
+ANONYMOUS_S3 = (
+    "iamgate requires signed requests: it forwards no anonymous S3 request, public-read "
+    "objects included; sign with credentials from `iamgate login`"
+)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _BUCKET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
@@ -876,6 +882,8 @@ class Gateway(Configured):
                 f"iamgate: {action} is not yet configured for this gateway: it trusts no web "
                 "identity or SAML provider; sign in with `iamgate login` for credentials",
             )
+        if call.identified.operation.service == "s3":  # S3 answers anonymous reads itself
+            return Refused(Reason.MISSING_AUTH, ANONYMOUS_S3)
         return refused
 
     def _refuse(self, request: web.Request, call: _Call, refused: Refused) -> web.Response:
