@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -14,6 +16,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.config import Config
 from botocore.exceptions import ParamValidationError
+from botocore.loaders import create_loader
 from botocore.model import ListShape, MapShape, Shape, StringShape, StructureShape
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -798,3 +801,56 @@ def test_no_s3_operation_turns_into_one_with_fewer_sub_resources_without_a_heade
         other = model.operation_model(found.operation.name)
         assert _selectors_of(other) == (method, keys), (name, found.operation.name)
     assert checked >= 4  # CopyObject, GetObjectAttributes, RenameObject, UploadPartCopy...
+
+
+def _header_only_model() -> dict[str, Any]:
+    """A REST service whose two operations share `?attributes` and differ by header alone."""
+    shapes: dict[str, Any] = {"S": {"type": "string"}}
+    operations: dict[str, Any] = {}
+    for name, header in (("GetByA", "x-a"), ("GetByB", "x-b"), ("GetThing", None)):
+        members = {
+            "Bucket": {"shape": "S", "location": "uri", "locationName": "Bucket"},
+            "Key": {"shape": "S", "location": "uri", "locationName": "Key"},
+        }
+        required = ["Bucket", "Key"]
+        if header:
+            members["H"] = {"shape": "S", "location": "header", "locationName": header}
+            required.append("H")
+        shapes[f"{name}Input"] = {"type": "structure", "required": required, "members": members}
+        uri = "/{Bucket}/{Key+}" + ("?attributes" if header else "")
+        operations[name] = {
+            "name": name,
+            "http": {"method": "GET", "requestUri": uri},
+            "input": {"shape": f"{name}Input"},
+        }
+    return {
+        "version": "2.0",
+        "metadata": {
+            "apiVersion": "2020-01-01",
+            "endpointPrefix": "headeronly",
+            "protocol": "rest-xml",
+            "serviceId": "HeaderOnly",
+            "signatureVersion": "v4",
+            "signingName": "headeronly",
+            "uid": "headeronly-2020-01-01",
+        },
+        "operations": operations,
+        "shapes": shapes,
+    }
+
+
+def test_operations_told_apart_only_by_absent_headers_are_refused_as_ambiguous(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "headeronly" / "2020-01-01"
+    folder.mkdir(parents=True)
+    (folder / "service-2.json").write_text(json.dumps(_header_only_model()))
+    index = OperationIndex.build(["headeronly"], loader=create_loader(str(tmp_path)), legacy=False)
+    query = [("attributes", "")]
+    with pytest.raises(Refused) as refused:
+        index.identify("headeronly", "GET", "/b/k", query, {}, None)
+    assert "GetByA" in str(refused.value) and "GetByB" in str(refused.value)
+    by_b = index.identify("headeronly", "GET", "/b/k", query, {"x-b": "1"}, None)
+    assert by_b is not None and by_b.operation.name == "GetByB"
+    plain = index.identify("headeronly", "GET", "/b/k", [], {}, None)
+    assert plain is not None and plain.operation.name == "GetThing"
