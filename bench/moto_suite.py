@@ -560,6 +560,10 @@ _BY_DESIGN = (
         re.compile(r"The AWS Access Key Id you provided does not exist in our records"),
         "a key the gateway did not issue (minted by moto for an IAM user or a role)",
     ),
+    (
+        re.compile(r"iamgate requires signed requests"),
+        "an anonymous request (the gateway forwards no unsigned request, public-read included)",
+    ),
 )
 
 
