@@ -1,9 +1,10 @@
-"""The request pipeline: authenticate, identify, authorize, assume, forward, audit.
+"""The request pipeline: authenticate, identify, authorize, upstream credentials, forward,
+audit (the README's six steps; `_process` runs them, numbered as there).
 
 Each AWS API call runs the six steps of the design in order, and any step may refuse with an
 AWS-shaped error. Everything that decides is pure code elsewhere (`sigv4`, `identity`,
-`aws.operations`); this module only moves bytes between the client, those decisions and
-the upstream.
+`aws.operations`, `access`, the call's audit record in `audit.aws_calls`); this module only
+moves bytes between the client, those decisions and the upstream.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import asyncio
 import hashlib
 import logging
 import re
-import secrets
-import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -26,9 +25,8 @@ from aiohttp import web
 from yarl import URL
 
 from iamgate.access.decisions import Reach, decide_among
-from iamgate.access.minting import issues_credentials
 from iamgate.access.session_policy import SessionPolicyError, session_policy_for
-from iamgate.audit.events import AuditEvent, EventType, summarize_params
+from iamgate.audit.aws_calls import CallRecord
 from iamgate.audit.writer import AuditLog, DurableRecord
 from iamgate.aws.endpoints import resolve_upstream
 from iamgate.aws.errors import error_code_for, render_error
@@ -116,31 +114,6 @@ class _StoppedReading(Exception):
 
 
 @dataclass(slots=True)
-class _Call:
-    """What is known about one request so far; becomes its audit event."""
-
-    request_id: str
-    started: float
-    source_ip: str | None
-    user_agent: str | None
-    auth: Authorization | None = None
-    claims: Claims | None = None
-    identified: Identified | None = None
-    bytes_in: int = 0
-    bytes_out: int = 0
-    status: int = 0
-    aws_request_id: str | None = None
-    error_code: str | None = None
-    decision: str = "allowed"
-    recorded: bool = False
-    reason: str | None = None
-    gateway_role: str | None = None
-    rule: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
-    unsigned_as: str | None = None  # the signing name an unsigned request's shape names
-
-
-@dataclass(slots=True)
 class _Authenticated:
     """Whose request it is, and the request as it was signed."""
 
@@ -186,7 +159,7 @@ class _Outbound:
 
 # What the `Expect: 100-continue` step hands on to the request's handling.
 _AUTHN = web.RequestKey("iamgate.authn", _Authenticated)
-_CALL = web.RequestKey("iamgate.call", _Call)
+_CALL = web.RequestKey("iamgate.call", CallRecord)
 
 
 class Gateway(Configured):
@@ -228,7 +201,7 @@ class Gateway(Configured):
         )
         self._body_timeout = server.body_timeout.total_seconds()
 
-    def _open(self, auth: Authorization, call: _Call) -> tuple[Claims, str]:
+    def _open(self, auth: Authorization, call: CallRecord) -> tuple[Claims, str]:
         claims, secret = open_credentials(
             self.keyring, auth.scope.access_key_id, auth.session_token, now=self._clock()
         )
@@ -300,7 +273,7 @@ class Gateway(Configured):
         return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        call: _Call = request.get(_CALL) or self._new_call(request)
+        call: CallRecord = request.get(_CALL) or self._new_call(request)
         admission = self.limits.admit(call.source_ip)
         try:
             return await self._process(request, call, admission)
@@ -344,33 +317,29 @@ class Gateway(Configured):
     # -- the pipeline ---------------------------------------------------------------------
 
     async def _process(
-        self, request: web.Request, call: _Call, admission: Admission
+        self, request: web.Request, call: CallRecord, admission: Admission
     ) -> web.StreamResponse:
         if _is_post_upload(request):
             return await self._post_upload(request, call, admission)
-        authn: _Authenticated | None = request.get(_AUTHN)
-        if authn is None:
-            authn = self._authenticate_head(request, call)
-        _admit(admission, authn)
-        inbound = await self._authenticate(request, call, authn, admission)
-        identified = self._identify(request, call, authn, inbound)
+        authn, inbound = await self._authenticate(request, call, admission)  # 1
+        identified = self._identify(request, call, authn, inbound)  # 2
         outbound = self._outbound(request, authn, inbound, identified)
-        grant = self._authorize(call, authn.claims, identified)
-        # The record leaves for the writer now, and the upstream request is signed while it
-        # is committed; nothing is forwarded before it is durable (fail closed).
+        grant = self._authorize(call, authn.claims, identified)  # 3, on `outbound` as built
+        # 6. audit: the record leaves for the writer now, and the upstream request is signed
+        # while it is committed; nothing is forwarded before it is durable (fail closed).
         record = self._record_forwarding(call)
         try:
-            creds = await self.upstream_credentials.get(grant)
+            creds = await self.upstream_credentials.get(grant)  # 4
             signed = self._sign(outbound, creds)
         except BaseException:
             record.abandon()
             raise
         await record
-        return await self._forward(request, call, signed, inbound.stream)
+        return await self._forward(request, call, signed, inbound.stream)  # 5
 
     # 1. authenticate: the signature, over exactly the bytes we will forward.
 
-    def _authenticate_head(self, request: web.Request, call: _Call) -> _Authenticated:
+    def _authenticate_head(self, request: web.Request, call: CallRecord) -> _Authenticated:
         """What the request head proves: whose credential it is, and, when the payload hash
         is declared in a header, the signature itself (so `100 Continue` is earned)."""
         raw_path, raw_query = _origin_form(request)
@@ -418,11 +387,19 @@ class Gateway(Configured):
         )
 
     async def _authenticate(
-        self, request: web.Request, call: _Call, authn: _Authenticated, admission: Admission
+        self, request: web.Request, call: CallRecord, admission: Admission
+    ) -> tuple[_Authenticated, _Inbound]:
+        """The head (already, if `Expect: 100-continue` asked first), then the body verified
+        against the signature: read whole, or (large S3 uploads) checked as it streams, its
+        last piece held back until it has verified. A body read before its signature can be
+        checked counts against the sender's unverified bytes."""
+        authn = request.get(_AUTHN) or self._authenticate_head(request, call)
+        _admit(admission, authn)
+        return authn, await self._authenticated_body(request, call, authn, admission)
+
+    async def _authenticated_body(
+        self, request: web.Request, call: CallRecord, authn: _Authenticated, admission: Admission
     ) -> _Inbound:
-        """The body, verified against the signature: read whole, or (large S3 uploads)
-        checked as it streams, its last piece held back until it has verified. A body read
-        before its signature can be checked counts against the sender's unverified bytes."""
         auth = authn.auth
         content_sha = auth.content_sha256
         s3 = auth.scope.service in S3_FAMILY
@@ -445,7 +422,7 @@ class Gateway(Configured):
     #    from exactly what will be forwarded.
 
     def _identify(
-        self, request: web.Request, call: _Call, authn: _Authenticated, inbound: _Inbound
+        self, request: web.Request, call: CallRecord, authn: _Authenticated, inbound: _Inbound
     ) -> Identified:
         auth = authn.auth
         signing_name = auth.scope.service
@@ -486,7 +463,7 @@ class Gateway(Configured):
     #    and the session policy of the roles that reach the IAM role, so AWS enforces the
     #    same view.
 
-    def _authorize(self, call: _Call, claims: Claims, identified: Identified) -> RoleKey:
+    def _authorize(self, call: CallRecord, claims: Claims, identified: Identified) -> RoleKey:
         action = identified.operation.iam_action
         account = self.config.aws.account_by_id(claims.account_id)
         if account is None:
@@ -607,7 +584,7 @@ class Gateway(Configured):
     # with a form of the gateway's own (sigv4/post_policy.py, aws/post_upload.py).
 
     async def _post_upload(
-        self, request: web.Request, call: _Call, admission: Admission
+        self, request: web.Request, call: CallRecord, admission: Admission
     ) -> web.StreamResponse:
         bucket = self._post_bucket(request)
         if (request.content_length or 0) > MAX_BUFFERED_BODY:
@@ -669,7 +646,9 @@ class Gateway(Configured):
             )
         return bucket
 
-    def _identify_post(self, call: _Call, bucket: str, fields: list[tuple[str, str]]) -> Identified:
+    def _identify_post(
+        self, call: CallRecord, bucket: str, fields: list[tuple[str, str]]
+    ) -> Identified:
         """The upload as the PutObject it is: the bucket, the resolved key, and the fields
         S3 reads as PutObject's headers (acl, Content-Type, x-amz-meta-*...)."""
         path = f"/{bucket}/{fields[0][1]}"  # the key first: see forwarded_fields
@@ -724,7 +703,7 @@ class Gateway(Configured):
     async def _forward(
         self,
         request: web.Request,
-        call: _Call,
+        call: CallRecord,
         outbound: _Outbound,
         stream: BodyStream | None,
     ) -> web.StreamResponse:
@@ -775,7 +754,7 @@ class Gateway(Configured):
     async def _answer(
         self,
         request: web.Request,
-        call: _Call,
+        call: CallRecord,
         upstream: aiohttp.ClientResponse,
         response: web.StreamResponse,
         length: str | None,
@@ -818,7 +797,7 @@ class Gateway(Configured):
     def _names_upstream(
         self,
         request: web.Request,
-        call: _Call,
+        call: CallRecord,
         upstream: aiohttp.ClientResponse,
         length: str | None,
     ) -> bool:
@@ -847,16 +826,11 @@ class Gateway(Configured):
             return host[: -len(self._public_host) - 1] or None
         return None
 
-    def _new_call(self, request: web.Request) -> _Call:
-        return _Call(
-            request_id=secrets.token_hex(8).upper(),
-            started=time.perf_counter(),
-            source_ip=request.remote,
-            user_agent=request.headers.get("User-Agent"),
-        )
+    def _new_call(self, request: web.Request) -> CallRecord:
+        return CallRecord.begin(request.remote, request.headers.get("User-Agent"))
 
     def _read_unsigned(
-        self, request: web.Request, call: _Call, refused: Refused, body: bytes | None
+        self, request: web.Request, call: CallRecord, refused: Refused, body: bytes | None
     ) -> Refused:
         """What an unsigned request addresses, by its shape alone: its refusal is then in
         that service's protocol (a ClientError with the service's own code) and its record
@@ -886,7 +860,7 @@ class Gateway(Configured):
             return Refused(Reason.MISSING_AUTH, ANONYMOUS_S3)
         return refused
 
-    def _refuse(self, request: web.Request, call: _Call, refused: Refused) -> web.Response:
+    def _refuse(self, request: web.Request, call: CallRecord, refused: Refused) -> web.Response:
         signing_name = (
             call.auth.scope.service
             if call.auth
@@ -934,60 +908,11 @@ class Gateway(Configured):
             response.force_close()
         return response
 
-    def _call_fields(self, call: _Call) -> dict[str, object]:
-        op = call.identified.operation if call.identified else None
-        claims = call.claims
-        return {
-            "request_id": call.request_id,
-            # As CloudTrail records it: what a leaked key did, known or not, is searchable.
-            "access_key_id": call.auth.scope.access_key_id if call.auth else None,
-            "account_id": claims.account_id if claims else None,
-            "aws_role": claims.aws_role if claims else None,
-            "service": op.service if op else (call.auth.scope.service if call.auth else None),
-            "region": call.auth.scope.region if call.auth else None,
-            "operation": op.name if op else None,
-            "action": op.iam_action if op else None,
-            "resource": call.identified.resource if call.identified else None,
-            "decision": call.decision,
-            "gateway_role": call.gateway_role,
-            "rule": call.rule,
-            "reason": call.reason,
-            "params": summarize_params(call.identified.params) if call.identified else {},
-            "issues_credentials": bool(op and issues_credentials(op.iam_action)),
-        }
+    def _record_forwarding(self, call: CallRecord) -> DurableRecord:
+        return self.audit.start_durable(call.call_event())
 
-    def _event(self, call: _Call, kind: EventType, fields: dict[str, object]) -> AuditEvent:
-        return AuditEvent(
-            kind,
-            principal=call.claims.principal if call.claims else None,
-            source_ip=call.source_ip,
-            user_agent=call.user_agent,
-            fields=fields,
-        )
-
-    def _record_forwarding(self, call: _Call) -> DurableRecord:
-        # From here on the call's own record may exist (even if the wait times out): what
-        # follows is recorded as its outcome, never as a second call.
-        call.recorded = True
-        return self.audit.start_durable(
-            self._event(call, EventType.AWS_CALL, self._call_fields(call))
-        )
-
-    def _audit(self, call: _Call) -> None:
-        outcome: dict[str, object] = {
-            "status": call.status,
-            "aws_request_id": call.aws_request_id,
-            "error_code": call.error_code,
-            "latency_ms": round((time.perf_counter() - call.started) * 1000, 3),
-            "bytes_in": call.bytes_in,
-            "bytes_out": call.bytes_out,
-        }
-        if call.recorded:
-            fields = {"request_id": call.request_id, **outcome, "reason": call.reason}
-            self.audit.append(self._event(call, EventType.AWS_CALL_OUTCOME, fields))
-        else:
-            fields = {**self._call_fields(call), **outcome}
-            self.audit.append(self._event(call, EventType.AWS_CALL, fields))
+    def _audit(self, call: CallRecord) -> None:
+        self.audit.append(call.closing_event())
 
 
 def upstream_session(server: ServerConfig) -> aiohttp.ClientSession:
