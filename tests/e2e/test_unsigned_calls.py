@@ -17,6 +17,12 @@ from harness import GatewayProcess, audited_calls
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(scope="module", autouse=True)
+def models_compiled(gateway: GatewayProcess) -> None:
+    """An unsigned request is read against the models compiled so far: all, once ready."""
+    gateway.wait_until_ready()
+
+
 def unsigned(gateway: GatewayProcess, service: str) -> Any:
     session: Any = boto3.Session()  # Any: the stubs type clients by literal service name
     return session.client(

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -34,15 +32,7 @@ PUBLIC_BUCKET = "acme-ci-public-reads"
 @pytest.fixture(scope="module", autouse=True)
 def models_compiled(gateway: GatewayProcess) -> None:
     """An unsigned request is read against the models compiled so far: all, once ready."""
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{gateway.url}/api/v1/health", timeout=5):
-                return
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    gateway.wait_until_ready()
 
 
 def unsigned(gateway: GatewayProcess, service: str, marker: str = "") -> Any:

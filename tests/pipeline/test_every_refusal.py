@@ -77,12 +77,28 @@ CALLS = {
     ),
     "rest-json": Call("rest-json", "lambda", "ListFunctions", "GET", "/2015-03-31/functions/"),
     "rest-xml": Call("rest-xml", "s3", "GetObject", "GET", "/ci-bucket/report.csv"),
+    "smithy-rpc-v2-cbor": Call(
+        "smithy-rpc-v2-cbor",
+        "monitoring",
+        "ListMetrics",
+        "POST",
+        "/service/GraniteServiceVersion20100801/operation/ListMetrics",
+        b"\xa0",  # an empty CBOR map
+        {
+            "Content-Type": "application/cbor",
+            "Accept": "application/cbor",
+            "smithy-protocol": "rpc-v2-cbor",
+        },
+    ),
 }
+# botocore's service for a signing name, where the two differ.
+_BOTOCORE_NAMES = {"monitoring": "cloudwatch"}
 _MODELS = botocore.session.get_session()
 
 
 def operation_model(call: Call) -> OperationModel:
-    return _MODELS.get_service_model(call.service).operation_model(call.operation)
+    service = _BOTOCORE_NAMES.get(call.service, call.service)
+    return _MODELS.get_service_model(service).operation_model(call.operation)
 
 
 def sdk_error_code(call: Call, answer: Answer) -> str:
@@ -269,6 +285,11 @@ UNKNOWN: dict[str, tuple[str, bytes, dict[str, str]]] = {
     "ec2": ("/", b"Action=NoSuchOperation&Version=2016-11-15", {}),
     "json": ("/", b"{}", {"X-Amz-Target": "DynamoDB_20120810.NoSuchOperation"}),
     "rest-json": ("/2015-03-31/no-such-resource/x/y/z", b"", {}),
+    "smithy-rpc-v2-cbor": (
+        "/service/GraniteServiceVersion20100801/operation/NoSuchOperation",
+        b"\xa0",
+        {},
+    ),
 }
 
 
@@ -283,6 +304,11 @@ AMBIGUOUS: dict[str, tuple[str, bytes | None, dict[str, str]]] = {
     "json": ("/?Action=DeleteTable", None, {}),
     "rest-json": ("/2015-03-31/functions/?Action=DeleteFunction", None, {}),
     "rest-xml": ("/ci-bucket/report.csv?tagging&versioning", None, {}),
+    "smithy-rpc-v2-cbor": (
+        "/service/GraniteServiceVersion20100801/operation/ListMetrics?Action=DeleteAlarms",
+        None,
+        {},
+    ),
 }
 
 
@@ -381,7 +407,7 @@ CASES = [
     Case(
         Reason.UNKNOWN_OPERATION,
         _unknown_operation,
-        protocols=("query", "ec2", "json", "rest-json"),
+        protocols=("query", "ec2", "json", "rest-json", "smithy-rpc-v2-cbor"),
     ),
     Case(Reason.AMBIGUOUS_REQUEST, _ambiguous),
     Case(Reason.UNKNOWN_ACCOUNT, _unknown_account),

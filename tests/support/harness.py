@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -191,6 +192,19 @@ class GatewayProcess:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError("gateway did not start listening")
+
+    def wait_until_ready(self, timeout: float = 120) -> None:
+        """Until every service model is compiled (`/api/v1/health` answers 200): an
+        unsigned request is read against the models compiled so far."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v1/health", timeout=5):
+                    return
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

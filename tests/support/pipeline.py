@@ -63,6 +63,7 @@ ROLES: list[dict[str, Any]] = [
                 "iam:*",
                 "rds:*",
                 "lambda:*",
+                "cloudwatch:*",
             ],
         },
         "guardrails": [{"action": "ec2:RunInstances", "max": {"MaxCount": 10}}],

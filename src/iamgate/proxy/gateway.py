@@ -278,7 +278,9 @@ class Gateway(Configured):
         try:
             return await self._process(request, call, admission)
         except Refused as refused:
-            if refused.reason is Reason.MISSING_AUTH and call.auth is None:
+            if call.auth is None and call.identified is None:
+                # No credential scope names the service: the request's shape does, so the
+                # refusal is in the protocol its SDK parses (a CBOR client gets CBOR).
                 body = await _small_body(request, self._body_timeout)
                 refused = self._read_unsigned(request, call, refused, body)
             return self._refuse(request, call, refused)
@@ -849,6 +851,8 @@ class Gateway(Configured):
         if found is None:
             return refused
         call.unsigned_as, call.identified = found
+        if refused.reason is not Reason.MISSING_AUTH:
+            return refused  # signed, but too badly to read: only its shape was wanted
         action = call.identified.operation.iam_action
         if action in _WEB_IDENTITY:
             return Refused(
