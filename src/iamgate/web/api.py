@@ -15,9 +15,10 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
 from iamgate.access.reach import reachable_accounts
@@ -27,12 +28,7 @@ from iamgate.config import Config, Configured, LiveConfig, live
 from iamgate.control.audit_queries import AuditQuery, read, scoped
 from iamgate.control.callers import Caller, caller_of, require_administrator
 from iamgate.control.console import sign_in
-from iamgate.control.credentials import (
-    DEFAULT_TTL_SECONDS,
-    Credentials,
-    CredentialsRequest,
-    account_named,
-)
+from iamgate.control.credentials import Credentials, CredentialsRequest, account_named
 from iamgate.control.errors import ControlError, Kind, forbidden, invalid
 from iamgate.control.logins import Client, Logins
 from iamgate.control.users import (
@@ -45,17 +41,18 @@ from iamgate.control.users import (
 )
 from iamgate.identity.credentials import KeyRing
 from iamgate.store.directory import LoginSession, get_user, open_login_session
+from iamgate.web import api_models as m
 from iamgate.web import browser
 from iamgate.web.errors import json_error, json_refusal
-from iamgate.web.openapi import openapi_document
+from iamgate.web.openapi import Answer, Operation, openapi_document
 from iamgate.web.sessions import BrowserSessions
 
 TIME = "%Y-%m-%dT%H:%M:%SZ"
-MIN_PASSWORD = 12
 # The largest body the JSON API, the login API and the pages take: they need a few
 # kilobytes, and login is unauthenticated. (The proxy's own limit is for AWS calls.)
 MAX_BODY = 64 * 1024
 Handler = Callable[[web.Request, Mapping[str, str]], Awaitable[web.StreamResponse]]
+Body = TypeVar("Body", bound=BaseModel)
 
 
 _error = json_error
@@ -79,7 +76,8 @@ def body_too_large() -> web.Response:
     return _error(413, "RequestTooLarge", _TOO_LARGE)
 
 
-def _ok(data: Any, status: int = 200) -> web.Response:
+def _ok(answer: BaseModel, status: int = 200) -> web.Response:
+    data = answer.model_dump(mode="json", exclude_unset=True)
     response = web.json_response(data, status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -88,26 +86,38 @@ def _ok(data: Any, status: int = 200) -> web.Response:
 @dataclass(frozen=True, slots=True)
 class Route:
     method: str
+    template: str  # /api/v1/users/{name}
     pattern: re.Pattern[str]
     handler: Handler
+    operation: Operation  # what the OpenAPI document says of it
 
 
-def _route(method: str, template: str, handler: Handler) -> Route:
+def _route(method: str, template: str, handler: Handler, operation: Operation) -> Route:
     regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-    return Route(method, re.compile(f"^{regex}$"), handler)
+    return Route(method, template, re.compile(f"^{regex}$"), handler, operation)
 
 
-def _enrolment(e: Enrolment) -> dict[str, str | None]:
-    return {
-        "user": e.user,
-        "password": e.password,
-        "totp_secret": e.totp_secret,
-        "otpauth_uri": e.otpauth_uri,
-    }
+def _json(model: type[BaseModel], description: str = "") -> dict[int, Answer]:
+    return {200: Answer(description, model)}
+
+
+DONE = {204: Answer("done")}
+AUTH = (401,)
+ADMIN = (401, 403)
+
+
+def _enrolment(e: Enrolment) -> m.Enrolment:
+    return m.Enrolment(
+        user=e.user, password=e.password, totp_secret=e.totp_secret, otpauth_uri=e.otpauth_uri
+    )
 
 
 def _time(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).strftime(TIME) if value else None
+    return _stamp(value) if value else None
+
+
+def _stamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(TIME)
 
 
 class Api(Configured):
@@ -130,33 +140,212 @@ class Api(Configured):
         self.sessions = sessions
         self.admin = admin
         self.console = console
-        self.document = openapi_document(self.config.server.url)
+        ops = Operation
         self.routes = [
-            _route("GET", "/api/v1/openapi.json", self.openapi),
-            _route("GET", "/api/v1/health", self.health),
-            _route("POST", "/api/v1/login", self.login),
-            _route("POST", "/api/v1/logout", self.logout),
-            _route("GET", "/api/v1/me", self.me),
-            _route("GET", "/api/v1/access", self.access),
-            _route("POST", "/api/v1/credentials", self.credentials),
-            _route("POST", "/api/v1/console", self.console_signin),
-            _route("GET", "/api/v1/audit", self.audit_events),
-            _route("GET", "/api/v1/users", self.list_users),
-            _route("POST", "/api/v1/users", self.add_user),
-            _route("GET", "/api/v1/users/{name}", self.get_user),
-            _route("DELETE", "/api/v1/users/{name}", self.remove_user),
-            _route("POST", "/api/v1/users/{name}/lock", self.lock_user),
-            _route("POST", "/api/v1/users/{name}/unlock", self.unlock_user),
-            _route("POST", "/api/v1/users/{name}/reset", self.reset_user),
-            _route("POST", "/api/v1/users/{name}/reset-totp", self.reset_totp),
-            _route("PUT", "/api/v1/users/{name}/roles", self.set_roles),
-            _route("DELETE", "/api/v1/users/{name}/sessions", self.revoke_user),
-            _route("GET", "/api/v1/sessions", self.list_sessions),
-            _route("DELETE", "/api/v1/sessions/{id}", self.revoke_session),
-            _route("DELETE", "/api/v1/credentials/{access_key}", self.revoke_credential),
-            _route("GET", "/api/v1/roles", self.list_roles),
-            _route("GET", "/api/v1/accounts", self.list_accounts),
+            _route(
+                "GET",
+                "/api/v1/openapi.json",
+                self.openapi,
+                ops("This document", {200: Answer("OpenAPI 3.1")}, public=True),
+            ),
+            _route(
+                "GET",
+                "/api/v1/health",
+                self.health,
+                ops(
+                    "Readiness, for a load balancer: ready once every service model is compiled",
+                    {
+                        200: Answer("ready for AWS calls", m.Health),
+                        503: Answer("still starting", m.Health),
+                    },
+                    public=True,
+                ),
+            ),
+            _route(
+                "POST",
+                "/api/v1/login",
+                self.login,
+                ops(
+                    "Log in with password and one-time code",
+                    _json(m.LoginSession, "a login session (bearer token)"),
+                    body=m.LoginRequest,
+                    public=True,
+                    errors=(400, 401, 423, 429),
+                ),
+            ),
+            _route(
+                "POST",
+                "/api/v1/logout",
+                self.logout,
+                ops("End this login session", DONE, errors=(*AUTH, 403)),
+            ),
+            _route("GET", "/api/v1/me", self.me, ops("Who I am", _json(m.Me, "me"), errors=AUTH)),
+            _route(
+                "GET",
+                "/api/v1/access",
+                self.access,
+                ops("Accounts and IAM roles I may use", _json(m.Access), errors=AUTH),
+            ),
+            _route(
+                "POST",
+                "/api/v1/credentials",
+                self.credentials,
+                ops(
+                    "Short-lived gateway credentials for an account and IAM role",
+                    _json(m.Credentials, "credential_process JSON"),
+                    body=m.CredentialsRequest,
+                    errors=(400, 401, 403, 404),
+                ),
+            ),
+            _route(
+                "POST",
+                "/api/v1/console",
+                self.console_signin,
+                ops(
+                    "A console sign-in URL (secret: it signs in whoever opens it, within 15 min)",
+                    _json(m.ConsoleSignin, "the sign-in URL"),
+                    body=m.ConsoleRequest,
+                    errors=(400, 401, 403, 404, 502),
+                ),
+            ),
+            _route(
+                "GET",
+                "/api/v1/audit",
+                self.audit_events,
+                ops(
+                    "Audit events, newest first",
+                    _json(m.AuditPage, "a page of events"),
+                    query=m.AuditFilters,
+                    errors=(400, 401, 403),
+                ),
+            ),
+            _route(
+                "GET", "/api/v1/users", self.list_users, ops("Users", _json(m.Users), errors=ADMIN)
+            ),
+            _route(
+                "POST",
+                "/api/v1/users",
+                self.add_user,
+                ops(
+                    "Add a user; the answer holds their first password and TOTP secret",
+                    {201: Answer("shown once", m.Enrolment)},
+                    body=m.NewUser,
+                    errors=(*ADMIN, 400, 409),
+                ),
+            ),
+            _route(
+                "GET",
+                "/api/v1/users/{name}",
+                self.get_user,
+                ops("One user", _json(m.User), errors=(*ADMIN, 404)),
+            ),
+            _route(
+                "DELETE",
+                "/api/v1/users/{name}",
+                self.remove_user,
+                ops("Remove a user and revoke all they hold", DONE, errors=(*ADMIN, 404, 409)),
+            ),
+            _route(
+                "POST",
+                "/api/v1/users/{name}/lock",
+                self.lock_user,
+                ops(
+                    "Lock the user; everything they hold stops working", DONE, errors=(*ADMIN, 404)
+                ),
+            ),
+            _route(
+                "POST",
+                "/api/v1/users/{name}/unlock",
+                self.unlock_user,
+                ops("Unlock the user", DONE, errors=(*ADMIN, 404)),
+            ),
+            _route(
+                "POST",
+                "/api/v1/users/{name}/reset",
+                self.reset_user,
+                ops(
+                    "A new password (the body's, else generated) and TOTP secret; sessions end",
+                    _json(m.Enrolment, "shown once"),
+                    body=m.Reset,
+                    body_required=False,
+                    errors=(*ADMIN, 400, 404),
+                ),
+            ),
+            _route(
+                "POST",
+                "/api/v1/users/{name}/reset-totp",
+                self.reset_totp,
+                ops(
+                    "A new TOTP secret only; the password stays, the user's sessions end",
+                    _json(m.Enrolment, "shown once; password is null"),
+                    errors=(*ADMIN, 404),
+                ),
+            ),
+            _route(
+                "PUT",
+                "/api/v1/users/{name}/roles",
+                self.set_roles,
+                ops(
+                    "Set the user's gateway roles",
+                    DONE,
+                    body=m.Roles,
+                    errors=(*ADMIN, 400, 404, 409),
+                ),
+            ),
+            _route(
+                "DELETE",
+                "/api/v1/users/{name}/sessions",
+                self.revoke_user,
+                ops(
+                    "Revoke every login session and gateway credential the user holds now",
+                    _json(m.RevokedUser, "how many login sessions were in force"),
+                    errors=(*ADMIN, 404),
+                ),
+            ),
+            _route(
+                "GET",
+                "/api/v1/sessions",
+                self.list_sessions,
+                ops(
+                    "Login sessions in force (with all=true, ended ones too)",
+                    _json(m.Sessions),
+                    query=m.SessionFilters,
+                    errors=(*ADMIN, 400),
+                ),
+            ),
+            _route(
+                "DELETE",
+                "/api/v1/sessions/{id}",
+                self.revoke_session,
+                ops("Revoke a login session", DONE, errors=(*ADMIN, 404)),
+            ),
+            _route(
+                "DELETE",
+                "/api/v1/credentials/{access_key}",
+                self.revoke_credential,
+                ops(
+                    "Revoke one gateway credential (ASIA…)",
+                    DONE,
+                    path=m.AccessKeyPath,
+                    errors=(*ADMIN, 400),
+                ),
+            ),
+            _route(
+                "GET",
+                "/api/v1/roles",
+                self.list_roles,
+                ops("Gateway roles (read-only)", _json(m.GatewayRoles), errors=ADMIN),
+            ),
+            _route(
+                "GET",
+                "/api/v1/accounts",
+                self.list_accounts,
+                ops("AWS accounts (read-only)", _json(m.Accounts), errors=ADMIN),
+            ),
         ]
+        self.document = openapi_document(
+            self.config.server.url, ((r.method, r.template, r.operation) for r in self.routes)
+        )
 
     @functools.cached_property
     def issuer(self) -> Credentials:
@@ -232,36 +421,12 @@ class Api(Configured):
             raise invalid("a JSON object is expected")
         return data
 
-    @staticmethod
-    def _string(body: Mapping[str, Any], key: str, *, required: bool = True) -> str:
-        value = body.get(key)
-        if value is None and not required:
-            return ""
-        if not isinstance(value, str) or (required and not value):
-            raise invalid(f"{key} must be a non-empty string")
-        return value
-
-    @staticmethod
-    def _names(body: Mapping[str, Any], key: str, *, required: bool = False) -> list[str]:
-        if required and key not in body:
-            raise invalid(f"{key} is required")
-        value = body.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise invalid(f"{key} must be a list of strings")
-        return value
-
-    @staticmethod
-    def _password(body: Mapping[str, Any]) -> str | None:
-        """An administrator's chosen password (`iamgate users add/reset --password-stdin`);
-        without one, the gateway generates it."""
-        if "password" not in body:
-            return None
-        value = body["password"]
-        if not isinstance(value, str) or len(value) < MIN_PASSWORD:
-            raise invalid(
-                f"password must be a string of at least {MIN_PASSWORD} characters",
-            )
-        return value
+    async def _parsed(self, request: web.Request, model: type[Body]) -> Body:
+        """The body as its model (`iamgate.web.api_models`), or a 400 saying what is wrong."""
+        try:
+            return model.model_validate(await self._body(request))
+        except ValidationError as error:
+            raise invalid(_problems(error)) from None
 
     # -- everyone ---------------------------------------------------------------------------
 
@@ -270,27 +435,26 @@ class Api(Configured):
 
     async def health(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         if self.ready():
-            return _ok({"status": "ready"})
-        return _ok({"status": "starting"}, status=503)
+            return _ok(m.Health(status="ready"))
+        return _ok(m.Health(status="starting"), status=503)
 
     async def login(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
-        body = await self._body(request)
-        name, password, code = (self._string(body, k) for k in ("user", "password", "otp"))
+        body = await self._parsed(request, m.LoginRequest)
         client = Client(request.remote, request.headers.get("User-Agent"))
-        result = await self.logins.log_in(name, password, code, client)
-        if not result.ok or result.token is None:
+        result = await self.logins.log_in(body.user, body.password, body.otp, client)
+        if not (result.ok and result.token and result.session_id and result.expires_at):
             assert result.error is not None
             refused = _error(result.status, result.error.name, result.error.value)
             if result.retry_after is not None:
                 refused.headers["Retry-After"] = str(result.retry_after)
             return refused
         return _ok(
-            {
-                "user": name,
-                "token": result.token,
-                "session": result.session_id,
-                "expires_at": _time(result.expires_at),
-            }
+            m.LoginSession(
+                user=body.user,
+                token=result.token,
+                session=result.session_id,
+                expires_at=_stamp(result.expires_at),
+            )
         )
 
     async def logout(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
@@ -302,61 +466,54 @@ class Api(Configured):
     async def me(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         caller = await self._caller(request)
         return _ok(
-            {
-                "user": caller.user,
-                "roles": [r.name for r in caller.roles],
-                "administer": caller.administer,
-                "session": caller.session.id,
-                "expires_at": _time(caller.session.expires_at),
-            }
+            m.Me(
+                user=caller.user,
+                roles=[r.name for r in caller.roles],
+                administer=caller.administer,
+                session=caller.session.id,
+                expires_at=_stamp(caller.session.expires_at),
+            )
         )
 
     async def access(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         caller = await self._caller(request)
-        return _ok({"user": caller.user, "accounts": reachable_accounts(self.config, caller.roles)})
+        accounts = reachable_accounts(self.config, caller.roles)
+        return _ok(m.Access.model_validate({"user": caller.user, "accounts": accounts}))
 
     async def credentials(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         caller = await self._caller(request)
-        body = await self._body(request)
-        account, aws_role = self._string(body, "account"), self._string(body, "role")
-        requested = body.get("ttl_seconds", DEFAULT_TTL_SECONDS)
-        if not isinstance(requested, int) or isinstance(requested, bool):
-            raise invalid("ttl_seconds must be a whole number, at least 60")
+        body = await self._parsed(request, m.CredentialsRequest)
         creds = await asyncio.to_thread(
             self.issuer.for_caller,
             self.config,
             caller,
-            CredentialsRequest(account, aws_role, requested),
+            CredentialsRequest(body.account, body.role, body.ttl_seconds),
             self._actor(request, caller),
         )
-        return _ok(creds.credential_process_json())
+        return _ok(m.Credentials.model_validate(creds.credential_process_json()))
 
     async def console_signin(
         self, request: web.Request, _: Mapping[str, str]
     ) -> web.StreamResponse:
         """A console sign-in URL for the CLI (`iamgate console`); the browser gets a redirect."""
         caller = await self._caller(request)
-        body = await self._body(request)
-        account = account_named(self.config, self._string(body, "account"))
-        aws_role = self._string(body, "role")
-        region = self._string(body, "region", required=False)
-        destination = self._string(body, "destination", required=False)
+        body = await self._parsed(request, m.ConsoleRequest)
         signin = await sign_in(
             self.console,
             caller,
-            account,
-            aws_role,
-            region=region or None,
-            destination=destination or None,
+            account_named(self.config, body.account),
+            body.role,
+            region=body.region or None,
+            destination=body.destination or None,
             by=self._actor(request, caller),
         )
         return _ok(
-            {
-                "url": signin.url,
-                "expires_at": _time(signin.expires_at),
-                "role_chaining": signin.role_chaining,
-                "note": signin.note,
-            }
+            m.ConsoleSignin(
+                url=signin.url,
+                expires_at=_stamp(signin.expires_at),
+                role_chaining=signin.role_chaining,
+                note=signin.note,
+            )
         )
 
     async def audit_events(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
@@ -374,14 +531,14 @@ class Api(Configured):
         found = read(self.config, replace(asked, key=None), blank_is_none=False)
         filters = scoped(found.or_refuse(), caller)
         page = await asyncio.to_thread(search_page, self.engine, filters)
-        return _ok({"events": page.events, "next": page.next})
+        return _ok(m.AuditPage.model_validate({"events": page.events, "next": page.next}))
 
     # -- administrators ---------------------------------------------------------------------
 
     async def list_users(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         await self._administrator(request)
         users = await asyncio.to_thread(self.admin.users)
-        return _ok({"users": [_user_json(u) for u in users]})
+        return _ok(m.Users(users=[_user_json(u) for u in users]))
 
     async def get_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
         await self._administrator(request)
@@ -393,14 +550,13 @@ class Api(Configured):
 
     async def add_user(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         caller = await self._administrator(request)
-        body = await self._body(request)
-        name, roles = self._string(body, "name"), self._names(body, "roles")
+        body = await self._parsed(request, m.NewUser)
         enrolment = await asyncio.to_thread(
             self.admin.add_user,
-            name,
-            roles,
+            body.name,
+            body.roles,
             by=self._actor(request, caller),
-            password=self._password(body),
+            password=body.password,
         )
         return _ok(_enrolment(enrolment), status=201)
 
@@ -426,7 +582,8 @@ class Api(Configured):
 
     async def reset_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
         caller = await self._administrator(request)
-        password = self._password(await self._body(request)) if request.body_exists else None
+        reset = await self._parsed(request, m.Reset) if request.body_exists else m.Reset()
+        password = reset.password
         enrolment = await asyncio.to_thread(
             self.admin.reset, p["name"], by=self._actor(request, caller), password=password
         )
@@ -441,11 +598,11 @@ class Api(Configured):
 
     async def set_roles(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
         caller = await self._administrator(request)
-        roles = self._names(await self._body(request), "roles", required=True)
+        body = await self._parsed(request, m.Roles)
         await asyncio.to_thread(
             self.admin.set_roles,
             p["name"],
-            roles,
+            body.roles,
             by=self._actor(request, caller),
             confirmed_self=request.query.get("confirm") == "self",
         )
@@ -463,21 +620,23 @@ class Api(Configured):
             sessions = await asyncio.to_thread(self.admin.sessions, user)
         now = datetime.now(UTC)
         return _ok(
-            {
-                "sessions": [
-                    {
-                        "id": s.id,
-                        "user": s.user,
-                        "kind": s.kind,
-                        "created_at": _time(s.created_at),
-                        "last_seen_at": _time(s.last_seen_at),
-                        "expires_at": _time(s.expires_at),
-                        "revoked_at": _time(s.revoked_at),
-                        "state": session_state(s, now),
-                    }
-                    for s in sessions
-                ]
-            }
+            m.Sessions.model_validate(
+                {
+                    "sessions": [
+                        {
+                            "id": s.id,
+                            "user": s.user,
+                            "kind": s.kind,
+                            "created_at": _time(s.created_at),
+                            "last_seen_at": _time(s.last_seen_at),
+                            "expires_at": _time(s.expires_at),
+                            "revoked_at": _time(s.revoked_at),
+                            "state": session_state(s, now),
+                        }
+                        for s in sessions
+                    ]
+                }
+            )
         )
 
     async def revoke_session(
@@ -495,7 +654,7 @@ class Api(Configured):
             raise no_such_user(name)
         active = len(await asyncio.to_thread(self.admin.sessions, name))
         await asyncio.to_thread(self.admin.revoke_user, name, by=self._actor(request, caller))
-        return _ok({"user": name, "revoked_sessions": active})
+        return _ok(m.RevokedUser(user=name, revoked_sessions=active))
 
     async def revoke_credential(
         self, request: web.Request, p: Mapping[str, str]
@@ -508,23 +667,24 @@ class Api(Configured):
 
     async def list_roles(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         await self._administrator(request)
-        return _ok({"roles": [json.loads(r.model_dump_json()) for r in self.config.roles]})
+        roles = [json.loads(r.model_dump_json()) for r in self.config.roles]
+        return _ok(m.GatewayRoles.model_validate({"roles": roles}))
 
     async def list_accounts(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
         await self._administrator(request)
         return _ok(
-            {
-                "accounts": [
-                    {
-                        "name": a.name,
-                        "id": a.id,
-                        "labels": a.labels,
-                        "partition": a.partition,
-                        "external_id_set": a.external_id is not None,
-                    }
+            m.Accounts(
+                accounts=[
+                    m.Account(
+                        name=a.name,
+                        id=a.id,
+                        labels=a.labels,
+                        partition=a.partition,
+                        external_id_set=a.external_id is not None,
+                    )
                     for a in self.config.aws.accounts
                 ]
-            }
+            )
         )
 
 
@@ -534,14 +694,22 @@ def _open_bearer(engine: Engine, token: str, now: datetime) -> LoginSession | No
     return session if session is not None and session.kind != "web" else None
 
 
-def _user_json(u: UserSummary) -> dict[str, Any]:
-    return {
-        "name": u.name,
-        "roles": list(u.roles),
-        "locked": u.locked,
-        "locked_until": _time(u.locked_until) if u.locked else None,
-        "enrolled": u.has_password,
-        "failed_logins": u.failed_logins,
-        "created_at": _time(u.created_at),
-        "active_sessions": u.active_sessions,
-    }
+def _user_json(u: UserSummary) -> m.User:
+    return m.User(
+        name=u.name,
+        roles=list(u.roles),
+        locked=u.locked,
+        locked_until=_time(u.locked_until) if u.locked else None,
+        enrolled=u.has_password,
+        failed_logins=u.failed_logins,
+        created_at=_time(u.created_at),
+        active_sessions=u.active_sessions,
+    )
+
+
+def _problems(error: ValidationError) -> str:
+    """Pydantic's findings as one line: where, and what is wrong there."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'the body'}: {e['msg']}"
+        for e in error.errors()
+    )

@@ -1,0 +1,268 @@
+"""What each `/api/v1` call takes and answers, as pydantic models: stated once, here.
+
+A request body is validated by its model before the handler sees it; an answer is built
+as its model; the OpenAPI document (`iamgate.web.openapi`) is generated from the same
+models, so a limit such as `ttl_seconds` ≥ 60 or `limit` ≤ 1000 is written in one place
+(the control plane's constant) and the document cannot drift from the code. Query models
+only describe: the control plane reads the audit filters (`control.audit_queries`), with
+the sentences the pages also show.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from iamgate.audit.events import EventType
+from iamgate.config import USER_NAME
+from iamgate.control.audit_queries import MAX_PAGE
+from iamgate.control.credentials import DEFAULT_TTL_SECONDS, MIN_TTL
+
+MIN_PASSWORD = 12
+
+Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+Text = Annotated[str, Field(min_length=1)]
+Password = Annotated[
+    str,
+    Field(
+        min_length=MIN_PASSWORD,
+        description="the administrator's choice; without it, the gateway generates one",
+    ),
+]
+
+
+class Request(BaseModel):
+    """A JSON body: unknown keys are ignored, as they always were."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- requests -------------------------------------------------------------------------------
+
+
+class LoginRequest(Request):
+    user: Text
+    password: Text
+    otp: Text
+
+
+class CredentialsRequest(Request):
+    account: Text
+    role: Text
+    ttl_seconds: Annotated[StrictInt, Field(ge=int(MIN_TTL.total_seconds()))] = DEFAULT_TTL_SECONDS
+
+
+class ConsoleRequest(Request):
+    account: Text
+    role: Text
+    region: str | None = None
+    destination: str | None = None
+
+
+class NewUser(Request):
+    name: Annotated[str, Field(pattern=USER_NAME.pattern)]
+    roles: list[str] = []
+    password: Password | None = None
+
+
+class Reset(Request):
+    password: Password | None = None
+
+
+class Roles(Request):
+    roles: list[str]
+
+
+class AuditFilters(BaseModel):
+    """The query of `GET /api/v1/audit` (read by `control.audit_queries.read`)."""
+
+    principal: str | None = Field(
+        None, description="whose calls (administrators only; others see their own)"
+    )
+    account: str | None = Field(None, description="account name or id")
+    role: str | None = Field(None, description="IAM role")
+    service: str | None = Field(None, description="e.g. s3")
+    action: str | None = Field(None, description="IAM action glob, e.g. rds:Delete*")
+    decision: Literal["allowed", "denied", "error"] | None = Field(
+        None, description="gateway decision"
+    )
+    status: int | None = Field(None, description="HTTP status from AWS")
+    since: Time | None = Field(None, description="at or after (the newest time a live view has)")
+    until: Time | None = Field(None, description="at or before")
+    before: str | None = Field(
+        None,
+        description="a cursor (the `next` of the previous page) or a time (the events "
+        "strictly before it)",
+    )
+    type: EventType | None = Field(None, description="default aws.call")
+    limit: int | None = Field(None, ge=1, le=MAX_PAGE, description="page size")
+
+
+class SessionFilters(BaseModel):
+    user: str | None = Field(None, description="only this user's")
+    all: Literal["true", "false"] | None = Field(
+        None, description="also expired and revoked sessions"
+    )
+
+
+class AccessKeyPath(BaseModel):
+    access_key: Annotated[str, Field(pattern=r"^ASIA.{16}$")]
+
+
+# -- answers --------------------------------------------------------------------------------
+
+
+class Error(Answer):
+    error: str
+    message: str
+
+
+class Health(Answer):
+    status: Literal["ready", "starting"]
+
+
+class LoginSession(Answer):
+    user: str
+    token: str
+    session: str
+    expires_at: Time
+
+
+class Me(Answer):
+    user: str
+    roles: list[str]
+    administer: bool
+    session: str
+    expires_at: Time
+
+
+class ReachableRole(Answer):
+    aws_role: str
+    gateway_role: str
+    allows: str
+
+
+class ReachableAccount(Answer):
+    name: str
+    id: str
+    labels: dict[str, str]
+    roles: list[ReachableRole]
+
+
+class Access(Answer):
+    user: str
+    accounts: list[ReachableAccount]
+
+
+class Credentials(Answer):
+    """What the AWS CLI's credential_process expects."""
+
+    Version: Literal[1]
+    AccessKeyId: str
+    SecretAccessKey: str
+    SessionToken: str
+    Expiration: Time
+
+
+class ConsoleSignin(Answer):
+    url: str
+    expires_at: Time
+    role_chaining: bool
+    note: str | None
+
+
+class Event(BaseModel):
+    """An audit event as the trail holds it; kinds add their own keys."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    time: Time
+    type: str
+    principal: str | None = None
+    source_ip: str | None = None
+    user_agent: str | None = None
+    fields: dict[str, Any]
+
+
+class AuditPage(Answer):
+    events: list[Event]
+    next: str | None = Field(
+        description="a cursor: pass as `before` for the next (older) page, which holds each "
+        "event once; null after the last page"
+    )
+
+
+class User(Answer):
+    name: str
+    roles: list[str]
+    locked: bool
+    locked_until: Time | None
+    enrolled: bool
+    failed_logins: int
+    created_at: Time | None
+    active_sessions: int
+
+
+class Users(Answer):
+    users: list[User]
+
+
+class Enrolment(Answer):
+    """Shown once: the new password and TOTP secret."""
+
+    user: str
+    password: str | None
+    totp_secret: str
+    otpauth_uri: str
+
+
+class RevokedUser(Answer):
+    user: str
+    revoked_sessions: int
+
+
+class Session(Answer):
+    id: str
+    user: str
+    kind: Literal["cli", "web"]
+    created_at: Time
+    last_seen_at: Time | None
+    expires_at: Time
+    revoked_at: Time | None
+    state: Literal["active", "expired", "revoked"]
+
+
+class Sessions(Answer):
+    sessions: list[Session]
+
+
+class GatewayRole(BaseModel):
+    """A gateway role as configured (`roles:` in the configuration file)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    allow: Any
+    deny: Any
+    guardrails: Any
+    administer: bool
+
+
+class GatewayRoles(Answer):
+    roles: list[GatewayRole]
+
+
+class Account(Answer):
+    name: str
+    id: str
+    labels: dict[str, str]
+    partition: str
+    external_id_set: bool
+
+
+class Accounts(Answer):
+    accounts: list[Account]
