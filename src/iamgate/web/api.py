@@ -2,8 +2,11 @@
 
 A caller is a login session: `Authorization: Bearer iglogin1.…` (the CLI), or the browser's
 session cookie (the web UI's scripts), which for a state-changing call must also carry the
-page's CSRF token in `X-CSRF-Token` and come from our own origin. Every refusal is JSON,
-`{"error": Code, "message": …}`, with the HTTP status a client expects.
+page's CSRF token in `X-CSRF-Token` and come from our own origin. Who may call a route is
+part of its `Operation` (`who`): `Api.handle` checks it once, before the handler, which reads
+the caller from the request; the same field writes the document's security and 401/403.
+Every refusal is JSON, `{"error": Code, "message": …}`, with the HTTP status a client
+expects, rendered in one place (`Api.handle`, by `iamgate.web.errors`).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from iamgate.store.directory import LoginSession, get_user, open_login_session
 from iamgate.web import api_models as m
 from iamgate.web import browser
 from iamgate.web.errors import json_error, json_refusal
-from iamgate.web.openapi import Answer, Operation, openapi_document
+from iamgate.web.openapi import Answer, Operation, Who, openapi_document
 from iamgate.web.sessions import BrowserSessions
 
 TIME = "%Y-%m-%dT%H:%M:%SZ"
@@ -53,6 +56,8 @@ TIME = "%Y-%m-%dT%H:%M:%SZ"
 MAX_BODY = 64 * 1024
 Handler = Callable[[web.Request, Mapping[str, str]], Awaitable[web.StreamResponse]]
 Body = TypeVar("Body", bound=BaseModel)
+SESSION = web.RequestKey("session", LoginSession)  # set by `Api.handle` before the handler
+CALLER = web.RequestKey("caller", Caller)
 
 
 _error = json_error
@@ -102,8 +107,6 @@ def _json(model: type[BaseModel], description: str = "") -> dict[int, Answer]:
 
 
 DONE = {204: Answer("done")}
-AUTH = (401,)
-ADMIN = (401, 403)
 
 
 def _enrolment(e: Enrolment) -> m.Enrolment:
@@ -146,7 +149,7 @@ class Api(Configured):
                 "GET",
                 "/api/v1/openapi.json",
                 self.openapi,
-                ops("This document", {200: Answer("OpenAPI 3.1")}, public=True),
+                ops("This document", {200: Answer("OpenAPI 3.1")}, who="anyone"),
             ),
             _route(
                 "GET",
@@ -158,7 +161,7 @@ class Api(Configured):
                         200: Answer("ready for AWS calls", m.Health),
                         503: Answer("still starting", m.Health),
                     },
-                    public=True,
+                    who="anyone",
                 ),
             ),
             _route(
@@ -169,7 +172,7 @@ class Api(Configured):
                     "Log in with password and one-time code",
                     _json(m.LoginSession, "a login session (bearer token)"),
                     body=m.LoginRequest,
-                    public=True,
+                    who="anyone",
                     errors=(400, 401, 423, 429),
                 ),
             ),
@@ -177,14 +180,14 @@ class Api(Configured):
                 "POST",
                 "/api/v1/logout",
                 self.logout,
-                ops("End this login session", DONE, errors=(*AUTH, 403)),
+                ops("End this login session", DONE, who="session", errors=(403,)),
             ),
-            _route("GET", "/api/v1/me", self.me, ops("Who I am", _json(m.Me, "me"), errors=AUTH)),
+            _route("GET", "/api/v1/me", self.me, ops("Who I am", _json(m.Me, "me"))),
             _route(
                 "GET",
                 "/api/v1/access",
                 self.access,
-                ops("Accounts and IAM roles I may use", _json(m.Access), errors=AUTH),
+                ops("Accounts and IAM roles I may use", _json(m.Access)),
             ),
             _route(
                 "POST",
@@ -220,7 +223,10 @@ class Api(Configured):
                 ),
             ),
             _route(
-                "GET", "/api/v1/users", self.list_users, ops("Users", _json(m.Users), errors=ADMIN)
+                "GET",
+                "/api/v1/users",
+                self.list_users,
+                ops("Users", _json(m.Users), who="administrator"),
             ),
             _route(
                 "POST",
@@ -230,34 +236,43 @@ class Api(Configured):
                     "Add a user; the answer holds their first password and TOTP secret",
                     {201: Answer("shown once", m.Enrolment)},
                     body=m.NewUser,
-                    errors=(*ADMIN, 400, 409),
+                    who="administrator",
+                    errors=(400, 409),
                 ),
             ),
             _route(
                 "GET",
                 "/api/v1/users/{name}",
                 self.get_user,
-                ops("One user", _json(m.User), errors=(*ADMIN, 404)),
+                ops("One user", _json(m.User), who="administrator", errors=(404,)),
             ),
             _route(
                 "DELETE",
                 "/api/v1/users/{name}",
                 self.remove_user,
-                ops("Remove a user and revoke all they hold", DONE, errors=(*ADMIN, 404, 409)),
+                ops(
+                    "Remove a user and revoke all they hold",
+                    DONE,
+                    who="administrator",
+                    errors=(404, 409),
+                ),
             ),
             _route(
                 "POST",
                 "/api/v1/users/{name}/lock",
                 self.lock_user,
                 ops(
-                    "Lock the user; everything they hold stops working", DONE, errors=(*ADMIN, 404)
+                    "Lock the user; everything they hold stops working",
+                    DONE,
+                    who="administrator",
+                    errors=(404,),
                 ),
             ),
             _route(
                 "POST",
                 "/api/v1/users/{name}/unlock",
                 self.unlock_user,
-                ops("Unlock the user", DONE, errors=(*ADMIN, 404)),
+                ops("Unlock the user", DONE, who="administrator", errors=(404,)),
             ),
             _route(
                 "POST",
@@ -268,7 +283,8 @@ class Api(Configured):
                     _json(m.Enrolment, "shown once"),
                     body=m.Reset,
                     body_required=False,
-                    errors=(*ADMIN, 400, 404),
+                    who="administrator",
+                    errors=(400, 404),
                 ),
             ),
             _route(
@@ -278,7 +294,8 @@ class Api(Configured):
                 ops(
                     "A new TOTP secret only; the password stays, the user's sessions end",
                     _json(m.Enrolment, "shown once; password is null"),
-                    errors=(*ADMIN, 404),
+                    who="administrator",
+                    errors=(404,),
                 ),
             ),
             _route(
@@ -289,7 +306,8 @@ class Api(Configured):
                     "Set the user's gateway roles",
                     DONE,
                     body=m.Roles,
-                    errors=(*ADMIN, 400, 404, 409),
+                    who="administrator",
+                    errors=(400, 404, 409),
                 ),
             ),
             _route(
@@ -299,7 +317,8 @@ class Api(Configured):
                 ops(
                     "Revoke every login session and gateway credential the user holds now",
                     _json(m.RevokedUser, "how many login sessions were in force"),
-                    errors=(*ADMIN, 404),
+                    who="administrator",
+                    errors=(404,),
                 ),
             ),
             _route(
@@ -310,14 +329,15 @@ class Api(Configured):
                     "Login sessions in force (with all=true, ended ones too)",
                     _json(m.Sessions),
                     query=m.SessionFilters,
-                    errors=(*ADMIN, 400),
+                    who="administrator",
+                    errors=(400,),
                 ),
             ),
             _route(
                 "DELETE",
                 "/api/v1/sessions/{id}",
                 self.revoke_session,
-                ops("Revoke a login session", DONE, errors=(*ADMIN, 404)),
+                ops("Revoke a login session", DONE, who="administrator", errors=(404,)),
             ),
             _route(
                 "DELETE",
@@ -327,20 +347,21 @@ class Api(Configured):
                     "Revoke one gateway credential (ASIA…)",
                     DONE,
                     path=m.AccessKeyPath,
-                    errors=(*ADMIN, 400),
+                    who="administrator",
+                    errors=(400,),
                 ),
             ),
             _route(
                 "GET",
                 "/api/v1/roles",
                 self.list_roles,
-                ops("Gateway roles (read-only)", _json(m.GatewayRoles), errors=ADMIN),
+                ops("Gateway roles (read-only)", _json(m.GatewayRoles), who="administrator"),
             ),
             _route(
                 "GET",
                 "/api/v1/accounts",
                 self.list_accounts,
-                ops("AWS accounts (read-only)", _json(m.Accounts), errors=ADMIN),
+                ops("AWS accounts (read-only)", _json(m.Accounts), who="administrator"),
             ),
         ]
         self.document = openapi_document(
@@ -362,6 +383,7 @@ class Api(Configured):
                 allowed.append(route.method)
                 continue
             try:
+                await self._authenticate(request, route.operation.who)
                 return await route.handler(request, match.groupdict())
             except ControlError as error:
                 return json_refusal(error)
@@ -373,9 +395,16 @@ class Api(Configured):
 
     # -- who is calling ---------------------------------------------------------------------
 
-    async def _caller(self, request: web.Request) -> Caller:
-        session = await self._session(request)
-        return await asyncio.to_thread(caller_of, self.roles, self.engine, session)
+    async def _authenticate(self, request: web.Request, who: Who) -> None:
+        """The one check of who calls, before any handler: the handler reads the login
+        session (`SESSION`) or the caller with their roles (`CALLER`) from the request."""
+        if who == "anyone":
+            return
+        session = request[SESSION] = await self._session(request)
+        if who == "session":
+            return
+        caller = await asyncio.to_thread(caller_of, self.roles, self.engine, session)
+        request[CALLER] = require_administrator(caller) if who == "administrator" else caller
 
     async def _session(self, request: web.Request) -> LoginSession:
         header = request.headers.get("Authorization", "")
@@ -401,9 +430,6 @@ class Api(Configured):
             ):
                 raise _forgery("the X-CSRF-Token header is missing or wrong")
         return session
-
-    async def _administrator(self, request: web.Request) -> Caller:
-        return require_administrator(await self._caller(request))
 
     def _actor(self, request: web.Request, caller: Caller) -> Actor:
         return Actor(caller.user, request.remote, request.headers.get("User-Agent"))
@@ -458,13 +484,13 @@ class Api(Configured):
         )
 
     async def logout(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
-        session = await self._session(request)
+        session = request[SESSION]
         client = Client(request.remote, request.headers.get("User-Agent"))
         await self.logins.log_out(session.user, session.id, client)
         return web.Response(status=204)
 
     async def me(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
-        caller = await self._caller(request)
+        caller = request[CALLER]
         return _ok(
             m.Me(
                 user=caller.user,
@@ -476,12 +502,12 @@ class Api(Configured):
         )
 
     async def access(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
-        caller = await self._caller(request)
+        caller = request[CALLER]
         accounts = reachable_accounts(self.config, caller.roles)
         return _ok(m.Access.model_validate({"user": caller.user, "accounts": accounts}))
 
     async def credentials(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
-        caller = await self._caller(request)
+        caller = request[CALLER]
         body = await self._parsed(request, m.CredentialsRequest)
         creds = await asyncio.to_thread(
             self.issuer.for_caller,
@@ -496,7 +522,7 @@ class Api(Configured):
         self, request: web.Request, _: Mapping[str, str]
     ) -> web.StreamResponse:
         """A console sign-in URL for the CLI (`iamgate console`); the browser gets a redirect."""
-        caller = await self._caller(request)
+        caller = request[CALLER]
         body = await self._parsed(request, m.ConsoleRequest)
         signin = await sign_in(
             self.console,
@@ -522,7 +548,7 @@ class Api(Configured):
         Pages go back with `before` (the `next` of the previous page) and forward, for live
         views, with `since` (the newest time already shown).
         """
-        caller = await self._caller(request)
+        caller = request[CALLER]
         q = request.query
         repeated = sorted({k for k in q if len(q.getall(k)) > 1})
         if repeated:
@@ -536,12 +562,10 @@ class Api(Configured):
     # -- administrators ---------------------------------------------------------------------
 
     async def list_users(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
-        await self._administrator(request)
         users = await asyncio.to_thread(self.admin.users)
         return _ok(m.Users(users=[_user_json(u) for u in users]))
 
     async def get_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
-        await self._administrator(request)
         users = await asyncio.to_thread(self.admin.users)
         found = [u for u in users if u.name == p["name"]]
         if not found:
@@ -549,7 +573,7 @@ class Api(Configured):
         return _ok(_user_json(found[0]))
 
     async def add_user(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
-        caller = await self._administrator(request)
+        caller = request[CALLER]
         body = await self._parsed(request, m.NewUser)
         enrolment = await asyncio.to_thread(
             self.admin.add_user,
@@ -561,12 +585,12 @@ class Api(Configured):
         return _ok(_enrolment(enrolment), status=201)
 
     async def remove_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
-        caller = await self._administrator(request)
+        caller = request[CALLER]
         await asyncio.to_thread(self.admin.remove, p["name"], by=self._actor(request, caller))
         return web.Response(status=204)
 
     async def lock_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
-        caller = await self._administrator(request)
+        caller = request[CALLER]
         await asyncio.to_thread(
             self.admin.lock,
             p["name"],
@@ -576,12 +600,12 @@ class Api(Configured):
         return web.Response(status=204)
 
     async def unlock_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
-        caller = await self._administrator(request)
+        caller = request[CALLER]
         await asyncio.to_thread(self.admin.unlock, p["name"], by=self._actor(request, caller))
         return web.Response(status=204)
 
     async def reset_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
-        caller = await self._administrator(request)
+        caller = request[CALLER]
         reset = await self._parsed(request, m.Reset) if request.body_exists else m.Reset()
         password = reset.password
         enrolment = await asyncio.to_thread(
@@ -590,14 +614,14 @@ class Api(Configured):
         return _ok(_enrolment(enrolment))
 
     async def reset_totp(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
-        caller = await self._administrator(request)
+        caller = request[CALLER]
         enrolment = await asyncio.to_thread(
             self.admin.reset_totp, p["name"], by=self._actor(request, caller)
         )
         return _ok(_enrolment(enrolment))
 
     async def set_roles(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
-        caller = await self._administrator(request)
+        caller = request[CALLER]
         body = await self._parsed(request, m.Roles)
         await asyncio.to_thread(
             self.admin.set_roles,
@@ -609,7 +633,6 @@ class Api(Configured):
         return web.Response(status=204)
 
     async def list_sessions(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
-        await self._administrator(request)
         user = request.query.get("user") or None
         every = request.query.get("all", "false")
         if every not in ("true", "false"):
@@ -642,13 +665,13 @@ class Api(Configured):
     async def revoke_session(
         self, request: web.Request, p: Mapping[str, str]
     ) -> web.StreamResponse:
-        caller = await self._administrator(request)
+        caller = request[CALLER]
         await asyncio.to_thread(self.admin.revoke_session, p["id"], by=self._actor(request, caller))
         return web.Response(status=204)
 
     async def revoke_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
         """Everything the user holds stops working (`iamgate sessions revoke --user`)."""
-        caller = await self._administrator(request)
+        caller = request[CALLER]
         name = p["name"]
         if await asyncio.to_thread(get_user, self.engine, name) is None:
             raise no_such_user(name)
@@ -659,19 +682,17 @@ class Api(Configured):
     async def revoke_credential(
         self, request: web.Request, p: Mapping[str, str]
     ) -> web.StreamResponse:
-        caller = await self._administrator(request)
+        caller = request[CALLER]
         await asyncio.to_thread(
             self.admin.revoke_credential, p["access_key"], by=self._actor(request, caller)
         )
         return web.Response(status=204)
 
     async def list_roles(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
-        await self._administrator(request)
         roles = [json.loads(r.model_dump_json()) for r in self.config.roles]
         return _ok(m.GatewayRoles.model_validate({"roles": roles}))
 
     async def list_accounts(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
-        await self._administrator(request)
         return _ok(
             m.Accounts(
                 accounts=[

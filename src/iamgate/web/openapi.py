@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of `/api/v1`, generated from the API's routes and models.
 
-Each route carries an `Operation`: its summary, the pydantic models of its body, query and
-answers, and the refusals it can give. This module only turns that into the document
+Each route carries an `Operation`: its summary, who may call it, the pydantic models of its
+body, query and answers, and the refusals it can give. This module only turns that into the document
 (pydantic writes the JSON Schemas), so what the document says is what the code checks; a
 unit test matches document and routes both ways, and schemathesis calls a real gateway with
 what the document allows and checks every answer against it. (No library does this for
@@ -41,6 +41,9 @@ class Answer:
     model: type[BaseModel] | None = None  # None: no content
 
 
+Who = Literal["anyone", "session", "user", "administrator"]  # who may call it
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
     summary: str
@@ -49,8 +52,8 @@ class Operation:
     body_required: bool = True
     query: type[BaseModel] | None = None
     path: type[BaseModel] | None = None  # path parameters with more than "a string"
-    public: bool = False  # no login session needed
-    errors: tuple[int, ...] = ()
+    who: Who = "user"  # anyone; a login session (to end it); its user; an administrator
+    errors: tuple[int, ...] = ()  # besides 401 and 403, which follow from `who`
 
 
 Mode = Literal["validation", "serialization"]
@@ -103,7 +106,9 @@ def _operation(op: Operation, template: str, names: Names) -> dict[str, Any]:
         responses[str(status)] = {"description": answer.description}
         if answer.model is not None:
             responses[str(status)]["content"] = _content(answer.model, names)
-    for status in op.errors:
+    refusals = {401} if op.who != "anyone" else set()
+    refusals |= {403} if op.who == "administrator" else set()
+    for status in sorted({*op.errors, *refusals}):
         responses[str(status)] = {"description": REASONS[status]} | {
             "content": _content(Error, names)
         }
@@ -117,7 +122,7 @@ def _operation(op: Operation, template: str, names: Names) -> dict[str, Any]:
             "required": op.body_required,
             "content": _content(op.body, names),
         }
-    if op.public:
+    if op.who == "anyone":
         operation["security"] = []
     return operation
 
