@@ -10,6 +10,8 @@ import sqlite3
 import subprocess
 import threading
 import time
+import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +47,12 @@ def iamgate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def sts_client(gw: GatewayProcess, user: str, account: str, role: str) -> Any:
-    config = BotoConfig(retries={"total_max_attempts": 1}, read_timeout=30)
+def sts_client(gw: GatewayProcess, user: str, account: str, role: str, mark: str = "") -> Any:
+    """A client that makes each call once (no retries); `mark` in its User-Agent finds its
+    own audit records in the store the session's tests share."""
+    config = BotoConfig(
+        retries={"total_max_attempts": 1}, read_timeout=30, user_agent_extra=mark or None
+    )
     return gw.client("sts", gw.issue(user, account, role), config)
 
 
@@ -244,14 +250,19 @@ def test_an_unwritable_audit_store_fails_closed_and_recovers(
 
 
 def test_concurrent_calls_are_each_audited_once(gateway: GatewayProcess, tmp_path: Path) -> None:
+    """Every call of 16 clients at once has exactly one record, matched by the request id
+    the client was answered with; other tests' calls by the same user are not this test's
+    (the session's gateway is shared), so its records are found by their User-Agent."""
     threads, per_thread = 16, 20
+    mark = f"iamgate-test/{uuid.uuid4().hex}"
+    answered: list[dict[str, Any]] = []  # each call's ResponseMetadata
     errors: list[BaseException] = []
 
     def work() -> None:
-        client = sts_client(gateway, "loader", CI, "ReadOnly")
+        client = sts_client(gateway, "loader", CI, "ReadOnly", mark)
         try:
             for _ in range(per_thread):
-                client.get_caller_identity()
+                answered.append(client.get_caller_identity()["ResponseMetadata"])
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -261,12 +272,27 @@ def test_concurrent_calls_are_each_audited_once(gateway: GatewayProcess, tmp_pat
     for w in workers:
         w.join()
     assert not errors
+    assert len(answered) == threads * per_thread
     events = audited_calls(gateway.state_url, principal="loader", limit=10_000)
-    assert len(events) == threads * per_thread
-    assert all(e["fields"]["status"] == 200 for e in events)
+    mine = [e for e in events if mark in (e.get("user_agent") or "")]
+    made = Counter(m["RequestId"] for m in answered)
+    audited = Counter(str(e["fields"].get("aws_request_id")) for e in mine)
+    assert audited == made, _miscounted(made, audited, mine)
+    assert all(e["fields"]["status"] == 200 for e in mine)
     _copy_store(gateway, tmp_path)
     verified = iamgate("audit", "verify", "--config", str(tmp_path / "copy.yaml"), cwd=tmp_path)
     assert verified.returncode == 0, verified.stderr
+
+
+def _miscounted(made: Counter[str], audited: Counter[str], events: list[Any]) -> str:
+    """The request ids answered and audited a different number of times, with the records."""
+    wrong = {rid for rid in made.keys() | audited.keys() if made[rid] != audited[rid]}
+    records = [
+        {k: e["fields"].get(k) for k in ("request_id", "aws_request_id", "action", "status")}
+        for e in events
+        if str(e["fields"].get("aws_request_id")) in wrong
+    ]
+    return f"answered/audited: { {rid: (made[rid], audited[rid]) for rid in wrong} }; {records}"
 
 
 def test_after_a_crash_a_call_without_outcome_shows_as_such(
