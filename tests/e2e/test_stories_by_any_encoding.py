@@ -10,9 +10,12 @@ shows nothing reached it) and leave an audit record that names what was attempte
 from __future__ import annotations
 
 import gzip
+import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -39,9 +42,13 @@ def attempt(
     target: str,
     body: bytes,
     headers: dict[str, str],
+    mark: str = "",
 ) -> tuple[int, bytes]:
-    """A request signed with `user`'s gateway credentials exactly as given, sent raw."""
+    """A request signed with `user`'s gateway credentials exactly as given, sent raw;
+    `mark`, as its User-Agent, finds its audit record (`own_record`)."""
     creds = gw.issue(user, account, role)
+    if mark:
+        headers = {**headers, "User-Agent": mark}
     request = AWSRequest(method="POST", url=gw.url + target, data=body, headers=headers)
     SigV4Auth(
         Credentials(creds.access_key_id, creds.secret_access_key, creds.session_token),
@@ -56,6 +63,24 @@ def attempt(
             return response.status, response.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
+
+
+def marker() -> str:
+    return f"iamgate-test/{uuid.uuid4().hex}"
+
+
+def own_record(gw: GatewayProcess, mark: str, **filters: str) -> dict[str, Any]:
+    """The audit record of the request sent with `mark`. A refusal's record is written
+    after its answer, and the session's store holds other tests' refusals by the same user,
+    so the newest matching record need not be this one yet."""
+    deadline = time.monotonic() + 15
+    while True:
+        events = audited_calls(gw.state_url, wait=1, decision="denied", **filters)
+        mine = [e for e in events if e.get("user_agent") == mark]
+        if mine or time.monotonic() > deadline:
+            assert len(mine) == 1, f"{len(mine)} audit records of the request sent by {mark}"
+            return mine[0]
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -91,12 +116,13 @@ def test_the_data_scientist_cannot_delete_the_database_by_any_encoding(
     gateway: GatewayProcess, sandbox: Sandbox, recorder: MotoRecorder, name: str
 ) -> None:
     target, body, headers = DELETE_ENCODINGS[name]
-    status, reply = attempt(gateway, "dana", PROD, "ReadOnly", "rds", target, body, headers)
+    mark = marker()
+    status, reply = attempt(gateway, "dana", PROD, "ReadOnly", "rds", target, body, headers, mark)
     assert status in (400, 403), reply
     assert recorder.stop() == []
     dbs = sandbox.client(PROD, "rds").describe_db_instances()["DBInstances"]
     assert [d["DBInstanceIdentifier"] for d in dbs] == ["acme-prod-db"]
-    (record, *_) = audited_calls(gateway.state_url, principal="dana", decision="denied")
+    record = own_record(gateway, mark, principal="dana")
     told = f"{record['fields']['action']} {record['fields']['reason']}"
     assert "DeleteDBInstance" in told, told
 
@@ -123,12 +149,13 @@ def test_the_ci_role_cannot_exceed_its_guardrail_by_any_encoding(
     before = sum(len(r["Instances"]) for r in ec2.describe_instances()["Reservations"])
     recorder.start()  # what the sandbox client itself did is not the gateway's
     target, body = OVER_THE_LIMIT[name]
-    status, reply = attempt(gateway, "ci-bot", CI, "CIRunner", "ec2", target, body, FORM)
+    mark = marker()
+    status, reply = attempt(gateway, "ci-bot", CI, "CIRunner", "ec2", target, body, FORM, mark)
     assert status in (400, 403), reply
     assert recorder.stop() == []
     after = sum(len(r["Instances"]) for r in ec2.describe_instances()["Reservations"])
     assert after == before
-    (record, *_) = audited_calls(gateway.state_url, principal="ci-bot", decision="denied")
+    record = own_record(gateway, mark, principal="ci-bot")
     assert "RunInstances" in f"{record['fields']['action']} {record['fields']['reason']}"
 
 
@@ -157,6 +184,7 @@ def test_a_credential_issuing_call_needs_a_role_that_names_it(
     gateway: GatewayProcess, recorder: MotoRecorder
 ) -> None:
     """The admin role allows everything, but not, by wildcard, keys that outlive iamgate."""
+    mark = marker()
     status, reply = attempt(
         gateway,
         "loader",
@@ -166,10 +194,11 @@ def test_a_credential_issuing_call_needs_a_role_that_names_it(
         "/",
         b"Action=CreateAccessKey&Version=2010-05-08&UserName=ci",
         FORM,
+        mark,
     )
     assert status == 403 and b"issues credentials that work without the gateway" in reply
     assert recorder.stop() == []
-    (record, *_) = audited_calls(gateway.state_url, principal="loader", decision="denied")
+    record = own_record(gateway, mark, principal="loader")
     assert record["fields"]["action"] == "iam:CreateAccessKey"
     assert record["fields"]["issues_credentials"] is True
 
