@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,36 +67,22 @@ def audit_search(
 
     Without --config, the gateway of `iamgate login` answers: everyone's events for an
     administrator, one's own for anyone else."""
+    asked = AuditQuery(
+        principal=principal,
+        account=account,
+        role=aws_role,
+        service=service,
+        action=action,
+        decision=decision,
+        status=None if status is None else str(status),
+        since=since,
+        until=until,
+        type=kind,
+    )
     if config_path is None:
-        events, names = _remote_search(
-            dict(
-                principal=principal,
-                account=account,
-                role=aws_role,
-                service=service,
-                action=action,
-                decision=decision,
-                status=None if status is None else str(status),
-                since=since,
-                until=until,
-                type=kind,
-            ),
-            limit,
-        )
+        events, names = _remote_search(asdict(asked), limit)
     else:
         config, engine = open_store(config_path)
-        asked = AuditQuery(
-            principal=principal,
-            account=account,
-            role=aws_role,
-            service=service,
-            action=action,
-            decision=decision,
-            status=None if status is None else str(status),
-            since=since,
-            until=until,
-            type=kind,
-        )
         found = read(config, asked)
         if found.problems:
             raise click.ClickException(" ".join(found.problems))
