@@ -1,16 +1,20 @@
 """What the gateway costs: latency and throughput direct vs through it, and upload memory.
 
     .venv/bin/python bench/proxy.py [--requests 500] [--rounds 20] [--concurrency 1,16,64]
-                                    [--upload-mib 1024]
+                                    [--call sts|s3-get] [--before REV] [--upload-mib 1024]
 
 Everything runs on 127.0.0.1 in one run: a fast local upstream (a tiny aiohttp server that
 answers STS and S3 like AWS, so the upstream's own cost is near zero and the gateway's
-shows), `iamgate serve` as its own process twice (durable audit, and audit off), and an
-aiohttp load generator. Once both gateways say they are ready, the same pre-signed requests
-go directly to the upstream and through each gateway, in rounds that rotate the order; the
-report gives medians, the CPU each serving process spent per request, and ratios taken
-within each round. Then a 1 GiB S3 upload streams through the gateway while its resident
-memory is sampled.
+shows), a bare aiohttp reverse proxy in front of it (the reference: what any Python proxy
+on this machine costs, with no verification, no re-signing and no audit), `iamgate serve`
+as its own process twice (durable audit, and audit off), with `--before REV` a third
+gateway run from that commit's source (durable audit, a store of its own), and an aiohttp
+load generator. Once the gateways say they are ready, the same pre-signed requests go
+directly to the upstream, through the bare proxy and through each gateway, in rounds that
+rotate the order; the report gives medians, the CPU each serving process spent per request,
+and ratios taken within each round (the gateway's CPU per call to the bare proxy's; after
+to before). Then a 1 GiB S3 upload streams through the gateway while its resident memory
+is sampled.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import json
 import os
 import signal
 import socket
@@ -30,7 +36,6 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +46,6 @@ from aiohttp import web
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-
-from iamgate.identity.credentials import mint_credentials
-from iamgate.store.database import load_keyring, open_engine
 
 BIN = Path(sys.executable).parent
 ACCOUNT = "111111111111"
@@ -63,10 +65,19 @@ IDENTITY_XML = """<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/do
 <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></GetCallerIdentityResponse>"""
 
 
+OBJECT = bytes(range(256)) * 4  # the 1 KiB object of --call s3-get
+
+
 def run_upstream(port: int) -> None:
     """The fast upstream: answers without work, so only the gateway's cost remains."""
 
     async def handle(request: web.Request) -> web.Response:
+        if request.method == "GET":
+            return web.Response(
+                body=OBJECT,
+                content_type="application/octet-stream",
+                headers={"ETag": '"bench"', "x-amz-request-id": "bench"},
+            )
         if request.method == "PUT":
             size = 0
             async for chunk in request.content.iter_any():
@@ -81,6 +92,53 @@ def run_upstream(port: int) -> None:
     app = web.Application(client_max_size=1024**3 * 2)
     app.router.add_route("*", "/{tail:.*}", handle)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+# Hop-by-hop headers, and those aiohttp sets itself from the body it sends.
+_NOT_FORWARDED = frozenset(
+    {"host", "connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"}
+)
+
+
+def run_bare_proxy(port: int, upstream_port: int) -> None:
+    """The reference: a pass-through reverse proxy in aiohttp on uvloop, as the gateway
+    runs, with a pooled upstream session and nothing else (no verification, no re-signing,
+    no audit). What is left of the gateway's cost over it is the gateway's own."""
+    import uvloop
+
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    session_key = web.AppKey("session", aiohttp.ClientSession)
+
+    async def handle(request: web.Request) -> web.Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
+        body = await request.read()
+        async with request.app[session_key].request(
+            request.method,
+            upstream + request.path_qs,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+        ) as answer:
+            payload = await answer.read()
+            kept = {k: v for k, v in answer.headers.items() if k.lower() not in _NOT_FORWARDED}
+            return web.Response(status=answer.status, body=payload, headers=kept)
+
+    async def serve() -> None:
+        app = web.Application(client_max_size=1024**3 * 2)
+        app.router.add_route("*", "/{tail:.*}", handle)
+        connector = aiohttp.TCPConnector(limit=256)
+        app[session_key] = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        runner = web.AppRunner(app, access_log=None, auto_decompress=False)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await app[session_key].close()
+            await runner.cleanup()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve())
 
 
 def free_port() -> int:
@@ -102,13 +160,24 @@ def wait_for_port(port: int, timeout: float = 60) -> None:
 
 @dataclass(frozen=True)
 class Signed:
+    method: str
     url: str
     headers: dict[str, str]
     body: bytes
 
 
-def sign(base_url: str, creds: Credentials, *, s3_put_size: int | None = None) -> Signed:
-    if s3_put_size is None:
+def sign(
+    base_url: str, creds: Credentials, *, call: str = "sts", s3_put_size: int | None = None
+) -> Signed:
+    if call == "s3-get" and s3_put_size is None:
+        body = b""
+        request = AWSRequest(
+            method="GET",
+            url=base_url + "/bench-bucket/object-1k",
+            headers={"X-Amz-Content-SHA256": hashlib.sha256(b"").hexdigest()},
+        )
+        SigV4Auth(creds, "s3", "us-east-1").add_auth(request)
+    elif s3_put_size is None:
         body = b"Action=GetCallerIdentity&Version=2011-06-15"
         request = AWSRequest(
             method="POST",
@@ -129,7 +198,7 @@ def sign(base_url: str, creds: Credentials, *, s3_put_size: int | None = None) -
         )
         SigV4Auth(creds, "s3", "us-east-1").add_auth(request)
     prepared = request.prepare()
-    return Signed(prepared.url, dict(prepared.headers.items()), body)
+    return Signed(prepared.method, prepared.url, dict(prepared.headers.items()), body)
 
 
 async def load(signed: Signed, requests: int, concurrency: int) -> tuple[float, list[float]]:
@@ -144,7 +213,9 @@ async def load(signed: Signed, requests: int, concurrency: int) -> tuple[float, 
             while remaining > 0:
                 remaining -= 1
                 started = time.perf_counter()
-                async with session.post(signed.url, data=signed.body, headers=signed.headers) as r:
+                async with session.request(
+                    signed.method, signed.url, data=signed.body, headers=signed.headers
+                ) as r:
                     await r.read()
                     if r.status != 200:
                         raise RuntimeError(f"status {r.status}: {await r.text()}")
@@ -239,6 +310,19 @@ def measure(
     return series
 
 
+def per_round(a: list[float], b: list[float]) -> list[float]:
+    """a/b within each round (the runs of one round are seconds apart): a machine that slows
+    for a while slows both sides of a ratio."""
+    return [x / y for x, y in zip(a, b, strict=True)]
+
+
+def ratio(label: str, values: list[float], note: str = "") -> None:
+    print(
+        f"{label}: {statistics.median(values):.2f}x "
+        f"(rounds {min(values):.2f}x to {max(values):.2f}x){note}"
+    )
+
+
 def report(series: dict[str, Series], concurrency: int) -> None:
     print(f"\n{concurrency} at a time, median of {len(next(iter(series.values())).rps)} rounds")
     print(f"{'':12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU µs/req':>12}")
@@ -247,22 +331,80 @@ def report(series: dict[str, Series], concurrency: int) -> None:
             f"{label:12}{statistics.median(s.rps):10.0f}{pct(s.latencies, 50):10.3f}"
             f"{pct(s.latencies, 99):10.3f}{statistics.median(s.cpu_us):12.0f}"
         )
-    direct, gateway, quiet = series["direct"], series["gateway"], series["no audit"]
-    # Ratios are taken round by round (the runs of one round are seconds apart), then the
-    # median of those: a machine that slows for a while slows both sides of a ratio.
-    vs_direct = statistics.median(g / d for g, d in zip(gateway.rps, direct.rps, strict=True))
-    ratios = [g / q for g, q in zip(gateway.rps, quiet.rps, strict=True)]
-    vs_quiet = statistics.median(ratios)
-    print(f"throughput, gateway/direct: {vs_direct:.2f}x")
-    print(
-        f"throughput, durable audit/no audit: {vs_quiet:.2f}x "
-        f"(durable audit costs {max(0.0, 1 - vs_quiet) * 100:.0f}%; "
-        f"rounds {min(ratios):.2f}x to {max(ratios):.2f}x)"
+    direct, bare = series["direct"], series["bare proxy"]
+    gateway, quiet = series["gateway"], series["no audit"]
+    ratio("throughput, gateway/direct", per_round(gateway.rps, direct.rps))
+    ratio("throughput, gateway/bare proxy", per_round(gateway.rps, bare.rps))
+    ratio(
+        "CPU per call, gateway/bare proxy",
+        per_round(gateway.cpu_us, bare.cpu_us),
+        " (issue 16's goal: at most 2x)",
     )
-    print(
-        f"added latency at p50: {pct(gateway.latencies, 50) - pct(direct.latencies, 50):.3f} ms; "
-        f"without audit {pct(quiet.latencies, 50) - pct(direct.latencies, 50):.3f} ms"
+    ratio("CPU per call, no audit/bare proxy", per_round(quiet.cpu_us, bare.cpu_us))
+    audited = per_round(gateway.rps, quiet.rps)
+    ratio(
+        "throughput, durable audit/no audit",
+        audited,
+        f"; durable audit costs {max(0.0, 1 - statistics.median(audited)) * 100:.0f}%",
     )
+    base = pct(bare.latencies, 50)
+    print(
+        f"added latency at p50 over the bare proxy: {pct(gateway.latencies, 50) - base:.3f} ms; "
+        f"without audit {pct(quiet.latencies, 50) - base:.3f} ms "
+        f"(the bare proxy adds {base - pct(direct.latencies, 50):.3f} ms to direct)"
+    )
+    if "before" in series:
+        before = series["before"]
+        ratio("throughput, after/before", per_round(gateway.rps, before.rps))
+        ratio("CPU per call, after/before", per_round(gateway.cpu_us, before.cpu_us))
+        print(
+            f"p50 after - before: {pct(gateway.latencies, 50) - pct(before.latencies, 50):+.3f} ms"
+        )
+
+
+_MINT = """
+import json, sys
+from datetime import UTC, datetime
+from iamgate.identity.credentials import mint_credentials
+from iamgate.store.database import load_keyring, open_engine
+minted = mint_credentials(
+    load_keyring(open_engine(sys.argv[1])), principal="bench", kind="bot",
+    account_id=sys.argv[2], aws_role="Bench", gateway_roles=(), now=datetime.now(UTC),
+)
+print(json.dumps([minted.access_key_id, minted.secret_access_key, minted.session_token]))
+"""
+
+
+def mint(storage_url: str, env: dict[str, str]) -> Credentials:
+    """Gateway credentials for the bench's bot, minted by the code `env` imports (so a
+    `--before` gateway gets its own revision's token)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _MINT, storage_url, ACCOUNT],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    key, secret, token = json.loads(out.strip().splitlines()[-1])
+    return Credentials(key, secret, token)
+
+
+def source_of(rev: str, work: Path) -> tuple[str, Path]:
+    """(short commit, its src folder): the revision's source tree, from git, in `work`."""
+    repo = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", f"{rev}^{{commit}}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", commit, "src"], check=True, capture_output=True
+    ).stdout
+    target = work / f"before-{commit}"
+    target.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return commit, target / "src"
 
 
 def main() -> int:
@@ -275,26 +417,51 @@ def main() -> int:
         default=[1, 16, 64],
         help="comma-separated levels (default 1,16,64)",
     )
-    parser.add_argument("--upload-mib", type=int, default=1024)
+    parser.add_argument("--upload-mib", type=int, default=1024, help="0: no upload")
+    parser.add_argument(
+        "--call",
+        choices=("sts", "s3-get"),
+        default="sts",
+        help="the call measured: sts:GetCallerIdentity (default) or a 1 KiB s3:GetObject",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="REV",
+        help="also run the gateway of this git revision (e.g. 29abe0f), from its source, in "
+        "the same rounds, and report after/before",
+    )
     parser.add_argument(
         "--storage-url",
         help="the gateways' store, e.g. an empty PostgreSQL database (default: SQLite in a "
         "temporary folder)",
     )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-bare-proxy", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
         run_upstream(args.serve_upstream)
         return 0
+    if args.serve_bare_proxy:
+        run_bare_proxy(*args.serve_bare_proxy)
+        return 0
 
     work = Path(tempfile.mkdtemp(prefix="iamgate-bench-"))
     storage_url = args.storage_url or f"sqlite:///{work / 'state.db'}"
-    upstream_port, gateway_port, quiet_port = free_port(), free_port(), free_port()
-    upstream = subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(upstream_port)])
-    gateway: subprocess.Popen[bytes] | None = None
-    quiet: subprocess.Popen[bytes] | None = None
+    upstream_port, bare_port = free_port(), free_port()
+    gateway_port, quiet_port, before_port = free_port(), free_port(), free_port()
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(label: str, command: list[str], env: dict[str, str] | None = None) -> None:
+        processes[label] = subprocess.Popen(command, env=env)
+
+    start("direct", [sys.executable, __file__, "--serve-upstream", str(upstream_port)])
+    start(
+        "bare proxy",
+        [sys.executable, __file__, "--serve-bare-proxy", str(bare_port), str(upstream_port)],
+    )
     try:
         wait_for_port(upstream_port)
+        wait_for_port(bare_port)
         config: dict[str, Any] = {
             "server": {
                 "listen": f"127.0.0.1:{gateway_port}",
@@ -319,50 +486,53 @@ def main() -> int:
         (work / "config.yaml").write_text(yaml.safe_dump(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env |= {"AWS_ACCESS_KEY_ID": "gateway", "AWS_SECRET_ACCESS_KEY": "gateway"}
-        gateway = subprocess.Popen(
-            [str(BIN / "iamgate"), "serve", "--config", str(work / "config.yaml")], env=env
-        )
+        serve = [str(BIN / "iamgate"), "serve", "--config"]
+        start("gateway", [*serve, str(work / "config.yaml")], env)
         wait_for_port(gateway_port)
         # The same gateway with audit off, sharing keys and users: what durability costs.
-        config["server"]["listen"] = f"127.0.0.1:{quiet_port}"
-        config["audit"] = {"enabled": False}
-        (work / "quiet.yaml").write_text(yaml.safe_dump(config))
-        quiet = subprocess.Popen(
-            [str(BIN / "iamgate"), "serve", "--config", str(work / "quiet.yaml")], env=env
-        )
-        wait_until_ready(gateway_port)
-        wait_until_ready(quiet_port)
-        minted = mint_credentials(
-            load_keyring(open_engine(storage_url)),
-            principal="bench",
-            kind="bot",
-            account_id=ACCOUNT,
-            aws_role="Bench",
-            gateway_roles=(),
-            now=datetime.now(UTC),
-        )
-        gw_creds = Credentials(minted.access_key_id, minted.secret_access_key, minted.session_token)
+        quiet_config = config | {"audit": {"enabled": False}}
+        quiet_config["server"] = config["server"] | {"listen": f"127.0.0.1:{quiet_port}"}
+        (work / "quiet.yaml").write_text(yaml.safe_dump(quiet_config))
+        start("no audit", [*serve, str(work / "quiet.yaml")], env)
+        before_env: dict[str, str] | None = None
+        if args.before:
+            # The earlier revision's own source and a store of its own (its schema may be
+            # older): the same configuration, the same venv, the same upstream.
+            commit, source = source_of(args.before, work)
+            before_env = env | {"PYTHONPATH": str(source)}
+            before_config = config | {
+                "storage": {"url": f"sqlite:///{work / 'before.db'}"},
+                "server": config["server"] | {"listen": f"127.0.0.1:{before_port}"},
+            }
+            (work / "before.yaml").write_text(yaml.safe_dump(before_config))
+            start("before", [*serve, str(work / "before.yaml")], before_env)
+            print(f"before: {commit}, from {source}", flush=True)
+        for port in (gateway_port, quiet_port) + ((before_port,) if args.before else ()):
+            wait_until_ready(port)
+        gw_creds = mint(storage_url, env)
         up_creds = Credentials("ASIAUPSTREAMBENCH000", "upstream-secret", "upstream-token")
+        urls = {
+            "direct": (upstream_port, up_creds),
+            "bare proxy": (bare_port, up_creds),
+            "gateway": (gateway_port, gw_creds),
+            "no audit": (quiet_port, gw_creds),
+        }
+        if before_env is not None:
+            urls["before"] = (before_port, mint(f"sqlite:///{work / 'before.db'}", before_env))
         targets = {
-            "direct": (
-                sign(f"http://127.0.0.1:{upstream_port}", up_creds),
-                psutil.Process(upstream.pid),
-            ),
-            "gateway": (
-                sign(f"http://127.0.0.1:{gateway_port}", gw_creds),
-                psutil.Process(gateway.pid),
-            ),
-            "no audit": (
-                sign(f"http://127.0.0.1:{quiet_port}", gw_creds),
-                psutil.Process(quiet.pid),
-            ),
+            label: (
+                sign(f"http://127.0.0.1:{port}", creds, call=args.call),
+                psutil.Process(processes[label].pid),
+            )
+            for label, (port, creds) in urls.items()
         }
         for signed, _ in targets.values():  # AssumeRole cached, connections open
             asyncio.run(load(signed, 200, 4))
+        measured = "a 1 KiB s3:GetObject" if args.call == "s3-get" else "sts:GetCallerIdentity"
         print(
-            f"sts:GetCallerIdentity, {args.requests} requests per configuration and round, "
-            "all in one run; CPU is the serving process's and its children's (the upstream's for "
-            "direct, the gateway's with its audit writer)"
+            f"{measured}, {args.requests} requests per configuration and round, all in one "
+            "run; CPU is the serving process's and its children's (the upstream's for direct, "
+            "the bare proxy's alone, the gateway's with its audit writer)"
         )
         for concurrency in args.concurrency:
             report(
@@ -374,6 +544,9 @@ def main() -> int:
                 ),
                 concurrency,
             )
+        if args.upload_mib <= 0:
+            return 0
+        gateway = processes["gateway"]
 
         size = args.upload_mib * 1024 * 1024
         process = psutil.Process(gateway.pid)
@@ -404,8 +577,8 @@ def main() -> int:
         )
         return 0
     finally:
-        for proc in (gateway, quiet, upstream):
-            if proc is not None and proc.poll() is None:
+        for proc in reversed(processes.values()):
+            if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(timeout=10)
