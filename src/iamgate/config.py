@@ -271,9 +271,112 @@ class Guardrail(_Model):
     denied: dict[str, list[str]] = Field(default_factory=dict)
 
 
+def _reviewer_shorthand(value: Any) -> Any:
+    # `team-lead` names a gateway role, `user:alice` a user.
+    if isinstance(value, str):
+        kind, sep, name = value.partition(":")
+        return {"user": name} if sep and kind == "user" else {"role": value}
+    return value
+
+
+class ReviewerRef(_Model):
+    """Who counts as a reviewer: the holders of a gateway role, or one user; optionally only
+    for the accounts `accounts` selects (none: every account the request names)."""
+
+    role: str | None = None
+    user: str | None = Field(default=None, pattern=USER_NAME.pattern)
+    accounts: AccountSelector | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ReviewerRef:
+        if (self.role is None) == (self.user is None):
+            raise ValueError("a reviewer is a gateway role (role: R) or a user (user: U)")
+        return self
+
+
+Reviewer = Annotated[ReviewerRef, BeforeValidator(_reviewer_shorthand)]
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str | Mapping) else value
+
+
+class ApprovalStage(_Model):
+    """`{approve: N, from: [...]}`: N different people of `from` must approve."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    approve: int = Field(default=1, ge=1, le=10)
+    reviewers: Annotated[list[Reviewer], BeforeValidator(_one_or_many)] = Field(
+        alias="from", min_length=1
+    )
+
+
+class ReasonRule(_Model):
+    required: bool = True
+    prompt: str = "Why do you need this access?"
+
+
+def _reason_shorthand(value: Any) -> Any:
+    if value in ("required", "optional"):
+        return {"required": value == "required"}
+    return value
+
+
 class Requestable(_Model):
-    reviewers: list[str] = Field(default_factory=list)
+    """A gateway role people may ask for, for a time and a reason, approved by others in
+    stages (all of them: AND). Checked by `iamgate.access.requests`."""
+
+    # Who may ask: gateway roles, or `user:NAME`; empty: any user.
+    requesters: list[str] = Field(default_factory=list)
+    reviewers: Annotated[list[Reviewer], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list
+    )
+    # Empty: one stage, one approval from `reviewers`.
+    stages: list[ApprovalStage] = Field(default_factory=list)
     max_duration: Duration = timedelta(hours=4)
+    default_duration: Duration | None = None
+    # How long a request may wait for its reviewers, whatever the role's session TTL.
+    pending_lifetime: Duration = timedelta(hours=24)
+    reason: Annotated[ReasonRule, BeforeValidator(_reason_shorthand)] = Field(
+        default_factory=ReasonRule
+    )
+    ticket: str | None = None  # a regular expression a ticket reference must match
+
+    @field_validator("ticket")
+    @classmethod
+    def _ticket_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("max_duration", "pending_lifetime", "default_duration")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @model_validator(mode="after")
+    def _stages_and_defaults(self) -> Requestable:
+        if not self.stages and not self.reviewers:
+            raise ValueError("a requestable role needs reviewers (or stages)")
+        if self.default_duration is not None and self.default_duration > self.max_duration:
+            raise ValueError("default_duration is longer than max_duration")
+        return self
+
+    @property
+    def approval_stages(self) -> tuple[ApprovalStage, ...]:
+        if self.stages:
+            return tuple(self.stages)
+        return (ApprovalStage.model_validate({"approve": 1, "from": list(self.reviewers)}),)
+
+    @property
+    def duration(self) -> timedelta:
+        """What a request without a duration asks for."""
+        return self.default_duration or min(self.max_duration, timedelta(hours=1))
 
 
 class RoleConfig(_Model):
@@ -308,7 +411,35 @@ class Config(_Model):
             for role in user.roles:
                 if role not in role_names:
                     raise ValueError(f"user {user.name!r} has unknown role {role!r}")
+        for i, defined in enumerate(self.roles):
+            if defined.requestable is not None:
+                at = ("roles", i, "requestable")
+                _requestable_references(defined.requestable, role_names, at)
         return self
+
+
+class Misplaced(ValueError):
+    """A check across sections that knows the key at fault: the error names that key's line."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def _requestable_references(
+    requestable: Requestable, role_names: set[str], at: tuple[str | int, ...]
+) -> None:
+    for i, name in enumerate(requestable.requesters):
+        if not name.startswith("user:") and name not in role_names:
+            raise Misplaced((*at, "requesters", i), f"unknown gateway role {name!r}")
+    places: list[tuple[tuple[str | int, ...], ReviewerRef]] = [
+        ((*at, "reviewers", i), ref) for i, ref in enumerate(requestable.reviewers)
+    ]
+    for s, stage in enumerate(requestable.stages):
+        places += [((*at, "stages", s, "from", i), ref) for i, ref in enumerate(stage.reviewers)]
+    for loc, ref in places:
+        if ref.role is not None and ref.role not in role_names:
+            raise Misplaced(loc, f"unknown gateway role {ref.role!r}")
 
 
 class ConfigError(Exception):
@@ -463,6 +594,10 @@ def parse_config(text: str, *, source: str = "<config>") -> Config:
         problems = []
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+            cause = err.get("ctx", {}).get("error")
+            if isinstance(cause, Misplaced):
+                loc = cause.loc
+                err["msg"] = str(cause)
             line = _line_of(located.lines, loc)
             hint = did_you_mean(Config, loc) if err["type"] == "extra_forbidden" else ""
             problems.append(f"{source}:{line}: {_dotted(loc)}: {err['msg']}{hint}")
