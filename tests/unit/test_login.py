@@ -4,7 +4,9 @@ per (user name, address) and per address instead of a lock anyone could set off.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
+import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from iamgate.audit.events import AuditEvent, EventType
-from iamgate.control.logins import Backoffs, Client, Logins, RateLimiter, Throttle
+from iamgate.control.hashing import LOWEST_PRIORITY, HashingPool
+from iamgate.control.logins import (
+    Backoffs,
+    Client,
+    LoginResult,
+    Logins,
+    RateLimiter,
+    Throttle,
+)
 from iamgate.identity import login as login_module
 from iamgate.identity.login import (
     FORGET_AFTER,
@@ -326,3 +336,59 @@ def test_names_no_store_can_hold_are_refused_like_unknown_names(tmp_path: Path) 
     assert asyncio.run(scenario()) == [(401, LoginError.BAD_CREDENTIALS)] * 4
     failed = [e for e in audit.events if e.type is EventType.LOGIN_FAILED]
     assert [e.fields["reason"] for e in failed] == ["unknown_user"] * 4
+
+
+def test_logins_past_the_hashing_queue_are_answered_at_once_with_429(tmp_path: Path) -> None:
+    """A flood of logins queues at most `max_waiting` password checks; the rest are told
+    when to come back (Retry-After) without a check, and each is audited as `busy`."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    put_user(engine, "dana", password_hash=hash_password(PASSWORD), totp_secret=SECRET)
+    audit = Events()
+    release = threading.Event()
+    hashing = HashingPool(workers=1, max_waiting=1)
+    logins = Logins(engine, audit, hashing=hashing)
+
+    async def scenario() -> list[LoginResult]:
+        # The one hashing thread is held, and one check waits behind it: the queue is full.
+        held = asyncio.ensure_future(hashing.run(release.wait))
+        waiting = asyncio.ensure_future(hashing.run(lambda: None))
+        await asyncio.sleep(0.05)
+        code = code_at(SECRET, datetime.now(UTC))
+        turned_away = [
+            await logins.log_in(name, PASSWORD, code, Client("192.0.2.20", None))
+            for name in ("dana", "nobody")
+        ]
+        release.set()
+        await asyncio.gather(held, waiting)
+        heard = await logins.log_in("dana", PASSWORD, code, Client("192.0.2.20", None))
+        return [*turned_away, heard]
+
+    try:
+        dana, nobody, heard = asyncio.run(scenario())
+    finally:
+        hashing.close()
+    for busy in (dana, nobody):
+        assert (busy.status, busy.error) == (429, LoginError.BUSY)
+        assert busy.retry_after is not None and busy.retry_after >= 1
+    assert heard.ok, heard.error  # nothing was counted against dana's name or address
+    refused = [e for e in audit.events if e.type is EventType.LOGIN_FAILED]
+    assert [(e.principal, e.fields["reason"]) for e in refused] == [
+        ("dana", "busy"),
+        ("nobody", "busy"),
+    ]
+
+
+def test_password_checks_run_on_low_priority_threads_of_their_own() -> None:
+    """The proxy's threads keep the CPU while hashes are computed."""
+    hashing = HashingPool(workers=1)
+
+    def where() -> tuple[str, int]:
+        me = threading.current_thread()
+        return me.name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    try:
+        name, priority = asyncio.run(hashing.run(where))
+    finally:
+        hashing.close()
+    assert name.startswith("iamgate-hashing")
+    assert priority == LOWEST_PRIORITY

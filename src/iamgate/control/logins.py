@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditSink
+from iamgate.control.hashing import HashingBusy, HashingPool
 from iamgate.identity.login import (
     Backoff,
     LoginError,
@@ -186,10 +187,17 @@ class LoginResult:
 
 
 class Logins:
-    def __init__(self, engine: Engine, audit: AuditSink, throttle: Throttle | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        audit: AuditSink,
+        throttle: Throttle | None = None,
+        hashing: HashingPool | None = None,
+    ):
         self.engine = engine
         self.audit = audit
         self.throttle = throttle or Throttle()
+        self.hashing = hashing or HashingPool()
         self._background: set[asyncio.Task[None]] = set()
 
     def record(
@@ -212,6 +220,10 @@ class Logins:
         the audit event says what really happened."""
         address = address_key(client.source_ip)
         throttled = self.throttle.refusal(name, address)
+        try:
+            self.hashing.check_room()
+        except HashingBusy as busy:
+            throttled = throttled or (Refusal.BUSY, busy.retry_after)
         if throttled is not None:
             reason, seconds = throttled
             wait = max(1, math.ceil(seconds))
@@ -230,7 +242,7 @@ class Logins:
         # looked up: the store would fail on it; it is refused like any unknown name.
         row = await asyncio.to_thread(get_user, self.engine, name) if _storable(name) else None
         record = row.record if row is not None else None
-        outcome = await asyncio.to_thread(decide_login, record, password, code, datetime.now(UTC))
+        outcome = await self.hashing.run(decide_login, record, password, code, datetime.now(UTC))
         if outcome.ok:
             assert outcome.totp_step is not None
             if not await asyncio.to_thread(claim_login, self.engine, name, outcome.totp_step):

@@ -45,10 +45,13 @@ class LoginError(Enum):
     BAD_CREDENTIALS = "invalid user name, password or one-time code; a code works only once"
     LOCKED = "this account is locked; ask an administrator"
     RATE_LIMITED = "too many failed logins; try again later"
+    BUSY = "too many logins at once; try again in a moment"
 
     @property
     def status(self) -> int:
-        return {LoginError.LOCKED: 423, LoginError.RATE_LIMITED: 429}.get(self, 401)
+        return {LoginError.LOCKED: 423, LoginError.RATE_LIMITED: 429, LoginError.BUSY: 429}.get(
+            self, 401
+        )
 
 
 class Refusal(Enum):
@@ -62,11 +65,14 @@ class Refusal(Enum):
     LOCKED = "locked"  # both factors right, but an administrator locked the account
     THROTTLED = "throttled"  # too many failures of this name from this address
     ADDRESS_THROTTLED = "address_throttled"  # too many failures from this address
+    BUSY = "busy"  # too many password checks queued on this replica, whoever sent them
 
     @property
     def answer(self) -> LoginError:
         if self is Refusal.LOCKED:
             return LoginError.LOCKED
+        if self is Refusal.BUSY:
+            return LoginError.BUSY
         if self in (Refusal.THROTTLED, Refusal.ADDRESS_THROTTLED):
             return LoginError.RATE_LIMITED
         return LoginError.BAD_CREDENTIALS

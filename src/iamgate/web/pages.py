@@ -430,7 +430,7 @@ class Pages(Configured):
             error = result.error.value
             if (wait := result.retry_after) is not None:
                 when = f"{wait} seconds" if wait < 120 else f"{-(-wait // 60)} minutes"
-                error = f"too many failed logins; try again in {when}"
+                error = f"{error.partition(';')[0]}; try again in {when}"
             error = error[:1].upper() + error[1:] + "."
             refused = await self.login_form(
                 request, error=error, status=result.status, user=name, target=fields.get("next")
