@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from iamgate.audit.events import AuditEvent, EventType
-from iamgate.control.hashing import LOWEST_PRIORITY, HashingPool
+from iamgate.control.hashing import LOW_PRIORITY, HashingPool
 from iamgate.control.logins import (
     Backoffs,
     Client,
@@ -391,4 +391,4 @@ def test_password_checks_run_on_low_priority_threads_of_their_own() -> None:
     finally:
         hashing.close()
     assert name.startswith("iamgate-hashing")
-    assert priority == LOWEST_PRIORITY
+    assert priority == LOW_PRIORITY

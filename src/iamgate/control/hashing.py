@@ -3,7 +3,7 @@
 An argon2id check costs ~0.2 s of CPU on several cores (the hash's lanes are threads), and
 a login is the one thing anyone may send without credentials. Run on the event loop's
 default executor, sixteen logins at once took every core from the proxy for seconds. So
-the checks get their own threads, as many as half the cores, at the lowest CPU priority
+the checks get their own threads, as many as half the cores, at a low CPU priority
 (the hash's lane threads inherit it), and at most `max_waiting` may queue: past that a
 login is answered at once with 429 and the seconds after which it would be heard.
 """
@@ -23,7 +23,7 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
-LOWEST_PRIORITY = 19  # nice(1)'s range ends here
+LOW_PRIORITY = 10  # nice(1)'s: a tenth of a default thread's share when both want the CPU
 MAX_WAITING = 64
 FIRST_GUESS_SECONDS = 0.25  # one check, until one has been timed
 
@@ -44,7 +44,7 @@ def _lower_priority() -> None:
     """Linux schedules each thread on its own: this one, and the lanes it starts, yield
     the CPU to the proxy's threads."""
     with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOW_PRIORITY)
 
 
 class HashingPool:
