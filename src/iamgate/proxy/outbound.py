@@ -7,11 +7,14 @@ request. The gateway's own framing (length, chunking, the client's auth) never c
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from urllib.parse import quote, unquote, unquote_plus
+from datetime import UTC, datetime
+from urllib.parse import quote, unquote, unquote_plus, urlsplit
 
-from botocore.auth import SigV4Auth
+from botocore.auth import SIGNED_HEADERS_BLACKLIST, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.utils import normalize_url_path
@@ -20,6 +23,7 @@ from iamgate.aws.operations import Identified
 from iamgate.aws.upstream_credentials import AwsCredentials
 from iamgate.refusals import Reason, Refused
 from iamgate.sigv4 import query_params
+from iamgate.sigv4.canonical import derive_signing_key
 
 # Protocols whose upstream request is rebuilt from the identified operation and parameters,
 # so the upstream reads nothing that identification did not: no second Action, no stray
@@ -208,8 +212,129 @@ def sign_upstream(
     signing_name: str,
     region: str,
     s3: bool,
+    now: datetime | None = None,
 ) -> list[tuple[str, str]]:
-    """The headers of the upstream request, signed for the target account."""
+    """The headers of the upstream request, signed for the target account.
+
+    The request is signed exactly as botocore's SigV4Auth (with `_Resigner`'s path rule)
+    signs it, header for header (tests/unit/test_outbound.py compares both on generated
+    requests), in about a tenth of its time: botocore builds its headers in an
+    `email.message.Message` and walks them several times per call, which was a third of
+    the gateway's CPU per call. Anything the lean path does not mirror exactly (a `Date`
+    header, a header name or value that is not plain ASCII) is signed by botocore itself.
+    `now`: the signing time, for tests (botocore's clock otherwise).
+    """
+    if not all(_plain(name, value) for name, value in headers):
+        return _botocore_signed(
+            method, url, headers, body, payload_hash, credentials, signing_name, region, s3
+        )
+    stamp = (now or datetime.now(UTC)).strftime(_SIGV4_TIMESTAMP)
+    token = credentials.session_token
+    replaced = _REPLACED_WITH_TOKEN if token else _REPLACED
+    out = [(n, v) for n, v in headers if n.lower() not in replaced]
+    if payload_hash is not None:
+        out.append(("X-Amz-Content-SHA256", payload_hash))  # appended, as botocore does
+    out.append(("X-Amz-Date", stamp))
+    if token:
+        out.append(("X-Amz-Security-Token", token))
+    parts = urlsplit(url)
+    path = parts.path if s3 else quote(normalize_url_path(parts.path), safe="/~")
+    values: dict[str, list[str]] = {}
+    for name, value in out:
+        lower = name.lower()
+        if lower not in _UNSIGNED_BY_BOTOCORE:
+            values.setdefault(lower, []).append(" ".join(value.split()))
+    if "host" not in values:
+        values["host"] = [_host_of(parts.scheme, parts.hostname, parts.port)]
+    names = sorted(values)
+    signed_headers = ";".join(names)
+    declared = [v for n, v in out if n.lower() == "x-amz-content-sha256"]
+    if declared:
+        checksum = declared[0]
+    elif body:
+        checksum = hashlib.sha256(body).hexdigest()
+    else:
+        checksum = _EMPTY_SHA256
+    canonical = "\n".join(
+        (
+            method.upper(),
+            path,
+            _botocore_query(parts.query),
+            "".join(f"{name}:{','.join(values[name])}\n" for name in names),
+            signed_headers,
+            checksum,
+        )
+    )
+    scope = f"{stamp[:8]}/{region}/{signing_name}/aws4_request"
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{digest}"
+    key = derive_signing_key(credentials.secret_access_key, stamp[:8], region, signing_name)
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    out.append(
+        (
+            "Authorization",
+            f"AWS4-HMAC-SHA256 Credential={credentials.access_key_id}/{scope}, "
+            f"SignedHeaders={signed_headers}, Signature={signature}",
+        )
+    )
+    return out
+
+
+_SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_UNSIGNED_BY_BOTOCORE = frozenset(SIGNED_HEADERS_BLACKLIST)
+# Removed before signing and set again by it (botocore deletes, then appends; the token
+# only when there is one).
+_REPLACED = frozenset({"authorization", "x-amz-date"})
+_REPLACED_WITH_TOKEN = _REPLACED | {"x-amz-security-token"}
+
+
+def _plain(name: str, value: str) -> bool:
+    """What the lean signer handles as botocore does: ASCII names without surrounding
+    space, ASCII values, and no `Date` (botocore would sign a new Date instead)."""
+    return (
+        name.isascii()
+        and value.isascii()
+        and name == name.strip()
+        and name.lower() != "date"
+        and bool(name)
+    )
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _host_of(scheme: str, hostname: str | None, port: int | None) -> str:
+    """The Host botocore signs for a URL: lower case, IPv6 in brackets, no default port."""
+    host = hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    return host
+
+
+def _botocore_query(query: str) -> str:
+    """The canonical query as botocore's `_canonical_query_string_url` builds it from a URL
+    (whose parts are already encoded): the pairs sorted, `=` added to a bare key."""
+    if not query:
+        return ""
+    pairs = sorted(pair.partition("=")[::2] for pair in query.split("&"))
+    return "&".join(f"{key}={value}" for key, value in pairs)
+
+
+def _botocore_signed(
+    method: str,
+    url: str,
+    headers: list[tuple[str, str]],
+    body: bytes | None,
+    payload_hash: str | None,
+    credentials: AwsCredentials,
+    signing_name: str,
+    region: str,
+    s3: bool,
+) -> list[tuple[str, str]]:
+    """The headers as botocore's own signer signs them (the reference for the lean path)."""
     request = AWSRequest(method=method, url=url, data=body if body is not None else b"")
     for name, value in headers:
         request.headers[name] = value  # HTTPHeaders appends: duplicates stay duplicates
