@@ -36,6 +36,7 @@ def open_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")  # a user's roles go with the user
             cursor.close()
     else:
         # Like SQLite's busy timeout: a write that waits on a lock this long fails, so the

@@ -17,13 +17,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from iamgate.config import UserConfig
 from iamgate.identity.credentials import Claims
 from iamgate.identity.login import UserRecord
 from iamgate.store.database import serialized
-from iamgate.store.tables import issued_credentials, login_sessions, revocations, users
+from iamgate.store.tables import (
+    issued_credentials,
+    login_sessions,
+    revocations,
+    user_roles,
+    users,
+)
 
 LOGIN_TOKEN_PREFIX = "iglogin1"
 
@@ -39,14 +45,6 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def _roles_text(roles: Iterable[str]) -> str:
-    return ",".join(sorted(set(roles)))
-
-
-def _roles_of(text: str) -> tuple[str, ...]:
-    return tuple(r for r in text.split(",") if r)
-
-
 @dataclass(frozen=True, slots=True)
 class UserRow:
     record: UserRecord
@@ -55,7 +53,7 @@ class UserRow:
     created_at: datetime | None = None
 
 
-def _row_to_user(row: Any) -> UserRow:
+def _row_to_user(row: Any, roles: tuple[str, ...]) -> UserRow:
     return UserRow(
         UserRecord(
             name=row.name,
@@ -65,7 +63,7 @@ def _row_to_user(row: Any) -> UserRow:
             locked_until=_aware(row.locked_until),
             last_totp_step=row.last_totp_step,
         ),
-        _roles_of(row.roles),
+        roles,
         bool(row.password_hash),
         _aware(row.created_at),
     )
@@ -74,40 +72,59 @@ def _row_to_user(row: Any) -> UserRow:
 # -- users ----------------------------------------------------------------------------------
 
 
+def _users_with_roles(conn: Connection, name: str | None = None) -> list[UserRow]:
+    """The users (or the one named), by name, each with their roles, sorted. One statement,
+    so that a user and their roles are read as of the same moment."""
+    query = (
+        select(users, user_roles.c.role)
+        .select_from(users.outerjoin(user_roles, user_roles.c.user == users.c.name))
+        .order_by(users.c.name)
+    )
+    if name is not None:
+        query = query.where(users.c.name == name)
+    rows: dict[str, tuple[Any, list[str]]] = {}
+    for row in conn.execute(query):
+        _, held = rows.setdefault(row.name, (row, []))
+        if row.role is not None:
+            held.append(row.role)
+    return [_row_to_user(row, tuple(sorted(held))) for row, held in rows.values()]
+
+
+def _set_roles(conn: Connection, name: str, roles: Iterable[str]) -> None:
+    conn.execute(delete(user_roles).where(user_roles.c.user == name))
+    rows = [{"user": name, "role": role} for role in sorted(set(roles))]
+    if rows:
+        conn.execute(insert(user_roles), rows)
+
+
 def sync_bootstrap_users(engine: Engine, bootstrap: Iterable[UserConfig]) -> None:
     """Users listed in the configuration exist, with the configuration's roles."""
     with engine.begin() as conn:
         serialized(conn, "users")
         existing = {r.name for r in conn.execute(select(users.c.name))}
         for user in bootstrap:
-            if user.name in existing:
-                conn.execute(
-                    update(users)
-                    .where(users.c.name == user.name)
-                    .values(roles=_roles_text(user.roles))
-                )
-            else:
+            if user.name not in existing:
                 conn.execute(
                     insert(users).values(
                         name=user.name,
                         password_hash="",
                         totp_secret="",
-                        roles=_roles_text(user.roles),
                         failed_logins=0,
                         created_at=_now(),
                     )
                 )
+            _set_roles(conn, user.name, user.roles)
 
 
 def get_user(engine: Engine, name: str) -> UserRow | None:
     with engine.connect() as conn:
-        row = conn.execute(select(users).where(users.c.name == name)).first()
-    return _row_to_user(row) if row else None
+        found = _users_with_roles(conn, name)
+    return found[0] if found else None
 
 
 def list_users(engine: Engine) -> list[UserRow]:
     with engine.connect() as conn:
-        return [_row_to_user(r) for r in conn.execute(select(users).order_by(users.c.name))]
+        return _users_with_roles(conn)
 
 
 def put_user(
@@ -120,8 +137,6 @@ def put_user(
 ) -> None:
     """Create the user, or change what is given."""
     values: dict[str, Any] = {}
-    if roles is not None:
-        values["roles"] = _roles_text(roles)
     if password_hash is not None:
         values["password_hash"] = password_hash
     if totp_secret is not None:
@@ -138,14 +153,16 @@ def put_user(
                     name=name,
                     password_hash=values.get("password_hash", ""),
                     totp_secret=values.get("totp_secret", ""),
-                    roles=values.get("roles", ""),
                     failed_logins=0,
                     created_at=_now(),
                 )
             )
+        if roles is not None:
+            _set_roles(conn, name, roles)
 
 
 def delete_user(engine: Engine, name: str, *, by: str | None = None) -> bool:
+    """Delete the user (their roles go with them) and revoke all they hold."""
     with engine.begin() as conn:
         deleted = conn.execute(users.delete().where(users.c.name == name)).rowcount
     if deleted:
@@ -294,16 +311,23 @@ def record_issued(engine: Engine, claims: Claims) -> None:
 # -- revocation -----------------------------------------------------------------------------
 
 
-def revoke(engine: Engine, kind: str, subject: str, *, by: str | None = None) -> None:
+def revoke(engine: Engine, kind: str, subject: str, *, by: str | None = None) -> int:
     """kind: `credential` (an access key's session id), `login` (a login session and every
-    credential issued under it) or `user` (everything the user holds, as of now)."""
+    credential issued under it) or `user` (everything the user holds, as of now).
+
+    Returns the revocation's id: a replica has applied it once its `Directory`'s
+    `applied_revocation` is at least that id."""
     if kind not in ("credential", "login", "user"):
         raise ValueError(f"unknown revocation kind {kind}")
     now = _now()
     with engine.begin() as conn:
         # One at a time, so that ids are committed in order: replicas follow them by id.
         serialized(conn, "revocations")
-        conn.execute(insert(revocations).values(kind=kind, subject=subject, at=now, by=by))
+        revocation_id: int = conn.execute(
+            insert(revocations)
+            .values(kind=kind, subject=subject, at=now, by=by)
+            .returning(revocations.c.id)
+        ).scalar_one()
         if kind == "login":
             conn.execute(
                 update(login_sessions)
@@ -316,6 +340,7 @@ def revoke(engine: Engine, kind: str, subject: str, *, by: str | None = None) ->
                 .where(login_sessions.c.user == subject, login_sessions.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+    return revocation_id
 
 
 class Directory:
@@ -332,7 +357,7 @@ class Directory:
 
     def refresh(self) -> None:
         with self._engine.connect() as conn:
-            roles = {r.name: _roles_of(r.roles) for r in conn.execute(select(users))}
+            roles = {u.record.name: u.roles for u in _users_with_roles(conn)}
             new = list(
                 conn.execute(
                     select(revocations)
@@ -352,6 +377,12 @@ class Directory:
                     previous = self._user_revoked_at.get(row.subject)
                     self._user_revoked_at[row.subject] = max(at, previous) if previous else at
                 self._last_revocation = row.id
+
+    @property
+    def applied_revocation(self) -> int:
+        """The id of the last revocation `refresh` applied (0 before any): every revocation
+        up to it takes effect here."""
+        return self._last_revocation
 
     def roles_of(self, user: str) -> tuple[str, ...]:
         return self._roles.get(user, ())

@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -83,11 +84,23 @@ users = Table(
     Column("name", String(64), primary_key=True),
     Column("password_hash", Text, nullable=False),
     Column("totp_secret", String(64), nullable=False),
-    Column("roles", Text, nullable=False, default=""),  # comma-separated gateway roles
     Column("failed_logins", Integer, nullable=False, default=0),
     Column("locked_until", DateTime(timezone=True)),
     Column("last_totp_step", BigInteger),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# The gateway roles a user holds: one row each, gone with the user.
+user_roles = Table(
+    "user_roles",
+    metadata,
+    Column(
+        "user",
+        String(64),
+        ForeignKey("users.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("role", String(64), primary_key=True),
 )
 
 login_sessions = Table(
