@@ -63,10 +63,16 @@ class EventType(enum.StrEnum):
     ENROLMENT_CREATED = "enrolment.created"  # a one-time enrolment link handed out
     ENROLMENT_REDEEMED = "enrolment.redeemed"  # its user set a password and TOTP with it
     CONSOLE_SIGNIN = "console.signin"
+    # Just-in-time access requests (`iamgate.control.requests`): every change of state.
     REQUEST_CREATED = "request.created"
-    REQUEST_APPROVED = "request.approved"
+    REQUEST_REVIEWED = "request.reviewed"  # one reviewer's approval or denial
+    REQUEST_APPROVED = "request.approved"  # every stage approved: the grant is made
     REQUEST_DENIED = "request.denied"
-    REQUEST_EXPIRED = "request.expired"
+    REQUEST_EXPIRED = "request.expired"  # unreviewed within its pending lifetime
+    REQUEST_CANCELLED = "request.cancelled"  # by its requester, while pending
+    REQUEST_ACTIVATED = "request.activated"  # its grant's start has come
+    REQUEST_ENDED = "request.ended"  # expired, dropped or revoked: the next call is refused
+    REQUEST_REFUSED = "request.refused"  # a review or revocation by someone who may not
     CONFIG_LOADED = "config.loaded"  # at start, and after each reload
     CONFIG_REJECTED = "config.rejected"  # a reload refused: the configuration in force stays
     SERVER_STARTED = "server.started"

@@ -156,3 +156,57 @@ enrolment_links = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),
 )
+
+# Just-in-time access requests (`iamgate.access.requests`). A request changes state only by
+# a conditional UPDATE on its `version`, so that two replicas reviewing it at the same
+# instant make one change, never two.
+access_requests = Table(
+    "access_requests",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("requester", String(64), nullable=False, index=True),
+    Column("role", String(64), nullable=False),
+    Column("accounts", Text, nullable=False),  # account ids, comma-separated
+    Column("actions", Text, nullable=False, default=""),  # a narrower scope, comma-separated
+    Column("duration_seconds", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("ticket", String(128)),
+    Column("start_at", DateTime(timezone=True)),  # the asked-for start
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("pending_until", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("ended_by", String(16)),
+    Column("approved_accounts", Text, nullable=False, default=""),
+    Column("starts_at", DateTime(timezone=True)),  # the grant's window, once approved
+    Column("ends_at", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, default=0),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# One review per person per request: the primary key says so to every replica.
+request_reviews = Table(
+    "request_reviews",
+    metadata,
+    Column("request_id", String(16), primary_key=True),
+    Column("reviewer", String(64), primary_key=True),
+    Column("approve", Integer, nullable=False),  # 1 approve, 0 deny
+    Column("accounts", Text, nullable=False),
+    Column("scope", Text, nullable=False),  # JSON: account id -> the stages counted in
+    Column("reason", Text, nullable=False, default=""),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# What the gateway applies: every replica reads the open grants by short polling, never per
+# call. `ended_at` is set when the grant ends early (dropped, revoked).
+access_grants = Table(
+    "access_grants",
+    metadata,
+    Column("request_id", String(16), primary_key=True),
+    Column("user", String(64), nullable=False, index=True),
+    Column("role", String(64), nullable=False),
+    Column("accounts", Text, nullable=False),
+    Column("actions", Text, nullable=False, default=""),
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("ends_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("ended_at", DateTime(timezone=True)),
+)
