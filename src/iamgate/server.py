@@ -34,11 +34,13 @@ from iamgate.config import (
 )
 from iamgate.connections import GuardedRunner
 from iamgate.control.logins import Logins
+from iamgate.control.requests import Requests
 from iamgate.control.users import Admin
 from iamgate.identity.credentials import KeyRing
 from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
 from iamgate.store.directory import Directory, sync_bootstrap_users
+from iamgate.store.requests import Grants
 from iamgate.web.api import MAX_BODY, Api, body_too_large
 from iamgate.web.pages import Pages
 from iamgate.web.sessions import BrowserSessions
@@ -80,7 +82,13 @@ def build_runtime(
     audit = AuditLog(engine, enabled=config.audit.enabled)
     sync_bootstrap_users(engine, config.users)
     gateway = Gateway(
-        live, keyring, index or OperationIndex.build(), cache, audit, Directory(engine)
+        live,
+        keyring,
+        index or OperationIndex.build(),
+        cache,
+        audit,
+        Directory(engine),
+        grants=Grants(engine),
     )
     console = ConsoleFederation(
         live, assume_role, audit, botocore_caller_arn(upstream.endpoint_url, upstream.region)
@@ -160,6 +168,7 @@ def build_app(runtime: Runtime) -> web.Application:
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
+    app.cleanup_ctx.append(request_sweeper(runtime))
     logins = Logins(runtime.engine, runtime.audit)
     sessions = BrowserSessions(
         runtime.engine,
@@ -201,6 +210,33 @@ def build_app(runtime: Runtime) -> web.Application:
     pages.add_routes(app.router, expect)
     app.router.add_route("*", "/{tail:.*}", api.handle, expect_handler=expect)
     return app
+
+
+REQUEST_SWEEP_SECONDS = 1.0
+
+
+def request_sweeper(
+    runtime: Runtime,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Access requests change state with the clock (pending ones expire, approved ones start
+    and run out): every replica sweeps, and each change is made, and audited, once. A grant's
+    window is enforced per call from the clock, whatever the sweep's pace."""
+    requests = Requests(runtime.live, runtime.engine, runtime.audit)
+
+    async def sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(REQUEST_SWEEP_SECONDS)
+            try:
+                await asyncio.to_thread(requests.sweep)
+            except Exception:
+                log.exception("could not sweep access requests")
+
+    async def sweeping(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(sweep_forever())
+        yield
+        task.cancel()
+
+    return sweeping
 
 
 def config_loaded(

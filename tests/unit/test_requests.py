@@ -16,6 +16,7 @@ from iamgate.access.requests import (
     OPEN,
     TRANSITIONS,
     Ask,
+    Call,
     EndedBy,
     Grant,
     Person,
@@ -27,9 +28,11 @@ from iamgate.access.requests import (
     approved_accounts,
     check_ask,
     check_review,
+    decide_granted,
     due,
     grant_window,
     granted_roles,
+    hint_for,
     parse_selector,
     request_hint,
     stages_of,
@@ -399,3 +402,25 @@ def test_approved_accounts_need_every_stage_and_grow_with_approvals(
     assert set(approved) <= set(approved_accounts(stages, accounts, [*made, extra]))
     # denials count for nothing towards approval
     assert approved == approved_accounts(stages, accounts, [r for r in made if r.approve])
+
+
+def test_a_grant_decides_on_its_own_and_a_refusal_points_to_the_request() -> None:
+    cfg = config()
+    roles = {r.name: r for r in cfg.roles}
+    prod_eu = cfg.aws.accounts[0]
+    delete = Call(prod_eu, "ReadOnly", "rds:DeleteDBInstance", "us-east-1", {})
+    standing = delete.decide([roles["data-scientist"]])
+    assert not standing.allowed and "denies rds:DeleteDBInstance" in standing.rule
+    grant = Grant("rq-1", "dana", "prod-admin", frozenset({prod_eu.id}), NOW, NOW + timedelta(1))
+    granted = decide_granted([grant], roles, delete, NOW)
+    assert granted is not None
+    decision, used = granted
+    assert decision.allowed and decision.role == "prod-admin"
+    assert "granted by request rq-1" in decision.rule
+    assert [r.name for r in used] == ["prod-admin"]
+    assert decide_granted([grant], roles, delete, grant.ends_at) is None  # run out
+    other = Call(cfg.aws.accounts[1], "ReadOnly", "rds:DeleteDBInstance", "us-east-1", {})
+    assert decide_granted([grant], roles, other, NOW) is None  # not an approved account
+    hint = hint_for(cfg.roles, DANA, delete)
+    assert hint is not None and hint.role == "prod-admin"
+    assert hint_for(cfg.roles, DANA, Call(prod_eu, "Nope", "s3:GetObject", "", {})) is None

@@ -27,7 +27,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from iamgate.access.decisions import account_selected, role_reaches
+from iamgate.access.decisions import (
+    Decision,
+    Levels,
+    account_selected,
+    decide_among,
+    role_reaches,
+)
+from iamgate.access.levels import access_levels
 from iamgate.access.patterns import matches_any
 from iamgate.config import (
     AccountConfig,
@@ -495,3 +502,52 @@ def request_hint(
             )
             return Hint(role.name, account.name, command)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What the gateway decides on, as `decide_among` takes it."""
+
+    account: AccountConfig
+    aws_role: str
+    action: str
+    region: str
+    params: Mapping[str, object]
+    ambiguous: str | None = None
+
+    def decide(self, roles: Sequence[RoleConfig], levels: Levels = access_levels) -> Decision:
+        return decide_among(
+            roles,
+            self.account,
+            self.aws_role,
+            self.action,
+            self.region,
+            self.params,
+            levels=levels,
+            ambiguous=self.ambiguous,
+        )
+
+
+def decide_granted(
+    grants: Sequence[Grant], roles: Mapping[str, RoleConfig], call: Call, now: datetime
+) -> tuple[Decision, tuple[RoleConfig, ...]] | None:
+    """The decision of the person's live grants on a call their own roles refused, if a
+    grant allows it. A grant is decided on its own: an approved request is reviewed
+    authority for its role, so the denies of the roles held every day (a data scientist's
+    `rds:Delete*`) do not take it back; the granted role's own denies still do."""
+    found = granted_roles(grants, roles, call.account, call.aws_role, call.action, now)
+    if not found:
+        return None
+    decision = call.decide([role for role, _ in found])
+    if not decision.allowed:
+        return None
+    grant = next(g for role, g in found if role.name == decision.role)
+    rule = f"{decision.rule}, granted by request {grant.request_id} until {grant.ends_at:%H:%M:%SZ}"
+    return Decision(True, decision.role, rule), tuple(role for role, _ in found)
+
+
+def hint_for(roles: Iterable[RoleConfig], person: Person, call: Call) -> Hint | None:
+    """The requestable role that would allow a refused call, and how to ask for it."""
+    return request_hint(
+        roles, person, call.account, call.aws_role, lambda role: call.decide([role]).allowed
+    )

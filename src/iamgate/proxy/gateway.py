@@ -24,7 +24,8 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from iamgate.access.decisions import Reach, decide_among
+from iamgate.access.decisions import Decision, Reach, decide_among
+from iamgate.access.requests import Call, Person, decide_granted, hint_for
 from iamgate.access.session_policy import SessionPolicyError, session_policy_for
 from iamgate.audit.aws_calls import CallRecord
 from iamgate.audit.writer import AuditLog, DurableRecord
@@ -83,6 +84,7 @@ from iamgate.sigv4.post_policy import (
 from iamgate.sigv4.sigv2 import NOT_FORWARDED as SIGV2_PARAMS
 from iamgate.sigv4.sigv2 import QueryV2, is_presigned_v2, parse_query_v2, verify_query_v2
 from iamgate.store.directory import Directory
+from iamgate.store.requests import Grants
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +176,11 @@ class Gateway(Configured):
         *,
         clock: Callable[[], datetime] | None = None,
         session: aiohttp.ClientSession | None = None,
+        grants: Grants | None = None,
     ) -> None:
         """`session` is the HTTP client the upstream is reached with; by default the gateway
-        opens (and closes) its own, pooled and bounded by the `server:` settings."""
+        opens (and closes) its own, pooled and bounded by the `server:` settings. `grants`:
+        the approved access requests, followed like the directory (none: no requests)."""
         self.live = live(config)
         self.keyring = keyring
         self.index = index
@@ -193,6 +197,7 @@ class Gateway(Configured):
         self._override = self.config.aws.upstream.endpoint_url  # fixed for the process
         self._urls = UpstreamUrls.for_upstream(self._override, self.config.server.url)
         self.directory = directory
+        self.grants = grants
         server = self.config.server  # fixed for the process, like the upstream
         self.limits = CallLimits(
             calls_per_principal=server.max_calls_per_principal,
@@ -213,8 +218,13 @@ class Gateway(Configured):
             )
         return claims, secret
 
+    def _refresh(self) -> None:
+        self.directory.refresh()
+        if self.grants is not None:
+            self.grants.refresh()
+
     async def start(self) -> None:
-        await asyncio.to_thread(self.directory.refresh)
+        await asyncio.to_thread(self._refresh)
         # Compile every service model off the loop, so no request waits for one.
         self._preload = asyncio.get_running_loop().run_in_executor(None, self.index.preload)
         self._refresher = asyncio.create_task(self._follow_directory())
@@ -231,7 +241,7 @@ class Gateway(Configured):
         while True:
             await asyncio.sleep(DIRECTORY_POLL_SECONDS)
             try:
-                await asyncio.to_thread(self.directory.refresh)
+                await asyncio.to_thread(self._refresh)
             except Exception:
                 log.exception("could not refresh users and revocations")
 
@@ -485,16 +495,48 @@ class Gateway(Configured):
             identified.params,
             ambiguous=identified.ambiguous,
         )
+        hint = ""
+        if not decision.allowed and self.grants is not None:
+            asked = Call(
+                account,
+                claims.aws_role,
+                action,
+                call.auth.scope.region if call.auth else "",
+                identified.params,
+                identified.ambiguous,
+            )
+            decision, reaching, hint = self._granted(decision, reaching, claims.principal, asked)
         call.gateway_role = decision.role
         call.rule = decision.rule
         if not decision.allowed:
-            raise Refused(Reason.ACCESS_DENIED, f"iamgate: {decision.rule}")
+            raise Refused(Reason.ACCESS_DENIED, f"iamgate: {decision.rule}{hint}")
         try:
             policy = session_policy_for(reaching, partition=account.partition)
         except SessionPolicyError as exc:
             raise Refused(Reason.ACCESS_DENIED, f"iamgate: {exc}") from None
         # 4. upstream credentials: AssumeRole into the account's role with that policy.
         return role_key(account, claims.aws_role, claims.principal, policy)
+
+    def _granted(
+        self,
+        refused: Decision,
+        reaching: tuple[RoleConfig, ...],
+        principal: str,
+        asked: Call,
+    ) -> tuple[Decision, tuple[RoleConfig, ...], str]:
+        """A call the held roles refuse, decided by the principal's approved access requests
+        (held in memory, refreshed by polling; their windows checked against the clock);
+        still refused, the requestable role that would allow it, in words to append."""
+        assert self.grants is not None
+        grants = self.grants.of(principal)
+        granted = decide_granted(grants, self.roles, asked, self._clock()) if grants else None
+        if granted is not None:
+            return (*granted, "")
+        held = frozenset(self.directory.roles_of(principal))
+        hint = hint_for(self.config.roles, Person(principal, held), asked)
+        if hint is None:
+            return refused, reaching, ""
+        return refused, reaching, f"; role {hint.role} would allow it: {hint.command}"
 
     def _reach(self) -> Reach:
         """Which held roles reach an (account, IAM role), remembered for the roles in force:
