@@ -30,6 +30,7 @@ from iamgate.cli.people import (
     shell,
     status,
 )
+from iamgate.cli.requests import request_group
 from iamgate.cli.targets import resolve, target_options
 from iamgate.config import (
     Config,
@@ -202,6 +203,7 @@ for command in (
     sessions,
     audit,
     config_group,
+    request_group,
 ):
     cli.add_command(command)
 cli.add_command(status, "whoami")

@@ -31,6 +31,8 @@ from iamgate.access.requests import (
     due,
     duration_text,
     grant_window,
+    parse_selector,
+    read_duration,
     requested_role,
     reviewable,
     transition,
@@ -476,3 +478,91 @@ class Requests(Configured):
         for request in found:
             self._expire(request, now)
         return len(found)
+
+
+# -- as data, for the CLI, the JSON API and the pages ------------------------------------
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def request_data(view: RequestView) -> dict[str, object]:
+    """A request as plain data: the accounts by name (with what was approved), the stages,
+    the reviews, and what the person looking may do with it."""
+    request = view.request
+    names = {a.id: a.name for a in view.accounts}
+    approved = set(request.approved_accounts)
+    stored = view.stored
+    return {
+        "id": request.id,
+        "state": request.state.value,
+        "ended_by": request.ended_by.value if request.ended_by else None,
+        "requester": request.requester,
+        "role": request.role,
+        "accounts": [
+            {"name": a.name, "id": a.id, "approved": a.id in approved} for a in view.accounts
+        ],
+        "actions": list(request.actions),
+        "duration": duration_text(request.duration),
+        "reason": request.reason,
+        "ticket": request.ticket,
+        "created_at": _stamp(request.created_at),
+        "pending_until": _stamp(request.pending_until),
+        "start": _stamp(request.start),
+        "starts_at": _stamp(request.starts_at),
+        "ends_at": _stamp(request.ends_at),
+        "stages": list(view.stages),
+        "reviews": [
+            {
+                "reviewer": review.reviewer,
+                "decision": "approve" if review.approve else "deny",
+                "accounts": sorted(names.get(a, a) for a in review.accounts),
+                "reason": review.reason,
+                "at": _stamp(at),
+            }
+            for review, at in zip(stored.reviews, stored.reviewed_at, strict=False)
+        ],
+        "may_review": view.may_review,
+        "may_drop": view.may_drop,
+        "may_revoke": view.may_revoke,
+    }
+
+
+def ask_of(
+    *,
+    role: str,
+    accounts: Sequence[str] = (),
+    selector: str | None = None,
+    duration: str | None = None,
+    reason: str = "",
+    start: str | None = None,
+    actions: Sequence[str] = (),
+    ticket: str | None = None,
+    now: datetime | None = None,
+) -> Ask:
+    """What a person typed (the CLI's options, the API's fields) as an `Ask`: durations as
+    `2h`, a start as ISO 8601 or `+30m` from now, a selector as `env=prod`."""
+    try:
+        when: datetime | None = None
+        if start:
+            if start.startswith("+"):
+                when = (now or datetime.now(UTC)) + read_duration(start[1:])
+            else:
+                when = datetime.fromisoformat(start.replace("Z", "+00:00"))
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+        return Ask(
+            role=role,
+            accounts=tuple(accounts),
+            selector=parse_selector(selector) if selector else None,
+            duration=read_duration(duration) if duration else None,
+            reason=reason,
+            start=when,
+            actions=tuple(actions),
+            ticket=ticket,
+        )
+    except RequestRefused as exc:
+        raise _refused(exc) from None
+    except ValueError as exc:
+        raise invalid(f"not a start time: {start!r} ({exc})", code="InvalidRequest") from None
