@@ -359,8 +359,9 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
 
 
 @asynccontextmanager
-async def serving(runtime: Runtime) -> AsyncIterator[web.AppRunner]:
-    """The gateway listening on its configured address until the block ends."""
+async def serving(runtime: Runtime, *, reuse_port: bool = False) -> AsyncIterator[web.AppRunner]:
+    """The gateway listening on its configured address until the block ends; `reuse_port`:
+    one of several workers on that address (SO_REUSEPORT, see `iamgate.workers`)."""
     server = runtime.config.server
     # Bodies reach the gateway as the client signed them: the server never decompresses.
     # A request head must arrive within its deadline, an idle connection closes (connections.py).
@@ -380,6 +381,7 @@ async def serving(runtime: Runtime) -> AsyncIterator[web.AppRunner]:
         ssl_context=ssl_context(runtime.config),
         backlog=1024,
         shutdown_timeout=SHUTDOWN_SECONDS,
+        reuse_port=reuse_port or None,
     )
     await site.start()
     try:
@@ -397,7 +399,7 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-async def until_stopped(reloading: Runtime | None = None) -> None:
+async def until_stopped(reloading: Runtime | None = None, *, worker: bool = False) -> None:
     """Until SIGTERM or SIGINT: a stop from systemd, a container runtime or Ctrl-C; with
     `reloading`, SIGHUP (`systemctl reload`) reloads its configuration meanwhile.
 
@@ -427,16 +429,21 @@ async def until_stopped(reloading: Runtime | None = None) -> None:
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
+            if worker:
+                signal.signal(signum, signal.SIG_IGN)
 
 
-async def serve_forever(runtime: Runtime, ready: asyncio.Event | None = None) -> None:
-    async with serving(runtime):
+async def serve_forever(
+    runtime: Runtime, ready: asyncio.Event | None = None, *, worker: bool = False
+) -> None:
+    """`worker`: one of `iamgate serve --workers N`'s processes (`iamgate.workers`)."""
+    async with serving(runtime, reuse_port=worker):
         log.info("iamgate listening on %s", runtime.config.server.url)
         if ready is not None:
             ready.set()
         announcer = asyncio.create_task(_announce_ready(runtime))
         try:
-            await until_stopped(reloading=runtime)
+            await until_stopped(reloading=runtime, worker=worker)
         finally:
             announcer.cancel()
 

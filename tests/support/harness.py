@@ -140,6 +140,7 @@ class GatewayProcess:
     federation_url: str | None = None  # the sandbox's stand-in for AWS's sign-in endpoint
     storage_url: str | None = None  # default: SQLite in `directory`
     server: dict[str, Any] = field(default_factory=dict)  # more of the `server:` section
+    args: tuple[str, ...] = ()  # more of `iamgate serve`'s options, e.g. ("--workers", "2")
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -174,7 +175,7 @@ class GatewayProcess:
         env.update(self.sandbox.gateway_credentials)
         log = (self.directory / "gateway.log").open("wb")
         self.process = subprocess.Popen(
-            [str(BIN / "iamgate"), "serve", "--config", str(self.config_path)],
+            [str(BIN / "iamgate"), "serve", "--config", str(self.config_path), *self.args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

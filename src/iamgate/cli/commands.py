@@ -76,6 +76,7 @@ def cli(verbose: bool) -> None:
     epilog=examples(
         "iamgate serve --config examples/gateway.yaml",
         "iamgate config check --config gateway.yaml && iamgate serve --config gateway.yaml",
+        "iamgate serve --config gateway.yaml --workers 4",
     )
 )
 @click.option(
@@ -85,7 +86,15 @@ def cli(verbose: bool) -> None:
     required=True,
     help="The gateway's YAML configuration (see examples/gateway.yaml).",
 )
-def serve(config_path: Path) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Gateway processes sharing the port (SO_REUSEPORT), one per core to use: each has "
+    "its own audit chain and its own per-caller limits and login throttles, as replicas do.",
+)
+def serve(config_path: Path, workers: int) -> None:
     """Run the gateway: the AWS API proxy, web UI and JSON API on one port."""
     from iamgate.server import build_runtime, run, serve_forever
 
@@ -93,6 +102,16 @@ def serve(config_path: Path) -> None:
         config, source = load_config_with_source(config_path)
     except ConfigError as exc:
         raise click.ClickException(with_hints(str(exc))) from None
+    if workers > 1:
+        from iamgate.workers import prepare_store, supervise
+
+        prepare_store(config)
+
+        def worker() -> None:
+            run(serve_forever(build_runtime(config, source=source), worker=True))
+
+        click.echo(f"iamgate listening on {config.server.url} ({workers} workers)", err=True)
+        sys.exit(supervise(workers, worker))
     runtime = build_runtime(config, source=source)
     click.echo(f"iamgate listening on {config.server.url}", err=True)
     with contextlib.suppress(KeyboardInterrupt):
