@@ -41,7 +41,7 @@ from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
 from iamgate.store.directory import Directory, sync_bootstrap_users
 from iamgate.store.requests import Grants
-from iamgate.web.api import MAX_BODY, Api, body_too_large
+from iamgate.web.api import MAX_BODY, PREFIX, Api, body_too_large, no_such_endpoint
 from iamgate.web.pages import Pages
 from iamgate.web.sessions import BrowserSessions
 
@@ -208,7 +208,8 @@ def build_app(runtime: Runtime) -> web.Application:
         return None
 
     pages.add_routes(app.router, expect)
-    app.router.add_route("*", "/{tail:.*}", api.handle, expect_handler=expect)
+    app.add_subapp(PREFIX, api.application(expect))
+    app.router.add_route("*", "/{tail:.*}", no_such_endpoint, expect_handler=expect)
     return app
 
 
@@ -306,8 +307,8 @@ def is_aws_request(method: str, path: str, headers: Mapping[str, str], query: st
     return method == "POST" and path == "/" and form
 
 
-# The web's catch-all routes (the pages' 404 page, the JSON API's dispatcher) name their
-# match `tail`: a request they caught matched no page of the web UI.
+# The web's catch-all routes (the pages' 404 page, the JSON API's 404s) name their match
+# `tail`: a request they caught matched no page of the web UI.
 _CATCH_ALL = "tail"
 _AWS_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})
 

@@ -21,22 +21,47 @@ def test_the_cookie_is_host_only_and_secure_over_tls() -> None:
     assert not plain.name.startswith("__Host-") and not plain.secure and plain.httponly
 
 
+def _forged(
+    expected: str | None,
+    presented: str | None,
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
+) -> browser.Forgery | None:
+    return browser.forgery(
+        method, headers or {}, "https://gate.example.com", expected=expected, presented=presented
+    )
+
+
 def test_a_csrf_token_belongs_to_one_session() -> None:
     token = browser.csrf_token(KEY, "session-a")
-    assert browser.csrf_valid(KEY, "session-a", token)
-    assert not browser.csrf_valid(KEY, "session-b", token)
-    assert not browser.csrf_valid(b"other key" * 4, "session-a", token)
-    assert not browser.csrf_valid(KEY, "session-a", None)
-    assert not browser.csrf_valid(KEY, "session-a", "")
-    assert not browser.csrf_valid(KEY, "session-a", token[:-1])
+    assert _forged(browser.csrf_token(KEY, "session-a"), token) is None
+    assert _forged(browser.csrf_token(KEY, "session-b"), token) is browser.Forgery.BAD_TOKEN
+    other_key = browser.csrf_token(b"other key" * 4, "session-a")
+    assert _forged(other_key, token) is browser.Forgery.BAD_TOKEN
+    for presented in (None, "", token[:-1]):
+        assert _forged(token, presented) is browser.Forgery.BAD_TOKEN
 
 
 def test_the_login_form_token_is_a_double_submit() -> None:
     value = browser.new_login_csrf()
-    assert browser.login_csrf_valid(value, value)
-    assert not browser.login_csrf_valid(value, browser.new_login_csrf())
-    assert not browser.login_csrf_valid(None, value)
-    assert not browser.login_csrf_valid(value, None)
+    assert _forged(value, value) is None
+    assert _forged(value, browser.new_login_csrf()) is browser.Forgery.BAD_TOKEN
+    assert _forged(None, value) is browser.Forgery.BAD_TOKEN
+    assert _forged(value, None) is browser.Forgery.BAD_TOKEN
+
+
+def test_a_state_changing_request_must_come_from_our_origin_with_the_token() -> None:
+    token = browser.csrf_token(KEY, "session-a")
+    ours = {"Origin": "https://gate.example.com", "Sec-Fetch-Site": "same-origin"}
+    assert _forged(token, token, ours) is None
+    foreign = {"Origin": "https://evil.example.com"}
+    assert _forged(token, token, foreign) is browser.Forgery.CROSS_ORIGIN  # token or not
+    assert _forged(token, None, foreign) is browser.Forgery.CROSS_ORIGIN
+    assert _forged(token, token, {"Sec-Fetch-Site": "cross-site"}) is browser.Forgery.CROSS_ORIGIN
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        assert _forged(token, None, ours, method) is browser.Forgery.BAD_TOKEN
+    for method in ("GET", "HEAD", "OPTIONS"):  # they change nothing: no token to show
+        assert _forged(token, None, foreign, method) is None
 
 
 def test_origins() -> None:

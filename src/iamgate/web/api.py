@@ -1,12 +1,14 @@
 """The JSON API behind the CLI and the web UI: `/api/v1/…`, described at `/api/v1/openapi.json`.
 
+The routes are aiohttp's, on a sub-application mounted at `/api/v1` (`Api.application`);
+each carries an `Operation` (`iamgate.web.openapi`) that writes its part of the document.
 A caller is a login session: `Authorization: Bearer iglogin1.…` (the CLI), or the browser's
 session cookie (the web UI's scripts), which for a state-changing call must also carry the
 page's CSRF token in `X-CSRF-Token` and come from our own origin. Who may call a route is
-part of its `Operation` (`who`): `Api.handle` checks it once, before the handler, which reads
+part of its `Operation` (`who`): one middleware checks it, before the handler, which reads
 the caller from the request; the same field writes the document's security and 401/403.
 Every refusal is JSON, `{"error": Code, "message": …}`, with the HTTP status a client
-expects, rendered in one place (`Api.handle`, by `iamgate.web.errors`).
+expects, rendered by one middleware (`Api.errors`, by `iamgate.web.errors`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -54,9 +55,11 @@ TIME = "%Y-%m-%dT%H:%M:%SZ"
 # The largest body the JSON API, the login API and the pages take: they need a few
 # kilobytes, and login is unauthenticated. (The proxy's own limit is for AWS calls.)
 MAX_BODY = 64 * 1024
-Handler = Callable[[web.Request, Mapping[str, str]], Awaitable[web.StreamResponse]]
+PREFIX = "/api/v1"  # where `Api.application` is mounted
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 Body = TypeVar("Body", bound=BaseModel)
-SESSION = web.RequestKey("session", LoginSession)  # set by `Api.handle` before the handler
+SESSION = web.RequestKey("session", LoginSession)  # set by `Api.authenticated`
 CALLER = web.RequestKey("caller", Caller)
 
 
@@ -69,8 +72,11 @@ def _log_in_first() -> ControlError:
     )
 
 
-def _forgery(message: str) -> ControlError:
-    return forbidden(message, code="Forbidden")
+# What a cookie call that is not our own page's is told (`browser.forgery`).
+FORGERIES = {
+    browser.Forgery.CROSS_ORIGIN: "a cross-origin request was refused",
+    browser.Forgery.BAD_TOKEN: "the X-CSRF-Token header is missing or wrong",
+}
 
 
 _TOO_LARGE = f"iamgate: a request body here may be at most {MAX_BODY} bytes"
@@ -88,18 +94,21 @@ def _ok(answer: BaseModel, status: int = 200) -> web.Response:
     return response
 
 
+async def no_such_endpoint(request: web.Request) -> web.StreamResponse:
+    """A request no page and no route of the API takes, in the API's JSON."""
+    return _error(404, "NotFound", f"no such endpoint: {request.method} {request.path}")
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     method: str
-    template: str  # /api/v1/users/{name}
-    pattern: re.Pattern[str]
+    path: str  # under PREFIX: /users/{name}
     handler: Handler
-    operation: Operation  # what the OpenAPI document says of it
+    operation: Operation  # who may call it, and what the OpenAPI document says of it
 
-
-def _route(method: str, template: str, handler: Handler, operation: Operation) -> Route:
-    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-    return Route(method, template, re.compile(f"^{regex}$"), handler, operation)
+    @property
+    def template(self) -> str:
+        return PREFIX + self.path
 
 
 def _json(model: type[BaseModel], description: str = "") -> dict[int, Answer]:
@@ -145,15 +154,15 @@ class Api(Configured):
         self.console = console
         ops = Operation
         self.routes = [
-            _route(
+            Route(
                 "GET",
-                "/api/v1/openapi.json",
+                "/openapi.json",
                 self.openapi,
                 ops("This document", {200: Answer("OpenAPI 3.1")}, who="anyone"),
             ),
-            _route(
+            Route(
                 "GET",
-                "/api/v1/health",
+                "/health",
                 self.health,
                 ops(
                     "Readiness, for a load balancer: ready once every service model is compiled",
@@ -164,9 +173,9 @@ class Api(Configured):
                     who="anyone",
                 ),
             ),
-            _route(
+            Route(
                 "POST",
-                "/api/v1/login",
+                "/login",
                 self.login,
                 ops(
                     "Log in with password and one-time code",
@@ -176,22 +185,22 @@ class Api(Configured):
                     errors=(400, 401, 423, 429),
                 ),
             ),
-            _route(
+            Route(
                 "POST",
-                "/api/v1/logout",
+                "/logout",
                 self.logout,
                 ops("End this login session", DONE, who="session", errors=(403,)),
             ),
-            _route("GET", "/api/v1/me", self.me, ops("Who I am", _json(m.Me, "me"))),
-            _route(
+            Route("GET", "/me", self.me, ops("Who I am", _json(m.Me, "me"))),
+            Route(
                 "GET",
-                "/api/v1/access",
+                "/access",
                 self.access,
                 ops("Accounts and IAM roles I may use", _json(m.Access)),
             ),
-            _route(
+            Route(
                 "POST",
-                "/api/v1/credentials",
+                "/credentials",
                 self.credentials,
                 ops(
                     "Short-lived gateway credentials for an account and IAM role",
@@ -200,9 +209,9 @@ class Api(Configured):
                     errors=(400, 401, 403, 404),
                 ),
             ),
-            _route(
+            Route(
                 "POST",
-                "/api/v1/console",
+                "/console",
                 self.console_signin,
                 ops(
                     "A console sign-in URL (secret: it signs in whoever opens it, within 15 min)",
@@ -211,9 +220,9 @@ class Api(Configured):
                     errors=(400, 401, 403, 404, 502),
                 ),
             ),
-            _route(
+            Route(
                 "GET",
-                "/api/v1/audit",
+                "/audit",
                 self.audit_events,
                 ops(
                     "Audit events, newest first",
@@ -222,15 +231,15 @@ class Api(Configured):
                     errors=(400, 401, 403),
                 ),
             ),
-            _route(
+            Route(
                 "GET",
-                "/api/v1/users",
+                "/users",
                 self.list_users,
                 ops("Users", _json(m.Users), who="administrator"),
             ),
-            _route(
+            Route(
                 "POST",
-                "/api/v1/users",
+                "/users",
                 self.add_user,
                 ops(
                     "Add a user; the answer holds their first password and TOTP secret",
@@ -240,15 +249,15 @@ class Api(Configured):
                     errors=(400, 409),
                 ),
             ),
-            _route(
+            Route(
                 "GET",
-                "/api/v1/users/{name}",
+                "/users/{name}",
                 self.get_user,
                 ops("One user", _json(m.User), who="administrator", errors=(404,)),
             ),
-            _route(
+            Route(
                 "DELETE",
-                "/api/v1/users/{name}",
+                "/users/{name}",
                 self.remove_user,
                 ops(
                     "Remove a user and revoke all they hold",
@@ -257,9 +266,9 @@ class Api(Configured):
                     errors=(404, 409),
                 ),
             ),
-            _route(
+            Route(
                 "POST",
-                "/api/v1/users/{name}/lock",
+                "/users/{name}/lock",
                 self.lock_user,
                 ops(
                     "Lock the user; everything they hold stops working",
@@ -268,15 +277,15 @@ class Api(Configured):
                     errors=(404,),
                 ),
             ),
-            _route(
+            Route(
                 "POST",
-                "/api/v1/users/{name}/unlock",
+                "/users/{name}/unlock",
                 self.unlock_user,
                 ops("Unlock the user", DONE, who="administrator", errors=(404,)),
             ),
-            _route(
+            Route(
                 "POST",
-                "/api/v1/users/{name}/reset",
+                "/users/{name}/reset",
                 self.reset_user,
                 ops(
                     "A new password (the body's, else generated) and TOTP secret; sessions end",
@@ -287,9 +296,9 @@ class Api(Configured):
                     errors=(400, 404),
                 ),
             ),
-            _route(
+            Route(
                 "POST",
-                "/api/v1/users/{name}/reset-totp",
+                "/users/{name}/reset-totp",
                 self.reset_totp,
                 ops(
                     "A new TOTP secret only; the password stays, the user's sessions end",
@@ -298,9 +307,9 @@ class Api(Configured):
                     errors=(404,),
                 ),
             ),
-            _route(
+            Route(
                 "PUT",
-                "/api/v1/users/{name}/roles",
+                "/users/{name}/roles",
                 self.set_roles,
                 ops(
                     "Set the user's gateway roles",
@@ -310,9 +319,9 @@ class Api(Configured):
                     errors=(400, 404, 409),
                 ),
             ),
-            _route(
+            Route(
                 "DELETE",
-                "/api/v1/users/{name}/sessions",
+                "/users/{name}/sessions",
                 self.revoke_user,
                 ops(
                     "Revoke every login session and gateway credential the user holds now",
@@ -321,9 +330,9 @@ class Api(Configured):
                     errors=(404,),
                 ),
             ),
-            _route(
+            Route(
                 "GET",
-                "/api/v1/sessions",
+                "/sessions",
                 self.list_sessions,
                 ops(
                     "Login sessions in force (with all=true, ended ones too)",
@@ -333,15 +342,15 @@ class Api(Configured):
                     errors=(400,),
                 ),
             ),
-            _route(
+            Route(
                 "DELETE",
-                "/api/v1/sessions/{id}",
+                "/sessions/{id}",
                 self.revoke_session,
                 ops("Revoke a login session", DONE, who="administrator", errors=(404,)),
             ),
-            _route(
+            Route(
                 "DELETE",
-                "/api/v1/credentials/{access_key}",
+                "/credentials/{access_key}",
                 self.revoke_credential,
                 ops(
                     "Revoke one gateway credential (ASIA…)",
@@ -351,15 +360,15 @@ class Api(Configured):
                     errors=(400,),
                 ),
             ),
-            _route(
+            Route(
                 "GET",
-                "/api/v1/roles",
+                "/roles",
                 self.list_roles,
                 ops("Gateway roles (read-only)", _json(m.GatewayRoles), who="administrator"),
             ),
-            _route(
+            Route(
                 "GET",
-                "/api/v1/accounts",
+                "/accounts",
                 self.list_accounts,
                 ops("AWS accounts (read-only)", _json(m.Accounts), who="administrator"),
             ),
@@ -367,44 +376,72 @@ class Api(Configured):
         self.document = openapi_document(
             self.config.server.url, ((r.method, r.template, r.operation) for r in self.routes)
         )
+        self._who: dict[web.AbstractRoute, Who] = {}  # of every app `application` made
 
     @functools.cached_property
     def issuer(self) -> Credentials:
         return Credentials(self.engine, self.keyring, self.admin.audit)
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
-        allowed = []
-        for route in self.routes:
-            match = route.pattern.match(path)
-            if match is None:
-                continue
-            if route.method != request.method:
-                allowed.append(route.method)
-                continue
-            try:
-                await self._authenticate(request, route.operation.who)
-                return await route.handler(request, match.groupdict())
-            except ControlError as error:
-                return json_refusal(error)
-        if allowed:
-            response = _error(405, "MethodNotAllowed", f"{request.method} is not allowed on {path}")
-            response.headers["Allow"] = ", ".join(sorted(set(allowed)))
+    def application(self, expect: ExpectHandler | None = None) -> web.Application:
+        """The API's routes, for `app.add_subapp(PREFIX, …)`; `expect` answers `Expect:
+        100-continue` (the server's, which lets an AWS call through to the gateway's)."""
+        app = web.Application(middlewares=[self.errors, self.authenticated])
+        for r in self.routes:
+            route = app.router.add_route(r.method, r.path, r.handler, expect_handler=expect)
+            self._who[route] = r.operation.who
+        for path in ("", "/{tail:.*}"):  # PREFIX itself, and anything under it
+            route = app.router.add_route("*", path, self.unrouted, expect_handler=expect)
+            self._who[route] = "anyone"
+        return app
+
+    @web.middleware
+    async def errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every refusal of the API, as the JSON the document describes: the one place."""
+        try:
+            return await handler(request)
+        except ControlError as error:
+            return json_refusal(error)
+        except ValidationError as error:  # a body or query its model does not take
+            return json_refusal(invalid(_problems(error)))
+        except web.HTTPMethodNotAllowed as error:
+            message = f"{request.method} is not allowed on {request.path}"
+            response = _error(405, "MethodNotAllowed", message)
+            response.headers["Allow"] = ", ".join(sorted(error.allowed_methods))
             return response
-        return _error(404, "NotFound", f"no such endpoint: {request.method} {path}")
+        except web.HTTPNotFound:
+            return await no_such_endpoint(request)
+
+    async def unrouted(self, request: web.Request) -> web.StreamResponse:
+        """405 when the path has other methods, else 404.
+
+        A route, not the router's own answer, so that a request with `Expect` here gets the
+        server's `expect` too (an AWS call to a bucket named `api` is let through by the
+        gateway's check, as everywhere else); the router is asked which methods it has.
+        """
+        allowed: set[str] = set()
+        for resource in request.app.router.resources():
+            if resource is not request.match_info.route.resource:
+                allowed |= (await resource.resolve(request))[1]
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        raise web.HTTPNotFound()
 
     # -- who is calling ---------------------------------------------------------------------
 
-    async def _authenticate(self, request: web.Request, who: Who) -> None:
+    @web.middleware
+    async def authenticated(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """The one check of who calls, before any handler: the handler reads the login
         session (`SESSION`) or the caller with their roles (`CALLER`) from the request."""
-        if who == "anyone":
-            return
-        session = request[SESSION] = await self._session(request)
-        if who == "session":
-            return
-        caller = await asyncio.to_thread(caller_of, self.roles, self.engine, session)
-        request[CALLER] = require_administrator(caller) if who == "administrator" else caller
+        who = self._who.get(request.match_info.route)
+        if who is None:  # not a route of ours: nothing is served unchecked
+            raise web.HTTPNotFound()
+        if who != "anyone":
+            session = request[SESSION] = await self._session(request)
+            if who != "session":
+                caller = await asyncio.to_thread(caller_of, self.roles, self.engine, session)
+                admin = who == "administrator"
+                request[CALLER] = require_administrator(caller) if admin else caller
+        return await handler(request)
 
     async def _session(self, request: web.Request) -> LoginSession:
         header = request.headers.get("Authorization", "")
@@ -421,14 +458,16 @@ class Api(Configured):
         session, _ = await self.sessions.open(request.cookies)
         if session is None:
             raise _log_in_first()
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
-            # A cookie rides along by itself: prove the call comes from our own page.
-            if not browser.same_origin(request.headers, self.config.server.url):
-                raise _forgery("a cross-origin request was refused")
-            if not browser.csrf_valid(
-                self.sessions.csrf_key, session.id, request.headers.get("X-CSRF-Token")
-            ):
-                raise _forgery("the X-CSRF-Token header is missing or wrong")
+        # A cookie rides along by itself: a call that changes something must be our page's.
+        forged = browser.forgery(
+            request.method,
+            request.headers,
+            self.config.server.url,
+            expected=self.sessions.csrf(session),
+            presented=request.headers.get("X-CSRF-Token"),
+        )
+        if forged is not None:
+            raise forbidden(FORGERIES[forged], code="Forbidden")
         return session
 
     def _actor(self, request: web.Request, caller: Caller) -> Actor:
@@ -448,23 +487,20 @@ class Api(Configured):
         return data
 
     async def _parsed(self, request: web.Request, model: type[Body]) -> Body:
-        """The body as its model (`iamgate.web.api_models`), or a 400 saying what is wrong."""
-        try:
-            return model.model_validate(await self._body(request))
-        except ValidationError as error:
-            raise invalid(_problems(error)) from None
+        """The body as its model (`iamgate.web.api_models`); `errors` says what is wrong."""
+        return model.model_validate(await self._body(request))
 
     # -- everyone ---------------------------------------------------------------------------
 
-    async def openapi(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+    async def openapi(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.document)
 
-    async def health(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+    async def health(self, request: web.Request) -> web.StreamResponse:
         if self.ready():
             return _ok(m.Health(status="ready"))
         return _ok(m.Health(status="starting"), status=503)
 
-    async def login(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+    async def login(self, request: web.Request) -> web.StreamResponse:
         body = await self._parsed(request, m.LoginRequest)
         client = Client(request.remote, request.headers.get("User-Agent"))
         result = await self.logins.log_in(body.user, body.password, body.otp, client)
@@ -483,13 +519,13 @@ class Api(Configured):
             )
         )
 
-    async def logout(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+    async def logout(self, request: web.Request) -> web.StreamResponse:
         session = request[SESSION]
         client = Client(request.remote, request.headers.get("User-Agent"))
         await self.logins.log_out(session.user, session.id, client)
         return web.Response(status=204)
 
-    async def me(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+    async def me(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
         return _ok(
             m.Me(
@@ -501,12 +537,12 @@ class Api(Configured):
             )
         )
 
-    async def access(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+    async def access(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
         accounts = reachable_accounts(self.config, caller.roles)
         return _ok(m.Access.model_validate({"user": caller.user, "accounts": accounts}))
 
-    async def credentials(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+    async def credentials(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
         body = await self._parsed(request, m.CredentialsRequest)
         creds = await asyncio.to_thread(
@@ -518,9 +554,7 @@ class Api(Configured):
         )
         return _ok(m.Credentials.model_validate(creds.credential_process_json()))
 
-    async def console_signin(
-        self, request: web.Request, _: Mapping[str, str]
-    ) -> web.StreamResponse:
+    async def console_signin(self, request: web.Request) -> web.StreamResponse:
         """A console sign-in URL for the CLI (`iamgate console`); the browser gets a redirect."""
         caller = request[CALLER]
         body = await self._parsed(request, m.ConsoleRequest)
@@ -542,7 +576,7 @@ class Api(Configured):
             )
         )
 
-    async def audit_events(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+    async def audit_events(self, request: web.Request) -> web.StreamResponse:
         """AWS calls, newest first: one's own, or anyone's for an administrator.
 
         Pages go back with `before` (the `next` of the previous page) and forward, for live
@@ -561,18 +595,18 @@ class Api(Configured):
 
     # -- administrators ---------------------------------------------------------------------
 
-    async def list_users(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+    async def list_users(self, request: web.Request) -> web.StreamResponse:
         users = await asyncio.to_thread(self.admin.users)
         return _ok(m.Users(users=[_user_json(u) for u in users]))
 
-    async def get_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+    async def get_user(self, request: web.Request) -> web.StreamResponse:
         users = await asyncio.to_thread(self.admin.users)
-        found = [u for u in users if u.name == p["name"]]
+        found = [u for u in users if u.name == request.match_info["name"]]
         if not found:
-            raise no_such_user(p["name"])
+            raise no_such_user(request.match_info["name"])
         return _ok(_user_json(found[0]))
 
-    async def add_user(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+    async def add_user(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
         body = await self._parsed(request, m.NewUser)
         enrolment = await asyncio.to_thread(
@@ -584,55 +618,62 @@ class Api(Configured):
         )
         return _ok(_enrolment(enrolment), status=201)
 
-    async def remove_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+    async def remove_user(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
-        await asyncio.to_thread(self.admin.remove, p["name"], by=self._actor(request, caller))
+        await asyncio.to_thread(
+            self.admin.remove, request.match_info["name"], by=self._actor(request, caller)
+        )
         return web.Response(status=204)
 
-    async def lock_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+    async def lock_user(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
         await asyncio.to_thread(
             self.admin.lock,
-            p["name"],
+            request.match_info["name"],
             by=self._actor(request, caller),
             confirmed_self=request.query.get("confirm") == "self",
         )
         return web.Response(status=204)
 
-    async def unlock_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+    async def unlock_user(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
-        await asyncio.to_thread(self.admin.unlock, p["name"], by=self._actor(request, caller))
+        await asyncio.to_thread(
+            self.admin.unlock, request.match_info["name"], by=self._actor(request, caller)
+        )
         return web.Response(status=204)
 
-    async def reset_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+    async def reset_user(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
         reset = await self._parsed(request, m.Reset) if request.body_exists else m.Reset()
         password = reset.password
         enrolment = await asyncio.to_thread(
-            self.admin.reset, p["name"], by=self._actor(request, caller), password=password
+            self.admin.reset,
+            request.match_info["name"],
+            by=self._actor(request, caller),
+            password=password,
         )
         return _ok(_enrolment(enrolment))
 
-    async def reset_totp(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+    async def reset_totp(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
         enrolment = await asyncio.to_thread(
-            self.admin.reset_totp, p["name"], by=self._actor(request, caller)
+            self.admin.reset_totp, request.match_info["name"], by=self._actor(request, caller)
         )
         return _ok(_enrolment(enrolment))
 
-    async def set_roles(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+    async def set_roles(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
         body = await self._parsed(request, m.Roles)
         await asyncio.to_thread(
             self.admin.set_roles,
-            p["name"],
+            request.match_info["name"],
             body.roles,
             by=self._actor(request, caller),
             confirmed_self=request.query.get("confirm") == "self",
         )
         return web.Response(status=204)
 
-    async def list_sessions(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+    async def list_sessions(self, request: web.Request) -> web.StreamResponse:
         user = request.query.get("user") or None
         every = request.query.get("all", "false")
         if every not in ("true", "false"):
@@ -662,37 +703,37 @@ class Api(Configured):
             )
         )
 
-    async def revoke_session(
-        self, request: web.Request, p: Mapping[str, str]
-    ) -> web.StreamResponse:
+    async def revoke_session(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
-        await asyncio.to_thread(self.admin.revoke_session, p["id"], by=self._actor(request, caller))
+        await asyncio.to_thread(
+            self.admin.revoke_session, request.match_info["id"], by=self._actor(request, caller)
+        )
         return web.Response(status=204)
 
-    async def revoke_user(self, request: web.Request, p: Mapping[str, str]) -> web.StreamResponse:
+    async def revoke_user(self, request: web.Request) -> web.StreamResponse:
         """Everything the user holds stops working (`iamgate sessions revoke --user`)."""
         caller = request[CALLER]
-        name = p["name"]
+        name = request.match_info["name"]
         if await asyncio.to_thread(get_user, self.engine, name) is None:
             raise no_such_user(name)
         active = len(await asyncio.to_thread(self.admin.sessions, name))
         await asyncio.to_thread(self.admin.revoke_user, name, by=self._actor(request, caller))
         return _ok(m.RevokedUser(user=name, revoked_sessions=active))
 
-    async def revoke_credential(
-        self, request: web.Request, p: Mapping[str, str]
-    ) -> web.StreamResponse:
+    async def revoke_credential(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
         await asyncio.to_thread(
-            self.admin.revoke_credential, p["access_key"], by=self._actor(request, caller)
+            self.admin.revoke_credential,
+            request.match_info["access_key"],
+            by=self._actor(request, caller),
         )
         return web.Response(status=204)
 
-    async def list_roles(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+    async def list_roles(self, request: web.Request) -> web.StreamResponse:
         roles = [json.loads(r.model_dump_json()) for r in self.config.roles]
         return _ok(m.GatewayRoles.model_validate({"roles": roles}))
 
-    async def list_accounts(self, request: web.Request, _: Mapping[str, str]) -> web.StreamResponse:
+    async def list_accounts(self, request: web.Request) -> web.StreamResponse:
         return _ok(
             m.Accounts(
                 accounts=[

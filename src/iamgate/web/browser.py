@@ -77,21 +77,15 @@ def csrf_token(key: bytes, session_id: str) -> str:
     return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
-def csrf_valid(key: bytes, session_id: str, presented: str | None) -> bool:
-    if not presented:
-        return False
-    return hmac.compare_digest(csrf_token(key, session_id).encode(), presented.encode())
-
-
 def new_login_csrf() -> str:
     """The login form has no session yet: a random value in a cookie and in the form."""
     return secrets.token_urlsafe(24)
 
 
-def login_csrf_valid(cookie: str | None, presented: str | None) -> bool:
-    if not cookie or not presented:
+def _matches(expected: str | None, presented: str | None) -> bool:
+    if not expected or not presented:
         return False
-    return hmac.compare_digest(cookie.encode(), presented.encode())
+    return hmac.compare_digest(expected.encode(), presented.encode())
 
 
 def origin_of(url: str) -> str:
@@ -111,6 +105,40 @@ def same_origin(headers: Mapping[str, str], public_url: str) -> bool:
         return False
     site = headers.get("Sec-Fetch-Site")
     return site is None or site in ("same-origin", "none")
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Forgery(Enum):
+    """Why a state-changing request is not taken as our own page's."""
+
+    CROSS_ORIGIN = "cross-origin"
+    BAD_TOKEN = "bad-token"  # missing, or not the one our page holds
+
+
+def forgery(
+    method: str,
+    headers: Mapping[str, str],
+    public_url: str,
+    *,
+    expected: str | None,
+    presented: str | None,
+) -> Forgery | None:
+    """The one cross-origin and CSRF check, of the JSON API's cookie calls and of every
+    form of the pages; None when the request is ours, or changes nothing (a safe method).
+
+    A cookie travels by itself, so a state-changing request must come from our own origin
+    and present the token only our page holds: the session's CSRF token (`csrf_token`)
+    or, before there is a session (login, enrolment), the value of a Strict cookie.
+    """
+    if method in SAFE_METHODS:
+        return None
+    if not same_origin(headers, public_url):
+        return Forgery.CROSS_ORIGIN
+    if not _matches(expected, presented):
+        return Forgery.BAD_TOKEN
+    return None
 
 
 def safe_next(target: str | None, default: str = "/access") -> str:

@@ -324,11 +324,36 @@ class Pages(Configured):
         """A posted form, once it is shown to come from our own page in this session."""
         form = await request.post()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        if not browser.same_origin(request.headers, self.config.server.url):
-            raise _forged("This form was sent from another site.")
-        if not browser.csrf_valid(self.sessions.csrf_key, viewer.session.id, fields.get("csrf")):
-            raise _forged("This form has expired. Go back, reload and retry.")
+        self._own(
+            request,
+            viewer.csrf,
+            fields.get("csrf"),
+            foreign="This form was sent from another site.",
+            stale="This form has expired. Go back, reload and retry.",
+        )
         return fields
+
+    def _own(
+        self,
+        request: web.Request,
+        expected: str | None,
+        presented: str | None,
+        *,
+        foreign: str,
+        stale: str,
+    ) -> None:
+        """Refuse a form that is not our own page's (`browser.forgery`), in the form's words."""
+        why = browser.forgery(
+            request.method,
+            request.headers,
+            self.config.server.url,
+            expected=expected,
+            presented=presented,
+        )
+        if why is browser.Forgery.CROSS_ORIGIN:
+            raise _forged(foreign)
+        if why is not None:
+            raise _forged(stale)
 
     def _set_session_cookie(self, response: web.StreamResponse, token: str) -> None:
         c = self.cookie
@@ -411,12 +436,13 @@ class Pages(Configured):
     async def login(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        if not browser.same_origin(request.headers, self.config.server.url):
-            raise _forged("This login form was sent from another site.")
-        if not browser.login_csrf_valid(
-            request.cookies.get(browser.LOGIN_CSRF_COOKIE), fields.get("csrf")
-        ):
-            raise _forged("The login form expired. Reload the page and retry.")
+        self._own(
+            request,
+            request.cookies.get(browser.LOGIN_CSRF_COOKIE),
+            fields.get("csrf"),
+            foreign="This login form was sent from another site.",
+            stale="The login form expired. Reload the page and retry.",
+        )
         name = fields.get("user", "").strip()
         result = await self.logins.log_in(
             name,
@@ -670,10 +696,13 @@ class Pages(Configured):
     async def enrol(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        if not browser.same_origin(request.headers, self.config.server.url):
-            raise _forged("This enrolment form was sent from another site.")
-        if not browser.login_csrf_valid(request.cookies.get(ENROL_CSRF_COOKIE), fields.get("csrf")):
-            raise _forged("This form has expired. Reload the page and retry.")
+        self._own(
+            request,
+            request.cookies.get(ENROL_CSRF_COOKIE),
+            fields.get("csrf"),
+            foreign="This enrolment form was sent from another site.",
+            stale="This form has expired. Reload the page and retry.",
+        )
         client = Actor("", request.remote, request.headers.get("User-Agent"))
         try:
             user = await asyncio.to_thread(
