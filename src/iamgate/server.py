@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditLog
 from iamgate.aws.federation import ConsoleFederation, botocore_caller_arn
+from iamgate.aws.index_cache import cache_dir, load_or_build
 from iamgate.aws.operations import OperationIndex
 from iamgate.aws.post_form import is_form_upload
 from iamgate.aws.upstream_credentials import UpstreamCredentialCache, botocore_assume_role
@@ -84,7 +85,7 @@ def build_runtime(
     gateway = Gateway(
         live,
         keyring,
-        index or OperationIndex.build(),
+        index or load_or_build(cache_dir()),
         cache,
         audit,
         Directory(engine),

@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, quote, unquote
 
 from botocore.loaders import Loader, create_loader
@@ -163,7 +163,7 @@ _QUERY_SIGNING_NAMES = frozenset(
 # Signing names read as S3 only when nothing else matches an unsigned request.
 _S3_SIGNING_NAMES = frozenset({"s3", "s3-outposts", "s3express", "s3-object-lambda"})
 
-_LEGACY_DATA = "legacy_operations.json.gz"
+LEGACY_DATA = "legacy_operations.json.gz"
 
 _MODEL_CACHE_KEYS = frozenset({"load_service_model", "load_data", "load_data_with_path"})
 _METADATA_HEAD = 65536  # botocore writes `metadata` first; it is a few hundred bytes
@@ -175,6 +175,9 @@ class Operation:
     name: str
     protocol: str
     iam_action: str
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _positional(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,11 +208,35 @@ class _Binding:
     payload: str | None = None
     payload_is_structure: bool = False
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _positional(self)
+
+
+class _PathPattern:
+    """A URI template's regex, compiled when first matched: an index holds ~10,000 of them
+    and a gateway matches against a few, so compiling all (at start-up, or when the index
+    is read back from its cache, which stores the source alone) would cost seconds."""
+
+    __slots__ = ("_compiled", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._compiled: re.Pattern[str] | None = None
+
+    def match(self, path: str) -> re.Match[str] | None:
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compiled = re.compile(self.source, re.DOTALL)
+        return compiled.match(path)
+
+    def __reduce__(self) -> tuple[type[_PathPattern], tuple[str]]:
+        return _PathPattern, (self.source,)
+
 
 @dataclass(frozen=True, slots=True)
 class _Template:
     operation: Operation
-    path: re.Pattern[str]
+    path: _PathPattern
     labels: tuple[str, ...]
     query_values: tuple[tuple[str, str | None], ...]  # required key, exact value or None
     required_headers: tuple[str, ...]
@@ -217,6 +244,16 @@ class _Template:
     binding: _Binding
     first_segment: str | None  # literal first path segment, None when it holds a label
     specificity: tuple[int, ...]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _positional(self)
+
+
+def _positional(instance: Any) -> tuple[Any, ...]:
+    """Pickled as a call with its fields in order: the index's cache holds tens of thousands
+    of these, and dataclasses' own state for slotted classes is read back field by field,
+    at ~20 µs each."""
+    return type(instance), tuple(getattr(instance, name) for name in instance.__slots__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +369,7 @@ def load_legacy(
     shapes}]}})."""
     wanted = None if services is None else set(services)
     if data is None:
-        raw = files("iamgate.aws").joinpath("data", _LEGACY_DATA).read_bytes()
+        raw = files("iamgate.aws").joinpath("data", LEGACY_DATA).read_bytes()
         data = json.loads(gzip.decompress(raw))
     by_signing: dict[str, list[tuple[_Service, Mapping[str, Any]]]] = {}
     for signing_name, variants in data["signing"].items():
@@ -351,7 +388,7 @@ def _forget_models(loader: Loader) -> None:
         del cache[key]
 
 
-def _compile_path(path_template: str) -> tuple[re.Pattern[str], tuple[str, ...], int]:
+def _compile_path(path_template: str) -> tuple[_PathPattern, tuple[str, ...], int]:
     """A URI template as a regex over the path; also its literal length."""
     pattern = ""
     labels: list[str] = []
@@ -366,7 +403,7 @@ def _compile_path(path_template: str) -> tuple[re.Pattern[str], tuple[str, ...],
             pattern += re.escape(piece)
             literal += len(piece)
     # A trailing slash is the same resource (`/bucket` and `/bucket/`).
-    return re.compile("^" + pattern.rstrip("/") + "/?$", re.DOTALL), tuple(labels), literal
+    return _PathPattern("^" + pattern.rstrip("/") + "/?$"), tuple(labels), literal
 
 
 def _rest_template(
@@ -526,6 +563,26 @@ class OperationIndex:
         self._compiled: dict[str, _SigningIndex] = {}
         self._lock = threading.Lock()
 
+    # Pickled without botocore's loader and the lock (iamgate.aws.index_cache stores a
+    # compiled index); a new loader compiles whatever the stored index had not compiled.
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            state = dict(self.__dict__)
+            state["_compiled"] = dict(self._compiled)
+        del state["_loader"], state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._loader = create_loader()
+        self._lock = threading.Lock()
+
+    @property
+    def complete(self) -> bool:
+        """Whether every signing name is compiled (preload has nothing left to do)."""
+        return all(name in self._compiled for name in (*self._by_signing, *self._legacy))
+
     @classmethod
     def build(
         cls,
@@ -533,7 +590,7 @@ class OperationIndex:
         *,
         loader: Loader | None = None,
         legacy: bool | LegacyModels = True,
-    ) -> OperationIndex:
+    ) -> Self:
         """Reads each service's metadata (and the legacy routes: the shipped ones, none, or
         those given) now; operations are compiled on first use."""
         loader = loader or create_loader()

@@ -103,12 +103,15 @@ def serve(config_path: Path, workers: int) -> None:
     except ConfigError as exc:
         raise click.ClickException(with_hints(str(exc))) from None
     if workers > 1:
+        from iamgate.aws.index_cache import cache_dir, load_or_build
         from iamgate.workers import prepare_store, supervise
 
         prepare_store(config)
+        index = load_or_build(cache_dir())  # read once, shared by the forked workers
 
         def worker() -> None:
-            run(serve_forever(build_runtime(config, source=source), worker=True))
+            runtime = build_runtime(config, index=index, source=source)
+            run(serve_forever(runtime, worker=True))
 
         click.echo(f"iamgate listening on {config.server.url} ({workers} workers)", err=True)
         sys.exit(supervise(workers, worker))
