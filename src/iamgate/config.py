@@ -92,12 +92,15 @@ class ServerConfig(_Model):
     request_head_timeout: Duration = timedelta(seconds=20)
     body_timeout: Duration = timedelta(seconds=20)
     idle_timeout: Duration = timedelta(seconds=75)
+    # How often each replica reads users, revocations and grants from the state store.
+    directory_poll: Duration = timedelta(milliseconds=500)
 
     @field_validator(
         "upstream_connect_timeout",
         "request_head_timeout",
         "body_timeout",
         "idle_timeout",
+        "directory_poll",
     )
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:

@@ -124,7 +124,7 @@ async def _reload(runtime: Runtime) -> bool:
         return False
     runtime.live.replace(config)
     runtime.config_source = new_source
-    await asyncio.to_thread(runtime.gateway.directory.refresh)  # users' roles, at once
+    await runtime.gateway.refresh_directory()  # users' roles, at once
     runtime.audit.append(config_loaded(config, new_source, reloaded=True))
     log.warning("configuration reloaded from %s", source.path)
     return True
@@ -144,12 +144,27 @@ def build_app(runtime: Runtime) -> web.Application:
         # proxy's MAX_BUFFERED_BODY is for AWS calls, and logging in is unauthenticated.
         if declares_too_large_a_body(request):
             return body_too_large_for(request)
-        if not request.can_read_body:
-            return await handler(request)
+        changes = request.method not in ("GET", "HEAD", "OPTIONS")
         try:
-            return await handler(request.clone(client_max_size=MAX_BODY))
+            small = request.clone(client_max_size=MAX_BODY) if request.can_read_body else request
+            response = await handler(small)
         except web.HTTPRequestEntityTooLarge:  # a body of no declared length went over
             return body_too_large_for(request)
+        except web.HTTPException as raised:  # a page's redirect after a change, say
+            if changes and raised.status < 400:
+                await in_force_here()
+            raise
+        if changes and response.status < 400:
+            await in_force_here()
+        return response
+
+    async def in_force_here() -> None:
+        """A change made here (a revocation, a user's roles, a grant) is in force for the
+        next call to this replica before the answer leaves; on the others, within a poll."""
+        try:
+            await gateway.refresh_directory()
+        except Exception:  # the change is stored; the next poll applies it
+            log.exception("could not refresh users and revocations")
 
     app = web.Application(client_max_size=MAX_BUFFERED_BODY, middlewares=[aws_calls_first])
 
@@ -186,6 +201,7 @@ def build_app(runtime: Runtime) -> web.Application:
         admin,
         runtime.console,
         ready=lambda: gateway.ready,
+        directory_as_of=lambda: gateway.directory_as_of,
     )
     pages = Pages(
         runtime.live,

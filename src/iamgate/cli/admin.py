@@ -6,6 +6,9 @@ import contextlib
 import getpass
 import json
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,9 +66,10 @@ def open_store(config_path: Path) -> tuple[Config, Engine]:
 
 
 @contextlib.contextmanager
-def administering(config_path: Path) -> Iterator[tuple[Admin, Actor]]:
+def administering(config_path: Path, *, changes: bool = True) -> Iterator[tuple[Admin, Actor]]:
     """The shared administration code, as the operator at this terminal, on its own short
-    audit chain; a refusal becomes the command's error."""
+    audit chain; a refusal becomes the command's error. A change returns once the running
+    gateway has it in force (see `wait_until_in_force`)."""
     config, engine = open_store(config_path)
     log = DirectAuditLog(engine)
     try:
@@ -74,6 +78,42 @@ def administering(config_path: Path) -> Iterator[tuple[Admin, Actor]]:
         raise click.ClickException(exc.message) from None
     finally:
         log.close()
+    if changes:
+        wait_until_in_force(config.server.url, datetime.now(UTC))
+
+
+IN_FORCE_WAIT_SECONDS = 10.0
+
+
+def wait_until_in_force(url: str, committed: datetime) -> None:
+    """Until the gateway at `url` has read the store since `committed`.
+
+    A replica reads users and revocations every half second; a person who revokes a key
+    and at once tries it (the demo's story 3, or a script) must find it refused, on a loaded
+    machine too. The gateway says in its health answer when its last read began; this
+    host's clock is the gateway's. Without a gateway answering, the change is in force when
+    one starts; with one that does not read the store, the operator is warned.
+    """
+    health = f"{url.rstrip('/')}/api/v1/health"
+    deadline = time.monotonic() + IN_FORCE_WAIT_SECONDS
+    while True:
+        try:
+            with urllib.request.urlopen(health, timeout=2) as answer:  # noqa: S310 - our URL
+                as_of = json.load(answer).get("directory_as_of")
+        except urllib.error.HTTPError as starting:  # 503 while models compile: it answers
+            as_of = json.load(starting).get("directory_as_of")
+        except (OSError, ValueError):
+            return  # no gateway (or not ours) answers: one applies the store when it starts
+        if as_of and datetime.fromisoformat(as_of) > committed:
+            return
+        if time.monotonic() > deadline:
+            click.echo(
+                f"warning: the gateway at {url} has not read the state store for "
+                f"{IN_FORCE_WAIT_SECONDS:.0f} s; this is in force once it does",
+                err=True,
+            )
+            return
+        time.sleep(0.05)
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -285,7 +325,7 @@ def users_ls(config_path: Path | None, as_json: bool) -> None:
             for u in known.values()
         ]
     else:
-        with administering(config_path) as (admin, _):
+        with administering(config_path, changes=False) as (admin, _):
             summaries = admin.users()
         listed = [
             {
@@ -347,7 +387,7 @@ def sessions_ls(config_path: Path | None, user: str | None, as_json: bool) -> No
             for s in found
         ]
     else:
-        with administering(config_path) as (admin, _):
+        with administering(config_path, changes=False) as (admin, _):
             every = admin.all_sessions(user)
         now = datetime.now(UTC)
         listed = [

@@ -93,7 +93,6 @@ MAX_BUFFERED_BODY = 64 * 1024 * 1024
 # Bodies above this are streamed (S3 only); below it they are read, checked and then sent.
 STREAM_THRESHOLD = 1024 * 1024
 MAX_ERROR_BODY = 256 * 1024
-DIRECTORY_POLL_SECONDS = 0.5
 _SANDBOX_CONTROL = ("moto-api", "latest/")
 # An unsigned request's body is read for its shape up to this size, never more.
 UNSIGNED_PEEK = 16 * 1024
@@ -197,6 +196,7 @@ class Gateway(Configured):
         self._override = self.config.aws.upstream.endpoint_url  # fixed for the process
         self._urls = UpstreamUrls.for_upstream(self._override, self.config.server.url)
         self.directory = directory
+        self.directory_as_of: datetime | None = None  # see refresh_directory
         self.grants = grants
         server = self.config.server  # fixed for the process, like the upstream
         self.limits = CallLimits(
@@ -219,12 +219,19 @@ class Gateway(Configured):
         return claims, secret
 
     def _refresh(self) -> None:
+        began = datetime.now(UTC)
         self.directory.refresh()
         if self.grants is not None:
             self.grants.refresh()
+        self.directory_as_of = began
+
+    async def refresh_directory(self) -> None:
+        """Read users, revocations and grants now; `directory_as_of` is then when this read
+        began: every change committed before it is in force here."""
+        await asyncio.to_thread(self._refresh)
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._refresh)
+        await self.refresh_directory()
         # Compile every service model off the loop, so no request waits for one.
         self._preload = asyncio.get_running_loop().run_in_executor(None, self.index.preload)
         self._refresher = asyncio.create_task(self._follow_directory())
@@ -239,9 +246,9 @@ class Gateway(Configured):
     async def _follow_directory(self) -> None:
         """Revocations and role changes made on any replica apply here within a poll."""
         while True:
-            await asyncio.sleep(DIRECTORY_POLL_SECONDS)
+            await asyncio.sleep(self.config.server.directory_poll.total_seconds())
             try:
-                await asyncio.to_thread(self._refresh)
+                await self.refresh_directory()
             except Exception:
                 log.exception("could not refresh users and revocations")
 

@@ -143,9 +143,11 @@ class Api(Configured):
         admin: Admin,
         console: ConsoleFederation,
         ready: Callable[[], bool] = lambda: True,
+        directory_as_of: Callable[[], datetime | None] = lambda: None,
     ) -> None:
         self.live = live(config)
         self.ready = ready
+        self.directory_as_of = directory_as_of
         self.engine = engine
         self.keyring = keyring
         self.logins = logins
@@ -496,9 +498,12 @@ class Api(Configured):
         return web.json_response(self.document)
 
     async def health(self, request: web.Request) -> web.StreamResponse:
+        as_of = self.directory_as_of()
+        # To the microsecond: a command on the gateway host compares it with its own clock.
+        stamp = None if as_of is None else as_of.astimezone(UTC).isoformat().replace("+00:00", "Z")
         if self.ready():
-            return _ok(m.Health(status="ready"))
-        return _ok(m.Health(status="starting"), status=503)
+            return _ok(m.Health(status="ready", directory_as_of=stamp))
+        return _ok(m.Health(status="starting", directory_as_of=stamp), status=503)
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         body = await self._parsed(request, m.LoginRequest)

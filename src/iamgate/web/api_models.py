@@ -124,6 +124,12 @@ class Error(Answer):
 
 class Health(Answer):
     status: Literal["ready", "starting"]
+    directory_as_of: Time | None = Field(
+        None,
+        description="When this replica last began reading users, revocations and grants: "
+        "every change committed before then is in force here (`iamgate sessions revoke` and "
+        "the other changes made on the gateway host wait for it)",
+    )
 
 
 class LoginSession(Answer):
