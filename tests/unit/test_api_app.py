@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import Engine
 
-from iamgate.config import Config
+from iamgate.config import Config, RoleConfig
 from iamgate.store.database import open_engine
 from iamgate.store.directory import create_login_session, put_user
 from iamgate.web import browser
@@ -35,12 +35,13 @@ Client = TestClient[web.Request, web.Application]
 def engine(tmp_path: Path) -> Engine:
     engine = open_engine(f"sqlite:///{tmp_path / 'state.db'}")
     put_user(engine, "dana")  # no gateway roles: a user, not an administrator
+    put_user(engine, "ada", roles=["admin"])
     return engine
 
 
-def _session(engine: Engine, kind: str) -> str:
+def _session(engine: Engine, kind: str, user: str = "dana") -> str:
     token, _, _ = create_login_session(
-        engine, "dana", ttl=timedelta(hours=1), source_ip=None, user_agent=None, kind=kind
+        engine, user, ttl=timedelta(hours=1), source_ip=None, user_agent=None, kind=kind
     )
     return token
 
@@ -49,7 +50,8 @@ def _server(engine: Engine) -> tuple[web.Application, Api]:
     """As `iamgate.server.build_app` mounts it (the parts the answers here need)."""
     unused = cast(Any, None)
     sessions = BrowserSessions(engine, tls=False, csrf_key=KEY)
-    api = Api(Config(), engine, unused, unused, sessions, unused, unused)
+    config = Config(roles=[RoleConfig(name="admin", administer=True)])
+    api = Api(config, engine, unused, unused, sessions, unused, unused)
     app = web.Application()
     app.add_subapp(PREFIX, api.application())
     app.router.add_route("*", "/{tail:.*}", no_such_endpoint)
@@ -114,13 +116,19 @@ def test_who_may_call_is_checked_before_any_handler(engine: Engine) -> None:
     _run(engine, test)
 
 
-def test_a_body_its_model_refuses_is_a_400_saying_what_is_wrong(engine: Engine) -> None:
+def test_a_body_or_query_its_model_refuses_is_a_400_saying_what_is_wrong(engine: Engine) -> None:
+    admin = {"Authorization": f"Bearer {_session(engine, 'cli', 'ada')}"}
+
     async def test(client: Client, _api: Api) -> None:
         status, _, body = await _answer(client, "POST", "/api/v1/login", json={"user": "dana"})
         assert (status, body["error"]) == (400, "BadRequest")
         assert "password: Field required" in body["message"]
         status, _, body = await _answer(client, "POST", "/api/v1/login", data=b"[]")
         assert (status, body["message"]) == (400, "a JSON object is expected")
+        path = "/api/v1/sessions?all=maybe"
+        status, _, body = await _answer(client, "GET", path, headers=admin)
+        assert (status, body["error"]) == (400, "BadRequest")
+        assert body["message"].startswith("all: Input should be 'true' or 'false'")
 
     _run(engine, test)
 

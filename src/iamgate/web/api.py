@@ -679,11 +679,9 @@ class Api(Configured):
         return web.Response(status=204)
 
     async def list_sessions(self, request: web.Request) -> web.StreamResponse:
-        user = request.query.get("user") or None
-        every = request.query.get("all", "false")
-        if every not in ("true", "false"):
-            raise invalid("all must be true or false")
-        if every == "true":
+        query = m.SessionFilters.model_validate(dict(request.query))
+        user = query.user or None
+        if query.all == "true":
             sessions = await asyncio.to_thread(self.admin.all_sessions, user)
         else:
             sessions = await asyncio.to_thread(self.admin.sessions, user)

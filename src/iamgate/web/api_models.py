@@ -3,9 +3,9 @@
 A request body is validated by its model before the handler sees it; an answer is built
 as its model; the OpenAPI document (`iamgate.web.openapi`) is generated from the same
 models, so a limit such as `ttl_seconds` ≥ 60 or `limit` ≤ 1000 is written in one place
-(the control plane's constant) and the document cannot drift from the code. Query models
-only describe: the control plane reads the audit filters (`control.audit_queries`), with
-the sentences the pages also show.
+(the control plane's constant) and the document cannot drift from the code. The audit
+query's model only describes: the control plane reads the audit filters
+(`control.audit_queries`), with the sentences the pages and the CLI also show.
 """
 
 from __future__ import annotations
@@ -104,6 +104,8 @@ class AuditFilters(BaseModel):
 
 
 class SessionFilters(BaseModel):
+    """The query of `GET /api/v1/sessions`, read by this model."""
+
     user: str | None = Field(None, description="only this user's")
     all: Literal["true", "false"] | None = Field(
         None, description="also expired and revoked sessions"
