@@ -28,7 +28,18 @@ from typing import Any
 import aiohttp
 import yaml
 from botocore.credentials import Credentials
-from proxy import ACCOUNT, BIN, Signed, free_port, pct, sign, wait_for_port, wait_until_ready
+from proxy import (
+    ACCOUNT,
+    BIN,
+    Signed,
+    bench_config,
+    free_port,
+    gateway_env,
+    pct,
+    sign,
+    wait_for_port,
+    wait_until_ready,
+)
 
 from iamgate.identity.credentials import mint_credentials
 from iamgate.identity.passwords import hash_password
@@ -117,24 +128,9 @@ def main() -> int:
     gateway: subprocess.Popen[bytes] | None = None
     try:
         wait_for_port(upstream_port)
-        config: dict[str, Any] = {
-            "server": {"listen": f"127.0.0.1:{gateway_port}"},
-            "storage": {"url": storage_url},
-            "aws": {
-                "upstream": {"endpoint_url": f"http://127.0.0.1:{upstream_port}"},
-                "accounts": [{"name": "bench", "id": ACCOUNT}],
-            },
-            "roles": [
-                {
-                    "name": "bench",
-                    "allow": {"accounts": {"name": ["bench"]}, "aws_roles": ["Bench"]},
-                }
-            ],
-            "users": [{"name": "bench", "roles": ["bench"]}],
-        }
+        config = bench_config(gateway_port, upstream_port, storage_url)
         (work / "config.yaml").write_text(yaml.safe_dump(config))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env |= {"AWS_ACCESS_KEY_ID": "gateway", "AWS_SECRET_ACCESS_KEY": "gateway"}
+        env = gateway_env()
         gateway = subprocess.Popen(
             [str(BIN / "iamgate"), "serve", "--config", str(work / "config.yaml")], env=env
         )

@@ -257,6 +257,29 @@ async def upload(signed: Signed, size: int) -> float:
     return time.perf_counter() - started
 
 
+def bench_config(gateway_port: int, upstream_port: int, storage_url: str) -> dict[str, Any]:
+    """The benches' gateway: one account on the fast upstream, one role, one user."""
+    return {
+        "server": {"listen": f"127.0.0.1:{gateway_port}"},
+        "storage": {"url": storage_url},
+        "aws": {
+            "upstream": {"endpoint_url": f"http://127.0.0.1:{upstream_port}"},
+            "accounts": [{"name": "bench", "id": ACCOUNT}],
+        },
+        "roles": [
+            {"name": "bench", "allow": {"accounts": {"name": ["bench"]}, "aws_roles": ["Bench"]}}
+        ],
+        "users": [{"name": "bench", "roles": ["bench"]}],
+    }
+
+
+def gateway_env() -> dict[str, str]:
+    """This environment without AWS's variables but for the gateway's own (unused upstream)
+    keys: the fast upstream checks no signature."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return env | {"AWS_ACCESS_KEY_ID": "gateway", "AWS_SECRET_ACCESS_KEY": "gateway"}
+
+
 def wait_until_ready(port: int, timeout: float = 120) -> None:
     """Until the gateway says it is ready: every service model compiled, nothing warming up."""
     deadline = time.monotonic() + timeout
@@ -462,30 +485,15 @@ def main() -> int:
     try:
         wait_for_port(upstream_port)
         wait_for_port(bare_port)
-        config: dict[str, Any] = {
-            "server": {
-                "listen": f"127.0.0.1:{gateway_port}",
-                # One principal on one address sends up to 64 calls at a time: room enough
-                # that the per-caller shares never refuse one of them.
-                "max_calls_per_principal": 256,
-                "max_unauthenticated_per_address": 1024,
-            },
-            "storage": {"url": storage_url},
-            "aws": {
-                "upstream": {"endpoint_url": f"http://127.0.0.1:{upstream_port}"},
-                "accounts": [{"name": "bench", "id": ACCOUNT}],
-            },
-            "roles": [
-                {
-                    "name": "bench",
-                    "allow": {"accounts": {"name": ["bench"]}, "aws_roles": ["Bench"]},
-                }
-            ],
-            "users": [{"name": "bench", "roles": ["bench"]}],
+        config = bench_config(gateway_port, upstream_port, storage_url)
+        # One principal on one address sends up to 64 calls at a time: room enough that
+        # the per-caller shares never refuse one of them.
+        config["server"] |= {
+            "max_calls_per_principal": 256,
+            "max_unauthenticated_per_address": 1024,
         }
         (work / "config.yaml").write_text(yaml.safe_dump(config))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env |= {"AWS_ACCESS_KEY_ID": "gateway", "AWS_SECRET_ACCESS_KEY": "gateway"}
+        env = gateway_env()
         serve = [str(BIN / "iamgate"), "serve", "--config"]
         start("gateway", [*serve, str(work / "config.yaml")], env)
         wait_for_port(gateway_port)
