@@ -91,7 +91,7 @@ def test_what_no_route_takes_is_the_apis_json_404_or_405(engine: Engine) -> None
         status, headers, _ = await _answer(client, "HEAD", "/api/v1/health")
         assert (status, headers["Allow"]) == (405, "GET")
         status, _, body = await _answer(client, "GET", "/api/v1/health")
-        assert (status, body) == (200, {"status": "ready"})
+        assert (status, body["status"]) == (200, "ready")
 
     _run(engine, test)
 
