@@ -399,6 +399,123 @@ class UserConfig(_Model):
     roles: list[str] = Field(default_factory=list)
 
 
+# A bot's name: as a user's, but short enough that `bot=NAME` is an AWS session name.
+BOT_NAME_PATTERN = "[a-z0-9][a-z0-9_.@-]{0,59}"
+# The algorithms a trusted issuer may sign with: asymmetric only (`identity.oidc`).
+SigningAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]
+
+
+class BotConfig(_Model):
+    """A CI job or machine: the principal `bot:NAME`, with gateway roles as a user has."""
+
+    name: str = Field(pattern=f"^{BOT_NAME_PATTERN}$")
+    roles: list[str] = Field(default_factory=list)
+    description: str = ""
+
+
+def _listed(value: Any) -> Any:
+    """`x` is shorthand for `[x]`; numbers and booleans are claims as JSON spells them."""
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, bool):
+            out.append("true" if item else "false")
+        elif isinstance(item, int):
+            out.append(str(item))
+        else:
+            out.append(item)
+    return out
+
+
+ClaimValues = Annotated[list[str], BeforeValidator(_listed), Field(min_length=1)]
+
+
+def _default_algorithms() -> list[SigningAlgorithm]:
+    return ["RS256", "ES256"]
+
+
+class OidcIssuerConfig(_Model):
+    """An OIDC issuer whose tokens the gateway exchanges (GitHub Actions, GitLab, ...)."""
+
+    url: str  # exactly as its tokens' `iss` claim gives it
+    audience: ClaimValues  # what the tokens' `aud` must be (one of)
+    jwks_url: str | None = None  # null: from the issuer's discovery document
+    algorithms: list[SigningAlgorithm] = Field(default_factory=_default_algorithms, min_length=1)
+    leeway: Duration = timedelta(seconds=60)
+
+    @field_validator("url", "jwks_url")
+    @classmethod
+    def _is_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
+            raise ValueError(
+                "must be an http(s) URL, e.g. https://token.actions.githubusercontent.com"
+            )
+        return value
+
+    @field_validator("leeway")
+    @classmethod
+    def _small_leeway(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) <= value <= timedelta(minutes=5):
+            raise ValueError("must be between 0s and 5m")
+        return value
+
+
+# Claims that say whose job a token is. An allow binding must pin one of them to a value
+# with a literal start: `ref: refs/heads/main` alone would trust every repository on GitHub.
+IDENTIFYING_CLAIMS = (
+    "sub",
+    "repository",
+    "repository_id",
+    "repository_owner",
+    "repository_owner_id",
+    "job_workflow_ref",
+    "project_path",
+    "project_id",
+    "namespace_path",
+    "namespace_id",
+)
+
+
+class BindingConfig(_Model):
+    """Tokens whose claims all match (exactly or by glob) act as `bot`; a deny binding
+    refuses them instead, whatever else matches."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    issuer: str | None = None  # null: the only issuer configured
+    bot: str | None = None
+    deny: bool = False
+    claims: dict[str, ClaimValues] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _bot_or_deny(self) -> BindingConfig:
+        if self.deny and self.bot is not None:
+            raise ValueError("a deny binding names no bot")
+        if not self.deny and self.bot is None:
+            raise ValueError("an allow binding names its bot (or is `deny: true`)")
+        if not self.deny and not any(
+            all(v and v[0] not in "*?" for v in values)
+            for name, values in self.claims.items()
+            if name in IDENTIFYING_CLAIMS
+        ):
+            raise ValueError(
+                "an allow binding must pin whose jobs it trusts: one of "
+                + ", ".join(IDENTIFYING_CLAIMS)
+                + " with values that do not start with a wildcard"
+            )
+        return self
+
+
+class OidcConfig(_Model):
+    issuers: list[OidcIssuerConfig] = Field(default_factory=list)
+    bindings: list[BindingConfig] = Field(default_factory=list)
+
+    def issuer_of(self, binding: BindingConfig) -> str | None:
+        """The issuer a binding is for: its own, or the only one configured."""
+        if binding.issuer is not None:
+            return binding.issuer
+        return self.issuers[0].url if len(self.issuers) == 1 else None
+
+
 class Config(_Model):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -406,6 +523,16 @@ class Config(_Model):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     roles: list[RoleConfig] = Field(default_factory=list)
     users: list[UserConfig] = Field(default_factory=list)
+    bots: list[BotConfig] = Field(default_factory=list)
+    oidc: OidcConfig = Field(default_factory=OidcConfig)
+
+    _bots: dict[str, BotConfig] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._bots = {b.name: b for b in self.bots}
+
+    def bot_named(self, name: str) -> BotConfig | None:
+        return self._bots.get(name)
 
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
@@ -445,13 +572,52 @@ def _requestable_references(
             raise Misplaced(loc, f"unknown gateway role {ref.role!r}")
 
 
+Location = tuple[str | int, ...]
+
+
+def reference_problems(config: Config) -> list[tuple[Location, str]]:
+    """What a configuration names that it does not define, each at the key that names it:
+    a bot's unknown role, a binding's unknown bot or issuer, and a name given twice."""
+    problems: list[tuple[Location, str]] = []
+    roles = {r.name for r in config.roles}
+    seen: dict[str, set[str]] = {"bots": set(), "issuers": set(), "bindings": set()}
+
+    def once(kind: str, name: str, where: Location) -> None:
+        if name in seen[kind]:
+            problems.append((where, f"{name!r} is defined twice"))
+        seen[kind].add(name)
+
+    for i, bot in enumerate(config.bots):
+        once("bots", bot.name, ("bots", i, "name"))
+        problems += [
+            (("bots", i, "roles", j), f"bot {bot.name!r} has unknown role {role!r}")
+            for j, role in enumerate(bot.roles)
+            if role not in roles
+        ]
+    for i, issuer in enumerate(config.oidc.issuers):
+        once("issuers", issuer.url, ("oidc", "issuers", i, "url"))
+    issuers = {i.url for i in config.oidc.issuers}
+    for i, binding in enumerate(config.oidc.bindings):
+        here: Location = ("oidc", "bindings", i)
+        once("bindings", binding.name, (*here, "name"))
+        if binding.bot is not None and config.bot_named(binding.bot) is None:
+            problems.append(((*here, "bot"), f"no bot is named {binding.bot!r} (see bots:)"))
+        if binding.issuer is None and len(issuers) != 1:
+            problems.append(
+                (here, "name the binding's issuer: there is not exactly one under oidc.issuers")
+            )
+        elif binding.issuer is not None and binding.issuer not in issuers:
+            problems.append(((*here, "issuer"), f"{binding.issuer!r} is not one of oidc.issuers"))
+    return problems
+
+
 class ConfigError(Exception):
     """A configuration that cannot be used; the message names file, line and key."""
 
 
 # What a running gateway takes on when its configuration is reloaded (SIGHUP); every other
 # setting is fixed for the life of the process and needs a restart.
-RELOADABLE = ("roles", "users", "aws.accounts")
+RELOADABLE = ("roles", "users", "bots", "oidc", "aws.accounts")
 
 
 def restart_only_changes(old: Config, new: Config) -> list[str]:
@@ -592,7 +758,7 @@ def parse_config(text: str, *, source: str = "<config>") -> Config:
     if not isinstance(located.value, dict):
         raise ConfigError(f"{source}:1: the configuration must be a mapping")
     try:
-        return Config.model_validate(located.value)
+        config = Config.model_validate(located.value)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -605,6 +771,15 @@ def parse_config(text: str, *, source: str = "<config>") -> Config:
             hint = did_you_mean(Config, loc) if err["type"] == "extra_forbidden" else ""
             problems.append(f"{source}:{line}: {_dotted(loc)}: {err['msg']}{hint}")
         raise ConfigError("\n".join(problems)) from None
+    unknown = reference_problems(config)
+    if unknown:
+        raise ConfigError(
+            "\n".join(
+                f"{source}:{_line_of(located.lines, loc)}: {_dotted(loc)}: {message}"
+                for loc, message in unknown
+            )
+        )
+    return config
 
 
 @dataclass(frozen=True, slots=True)

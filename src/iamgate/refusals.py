@@ -48,6 +48,13 @@ class Reason(enum.Enum):
     # sts:AssumeRoleWithWebIdentity / AssumeRoleWithSAML: unsigned by design in AWS, but this
     # gateway trusts no web identity or SAML provider yet.
     WEB_IDENTITY_UNCONFIGURED = "web-identity-unconfigured"
+    # sts:AssumeRoleWithWebIdentity, answered by the gateway: the call's parameters are not
+    # STS's; the token is not one it accepts; the token has expired; the token is good but
+    # no binding maps it to a bot that may have the role asked for.
+    WEB_IDENTITY_INVALID_CALL = "web-identity-invalid-call"
+    WEB_IDENTITY_INVALID_TOKEN = "web-identity-invalid-token"
+    WEB_IDENTITY_EXPIRED_TOKEN = "web-identity-expired-token"
+    WEB_IDENTITY_DENIED = "web-identity-denied"
 
 
 class Refused(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import ssl
@@ -40,7 +41,7 @@ from iamgate.control.users import Admin
 from iamgate.identity.credentials import KeyRing
 from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
-from iamgate.store.directory import Directory, sync_bootstrap_users
+from iamgate.store.directory import Directory, record_issued, sync_bootstrap_users
 from iamgate.store.requests import Grants
 from iamgate.web.api import MAX_BODY, PREFIX, Api, body_too_large, no_such_endpoint
 from iamgate.web.pages import Pages
@@ -90,6 +91,7 @@ def build_runtime(
         audit,
         Directory(engine),
         grants=Grants(engine),
+        record_issue=functools.partial(record_issued, engine),
     )
     console = ConsoleFederation(
         live, assume_role, audit, botocore_caller_arn(upstream.endpoint_url, upstream.region)

@@ -541,7 +541,8 @@ def test_web_identity_before_it_is_configured(gw: Pipeline) -> None:
 
 # Reasons provoked by machinery tested in its own module: a stalled or flooding client
 # (test_limits.py), a presigned link past its time (test_presigned_urls' pipeline cases),
-# checksum trailers (test_binding.py) and S3 browser forms (test_post_uploads.py).
+# checksum trailers (test_binding.py), S3 browser forms (test_post_uploads.py) and web
+# identity exchanges with a real OIDC issuer (test_web_identity_exchange.py).
 ELSEWHERE = {
     Reason.THROTTLED: "test_limits.py",
     Reason.REQUEST_TIMEOUT: "test_limits.py",
@@ -552,6 +553,10 @@ ELSEWHERE = {
     Reason.INVALID_POLICY: "test_post_uploads.py",
     Reason.ENTITY_TOO_LARGE: "test_post_uploads.py",
     Reason.ENTITY_TOO_SMALL: "test_post_uploads.py",
+    Reason.WEB_IDENTITY_INVALID_CALL: "../e2e/test_web_identity_exchange.py",
+    Reason.WEB_IDENTITY_INVALID_TOKEN: "../e2e/test_web_identity_exchange.py",
+    Reason.WEB_IDENTITY_EXPIRED_TOKEN: "../e2e/test_web_identity_exchange.py",
+    Reason.WEB_IDENTITY_DENIED: "../e2e/test_web_identity_exchange.py",
 }
 HERE = {case.reason for case in CASES} | {
     Reason.AUDIT_UNAVAILABLE,

@@ -141,6 +141,8 @@ class GatewayProcess:
     storage_url: str | None = None  # default: SQLite in `directory`
     server: dict[str, Any] = field(default_factory=dict)  # more of the `server:` section
     args: tuple[str, ...] = ()  # more of `iamgate serve`'s options, e.g. ("--workers", "2")
+    # Sections added to the configuration, or (`roles`) appended to the test roles.
+    extra: dict[str, Any] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -170,6 +172,8 @@ class GatewayProcess:
         if self.storage_url is not None:
             config["storage"]["url"] = self.storage_url
         config["server"].update(self.server)
+        for section, value in self.extra.items():
+            config[section] = config[section] + value if section == "roles" else value
         self.config_path.write_text(yaml.safe_dump(config))
         env = clean_env(self.directory)
         env.update(self.sandbox.gateway_credentials)

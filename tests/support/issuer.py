@@ -35,6 +35,17 @@ class RunningIssuer:
         """A job token for `audience`, GitHub's claims overridden by `claims` (None drops)."""
         return str(self._post("/sandbox/token", {"aud": audience, **claims})["value"])
 
+    def jwks_fetches(self) -> int:
+        """How many times the issuer's keys were fetched, by anyone."""
+        with urllib.request.urlopen(self.url + "/sandbox/stats", timeout=30) as response:
+            return int(json.load(response)["jwks_fetches"])
+
+    def keys(self) -> dict[str, Any]:
+        """The issuer's published keys (JWKS)."""
+        with urllib.request.urlopen(self.url + "/.well-known/jwks", timeout=30) as response:
+            answer: dict[str, Any] = json.load(response)
+            return answer
+
     def rotate(self) -> str:
         """A new signing key replaces the old one; returns its key id."""
         return str(self._post("/sandbox/rotate", {})["kid"])

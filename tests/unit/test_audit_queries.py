@@ -119,3 +119,12 @@ def test_an_administrator_searches_anyone_and_anyone_else_themselves() -> None:
     with pytest.raises(ControlError) as refused:
         scoped(asked, _caller("erin", administer=False))
     assert refused.value.kind is Kind.FORBIDDEN
+
+
+def test_a_job_claim_reads_as_name_equals_value() -> None:
+    found = read(CONFIG, AuditQuery(claim="workflow_ref=acme/infra/.github/x.yml@refs/heads/main"))
+    assert found.problems == ()
+    assert found.filters.job == (("workflow_ref", "acme/infra/.github/x.yml@refs/heads/main"),)
+    assert read(CONFIG, AuditQuery(claim=" run_id=42 ")).filters.job == (("run_id", "42"),)
+    for typed in ("run_id", "=42", "run id=42", "run_id="):
+        assert read(CONFIG, AuditQuery(claim=typed)).problems[0].startswith("Claim ")

@@ -42,6 +42,10 @@ class CallRecord:
     gateway_role: str | None = None
     rule: str | None = None
     unsigned_as: str | None = None  # the signing name an unsigned request's shape names
+    # A web identity exchange (answered by the gateway): the token's issuer and subject,
+    # the binding, the credential issued, and the job's claims once the token verified.
+    web_identity: dict[str, object] | None = None
+    job: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def begin(cls, source_ip: str | None, user_agent: str | None) -> CallRecord:
@@ -88,7 +92,21 @@ class CallRecord:
             "reason": self.reason,
             "params": summarize_params(identified.params) if identified else {},
             "issues_credentials": bool(op and issues_credentials(op.iam_action)),
+            **self._job_fields(),
         }
+
+    def _job_fields(self) -> dict[str, object]:
+        """Which job made the call, for a bot's: the claims of the token it exchanged
+        (carried in its credential), searchable as `fields.job`; and the exchange itself."""
+        job = self.claims.job if self.claims is not None and self.claims.job else self.job
+        fields: dict[str, object] = {}
+        if job:
+            fields["job"] = dict(job)
+        if self.claims is not None and self.claims.binding is not None:
+            fields["binding"] = self.claims.binding
+        if self.web_identity is not None:
+            fields["web_identity"] = self.web_identity
+        return fields
 
     def _event(self, kind: EventType, fields: dict[str, object]) -> AuditEvent:
         return AuditEvent(

@@ -67,6 +67,9 @@ class Filters:
     before: str | None = None
     types: tuple[str, ...] = ()  # several event types at once; when given, instead of `type`
     access_key_id: str | None = None  # what one access key did (see `key_matches`)
+    # Calls of CI jobs whose token said so, e.g. (("repository", "acme/infra"),): the
+    # claims of `fields.job` (see `job_matches`), each equal to its value.
+    job: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,29 @@ def key_matches(event: dict[str, Any], key: str, issue: KeyIssue | None) -> bool
     return False
 
 
+def job_matches(event: dict[str, Any], job: tuple[tuple[str, str], ...]) -> bool:
+    """Whether the event's job (a bot's call, or a web identity exchange) has these claims."""
+    claims = event.get("fields", {}).get("job")
+    return isinstance(claims, dict) and all(claims.get(k) == v for k, v in job)
+
+
+def _job_needles(job: tuple[tuple[str, str], ...]) -> list[ColumnElement[bool]]:
+    """Each claim as its stored body spells it (`"run_id":"42"`, canonical JSON): a LIKE no
+    index serves, read along the other filters' range; `job_matches` then makes it exact."""
+    body = audit_events.c.body
+    return [
+        body.like(
+            "%" + _like_escaped(orjson.dumps(k).decode() + ":" + orjson.dumps(v).decode()) + "%",
+            escape="\\",
+        )
+        for k, v in job
+    ]
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def search(engine: Engine, filters: Filters) -> list[dict[str, Any]]:
     """Matching events, newest first; an API call carries its outcome when it has one."""
     return search_page(engine, filters).events
@@ -164,6 +190,8 @@ def search_page(engine: Engine, filters: Filters) -> Page:
             if not keys:
                 break
             for place, event in zip(keys, _with_outcomes(conn, _bodies(conn, keys)), strict=True):
+                if filters.job and not job_matches(event, filters.job):
+                    continue
                 if key:
                     matched = key_matches(event, key, issue)
                     if matched is False:
@@ -219,7 +247,7 @@ def _streams(conn: Connection, filters: Filters, issue: KeyIssue | None) -> list
             (t.decision, filters.decision),
         )
         if value is not None
-    ]
+    ] + _job_needles(filters.job)
     streams: list[_Stream] = []
     for kind in filters.types or (filters.type,):
         for action in _action_choices(conn, kind, filters.action):

@@ -177,6 +177,27 @@ _CODES: dict[Reason, dict[str, tuple[int, str]]] = {
         _QUERY: (400, "InvalidIdentityToken"),
         _JSON: (400, "InvalidIdentityTokenException"),
     },
+    # The exchange answered by the gateway, in STS's codes (its API reference).
+    Reason.WEB_IDENTITY_INVALID_CALL: {
+        _S3: (400, "InvalidArgument"),
+        _QUERY: (400, "ValidationError"),
+        _JSON: (400, "ValidationException"),
+    },
+    Reason.WEB_IDENTITY_INVALID_TOKEN: {
+        _S3: (403, "AccessDenied"),
+        _QUERY: (400, "InvalidIdentityToken"),
+        _JSON: (400, "InvalidIdentityTokenException"),
+    },
+    Reason.WEB_IDENTITY_EXPIRED_TOKEN: {
+        _S3: (400, "ExpiredToken"),
+        _QUERY: (400, "ExpiredTokenException"),
+        _JSON: (400, "ExpiredTokenException"),
+    },
+    Reason.WEB_IDENTITY_DENIED: {
+        _S3: (403, "AccessDenied"),
+        _QUERY: (403, "AccessDenied"),
+        _JSON: (400, "AccessDeniedException"),
+    },
 }
 
 # EC2 has its own names for a few of these (its API reference, "Error codes"): AuthFailure

@@ -47,15 +47,22 @@ def role_key(
     """The AssumeRole of a principal into an account's IAM role: the session is named after
     the principal, who is also its source identity (so CloudTrail names the person), under
     the session policy of their gateway roles. The proxy and the console ask alike."""
+    name = aws_session_name(principal)
     return RoleKey(
         role_arn=f"arn:{account.partition}:iam::{account.id}:role/{aws_role}",
-        session_name=principal,
-        source_identity=principal,
+        session_name=name,
+        source_identity=name,
         external_id=account.external_id,
         policy=policy.policy,
         policy_arns=policy.policy_arns,
         duration_seconds=duration_seconds,
     )
+
+
+def aws_session_name(principal: str) -> str:
+    """The principal as AWS's session names and source identities may spell it
+    ([\\w+=,.@-]): a bot `bot:NAME` is `bot=NAME`, which no user's name can be."""
+    return principal.replace(":", "=", 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from iamgate.cli.remote import administrator, path_part
 from iamgate.config import Config, ConfigError, load_config
 from iamgate.control.errors import ControlError
 from iamgate.control.users import Actor, Admin, Enrolment, session_state
+from iamgate.identity.bots import bot_principal
 from iamgate.store.database import open_engine
 from iamgate.store.directory import (
     get_user,
@@ -423,6 +424,7 @@ def sessions_ls(config_path: Path | None, user: str | None, as_json: bool) -> No
     epilog=examples(
         "iamgate sessions revoke --user dana --config gateway.yaml",
         "iamgate sessions revoke --access-key ASIA0123456789ABCDEF --config gateway.yaml",
+        "iamgate sessions revoke --bot infra-deploy --config gateway.yaml",
         "iamgate sessions revoke SESSION_ID --config gateway.yaml",
         "iamgate sessions revoke --user dana   # as the administrator logged in",
     ),
@@ -431,13 +433,21 @@ def sessions_ls(config_path: Path | None, user: str | None, as_json: bool) -> No
 @click.argument("session_id", required=False)
 @click.option("--user", default=None, help="Revoke everything this user holds.")
 @click.option("--access-key", default=None, help="Revoke one gateway credential (ASIA…).")
+@click.option("--bot", default=None, help="Revoke every credential this bot's jobs hold.")
 def sessions_revoke(
-    config_path: Path | None, session_id: str | None, user: str | None, access_key: str | None
+    config_path: Path | None,
+    session_id: str | None,
+    user: str | None,
+    access_key: str | None,
+    bot: str | None,
 ) -> None:
     """Takes effect on the next request, on every replica."""
-    chosen = [x for x in (session_id, user, access_key) if x]
+    chosen = [x for x in (session_id, user, access_key, bot) if x]
     if len(chosen) != 1:
-        raise click.UsageError("give one of SESSION_ID, --user or --access-key")
+        raise click.UsageError("give one of SESSION_ID, --user, --access-key or --bot")
+    if bot is not None:
+        _revoke_bot(config_path, bot)
+        return
     if config_path is None:
         remote = administrator()
         if session_id:
@@ -468,6 +478,18 @@ def sessions_revoke(
         click.echo(f"revoked login session {session_id}")
     else:
         click.echo(f"revoked gateway credential {access_key}")
+
+
+def _revoke_bot(config_path: Path | None, bot: str) -> None:
+    """Every credential the bot's jobs exchanged until now stops on its next call; jobs
+    may exchange tokens again (remove its bindings to stop that)."""
+    if config_path is None:
+        raise click.UsageError("--bot needs --config (on the gateway host)")
+    with administering(config_path) as (admin, me):
+        if admin.config.bot_named(bot) is None:
+            raise click.ClickException(f"no bot named {bot} in {config_path}")
+        admin.revoke_user(bot_principal(bot), by=me)
+    click.echo(f"revoked every gateway credential issued to bot {bot} until now")
 
 
 def _revoked_user(user: str, active: int) -> None:

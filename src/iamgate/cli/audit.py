@@ -30,6 +30,9 @@ def audit() -> None:
         "iamgate audit search --principal dana --decision denied --config gateway.yaml",
         "iamgate audit search --action 'rds:Delete*' --since 2026-11-24T00:00:00Z --json \\",
         "    --config gateway.yaml",
+        "iamgate audit search --claim run_id=9876543210 --config gateway.yaml",
+        "iamgate audit search --principal bot:infra-deploy --claim ref=refs/heads/main \\",
+        "    --config gateway.yaml",
         "iamgate audit search --principal dana   # as the administrator logged in",
     ),
 )
@@ -47,6 +50,10 @@ def audit() -> None:
 @click.option("--until", help="ISO 8601 time, UTC: events before it.")
 @click.option("--type", "kind", default="aws.call", show_default=True, help="Event type.")
 @click.option("--limit", default=50, show_default=True, help="At most this many events.")
+@click.option(
+    "--claim",
+    help="A CI job's token claim, NAME=VALUE (repository=acme/infra, run_id=…): its calls.",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, for scripts.")
 def audit_search(
     config_path: Path | None,
@@ -61,6 +68,7 @@ def audit_search(
     until: str | None,
     kind: str,
     limit: int,
+    claim: str | None,
     as_json: bool,
 ) -> None:
     """Events newest first.
@@ -78,6 +86,7 @@ def audit_search(
         since=since,
         until=until,
         type=kind,
+        claim=claim,
     )
     if config_path is None:
         events, names = _remote_search(asdict(asked), limit)

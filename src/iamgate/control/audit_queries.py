@@ -26,6 +26,7 @@ ACCOUNT_ID = re.compile(r"[0-9]{12}")
 WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 ACCESS_KEY = re.compile(r"[A-Z0-9]{16,128}")
 IAM_PATTERN = re.compile(r"[A-Za-z0-9*?-]+(:[A-Za-z0-9*?-]*)?")
+CLAIM = re.compile(r"(?P<name>[A-Za-z0-9_.-]{1,64})=(?P<value>.{1,256})", re.DOTALL)
 # What can be searched for, as a person would ask for it; any single event type, too.
 EVENT_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "aws": ("AWS API calls", (EventType.AWS_CALL,)),
@@ -77,6 +78,7 @@ class AuditQuery:
     type: str | None = None
     key: str | None = None
     limit: str | None = None
+    claim: str | None = None  # a CI job's token claim, NAME=VALUE (repository=acme/infra)
 
     @classmethod
     def of(cls, fields: Mapping[str, str]) -> AuditQuery:
@@ -170,6 +172,13 @@ def read(
     if action is not None and not IAM_PATTERN.fullmatch(action):
         problems.append(f"Action {action!r} is not an IAM action such as rds:Delete*.")
         action = None
+    job: tuple[tuple[str, str], ...] = ()
+    if (typed := _text(query.claim)) is not None:
+        claim = CLAIM.fullmatch(typed)
+        if claim is None:
+            problems.append(f"Claim {typed[:80]!r} is not NAME=VALUE, e.g. run_id=9876543210.")
+        else:
+            job = ((claim["name"], claim["value"]),)
     limit = default_limit
     if (typed := _text(query.limit)) is not None:
         limit = int(typed) if WHOLE_NUMBER.fullmatch(typed) else 0
@@ -190,6 +199,7 @@ def read(
         types=types,
         access_key_id=key,
         limit=limit,
+        job=job,
     )
     return Read(filters, tuple(problems))
 

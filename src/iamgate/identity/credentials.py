@@ -84,13 +84,17 @@ class Claims:
     issued_at: datetime
     expires_at: datetime
     login_session: str | None = None
+    # A bot's credential from a web identity token: the binding that made it (the gateway
+    # checks on each call that it still exists) and the job's claims, for the audit trail.
+    binding: str | None = None
+    job: tuple[tuple[str, str], ...] = ()
 
     @property
     def access_key_id(self) -> str:
         return ACCESS_KEY_PREFIX + self.session_id
 
     def to_json(self) -> bytes:
-        data = {
+        data: dict[str, object] = {
             "sid": self.session_id,
             "sub": self.principal,
             "knd": self.kind,
@@ -101,6 +105,10 @@ class Claims:
             "exp": int(self.expires_at.timestamp()),
             "lsn": self.login_session,
         }
+        if self.binding is not None:  # only a bot's: a person's credential stays as small
+            data["bnd"] = self.binding
+        if self.job:
+            data["job"] = dict(self.job)
         return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
 
     @classmethod
@@ -119,6 +127,8 @@ class Claims:
             issued_at=datetime.fromtimestamp(int(data["iat"]), UTC),
             expires_at=datetime.fromtimestamp(int(data["exp"]), UTC),
             login_session=data.get("lsn"),
+            binding=None if data.get("bnd") is None else str(data["bnd"]),
+            job=tuple((str(k), str(v)) for k, v in dict(data.get("job") or {}).items()),
         )
 
 
@@ -168,6 +178,8 @@ def mint_credentials(
     now: datetime,
     ttl: timedelta = DEFAULT_TTL,
     login_session: str | None = None,
+    binding: str | None = None,
+    job: tuple[tuple[str, str], ...] = (),
 ) -> GatewayCredentials:
     claims = Claims(
         session_id=new_session_id(),
@@ -179,6 +191,8 @@ def mint_credentials(
         issued_at=now.replace(microsecond=0),
         expires_at=(now + ttl).replace(microsecond=0),
         login_session=login_session,
+        binding=binding,
+        job=job,
     )
     key = ring.current
     signed_part = f"{TOKEN_VERSION}.{key.kid}.{_b64(claims.to_json())}"

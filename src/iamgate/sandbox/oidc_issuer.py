@@ -5,7 +5,8 @@ It speaks the parts of the protocol a relying party uses: the discovery document
 GitHub's token endpoint (`GET /token?audience=…` with the job's bearer request token, answered
 `{"value": "<jwt>"}`). Beyond GitHub, for stories and tests: `POST /sandbox/token` mints a token
 with the claims posted (a job on another branch, an expired token…), and
-`POST /sandbox/rotate` replaces the signing key, as an issuer rotating its keys does.
+`POST /sandbox/rotate` replaces the signing key, as an issuer rotating its keys does;
+`GET /sandbox/stats` says how many times its keys were fetched.
 
     python -m iamgate.sandbox.oidc_issuer --port 0 --ready-file F
 
@@ -59,6 +60,7 @@ class Issuer:
     request_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     keys: list[tuple[str, rsa.RSAPrivateKey]] = field(default_factory=list)
     lifetime: int = 300
+    jwks_fetches: int = 0
 
     def rotate(self) -> str:
         kid = secrets.token_hex(8)
@@ -110,7 +112,11 @@ def issuer_app(issuer: Issuer) -> web.Application:
         )
 
     async def jwks(_: web.Request) -> web.Response:
+        issuer.jwks_fetches += 1
         return web.json_response(issuer.jwks())
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response({"jwks_fetches": issuer.jwks_fetches})
 
     async def token(request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {issuer.request_token}":
@@ -132,6 +138,7 @@ def issuer_app(issuer: Issuer) -> web.Application:
     app.router.add_get("/token", token)
     app.router.add_post("/sandbox/token", sandbox_token)
     app.router.add_post("/sandbox/rotate", rotate)
+    app.router.add_get("/sandbox/stats", stats)
     return app
 
 

@@ -101,6 +101,9 @@ class AuditFilters(BaseModel):
     )
     type: EventType | None = Field(None, description="default aws.call")
     limit: int | None = Field(None, ge=1, le=MAX_PAGE, description="page size")
+    claim: str | None = Field(
+        None, description="a CI job's token claim, NAME=VALUE, e.g. repository=acme/infra"
+    )
 
 
 class SessionFilters(BaseModel):
