@@ -46,7 +46,7 @@ class Reason(enum.Enum):
     ENTITY_TOO_SMALL = "entity-too-small"  # the file is below the policy's size range
     INTERNAL = "internal"
     # sts:AssumeRoleWithWebIdentity / AssumeRoleWithSAML: unsigned by design in AWS, but this
-    # gateway trusts no web identity or SAML provider yet.
+    # gateway trusts no SAML provider, or no OIDC issuer (`oidc.issuers`).
     WEB_IDENTITY_UNCONFIGURED = "web-identity-unconfigured"
     # sts:AssumeRoleWithWebIdentity, answered by the gateway: the call's parameters are not
     # STS's; the token is not one it accepts; the token has expired; the token is good but

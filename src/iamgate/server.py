@@ -272,6 +272,9 @@ def config_loaded(
             "accounts": len(config.aws.accounts),
             "roles": [role.name for role in config.roles],
             "users": len(config.users),
+            "bots": [bot.name for bot in config.bots],
+            "oidc_issuers": [issuer.url for issuer in config.oidc.issuers],
+            "oidc_bindings": [binding.name for binding in config.oidc.bindings],
             "audit_enabled": config.audit.enabled,
         },
     )

@@ -124,7 +124,7 @@ def test_an_unsigned_call_gets_its_services_error_in_its_protocol(
 
 
 @pytest.mark.parametrize("operation", ["assume_role_with_web_identity", "assume_role_with_saml"])
-def test_web_identity_exchanges_are_told_the_gateway_does_not_answer_them_yet(
+def test_web_identity_exchanges_are_told_the_gateway_trusts_no_provider(
     gateway: GatewayProcess, operation: str
 ) -> None:
     """boto3 sends these unsigned, as AWS designed them; STS's own error, not a web 404."""
@@ -147,7 +147,7 @@ def test_web_identity_exchanges_are_told_the_gateway_does_not_answer_them_yet(
         getattr(sts, operation)(**arguments)
     error = refused.value.response["Error"]
     assert error["Code"] == "InvalidIdentityToken"
-    assert "not yet configured for this gateway" in error["Message"]
+    assert "is not configured for this gateway: it trusts no" in error["Message"]
     action = "sts:AssumeRoleWithWebIdentity" if "web" in operation else "sts:AssumeRoleWithSAML"
     record = _record(gateway, action, mark)
     assert record["fields"]["reason"].startswith("web-identity-unconfigured")

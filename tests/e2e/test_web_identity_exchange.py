@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from harness import BIN, GatewayProcess, audited_calls, clean_env, run_aws
 from issuer import RunningIssuer, running_issuer
+from people import enrol, iamgate, login
 
 from iamgate.sandbox import Sandbox
 
@@ -473,6 +474,14 @@ def test_revoking_the_bot_stops_its_live_credentials(
     creds = exchange(gw, issuer.token(AUDIENCE, repository="acme/revocable"))["Credentials"]
     client = _bot_client(gw, creds)
     assert client.get_caller_identity()["Account"] == CI
+    # The key the exchange issued is known: what it did, and whose it is.
+    key = creds["AccessKeyId"]
+    (issued,) = audited_calls(gw.state_url, access_key_id=key, type="credentials.issued", wait=0)
+    assert issued["principal"] == "bot:revocable"
+    assert issued["fields"]["binding"] == "revocable-jobs"
+    assert issued["fields"]["issued_by"] == "web-identity"
+    (call,) = audited_calls(gw.state_url, access_key_id=key, action="sts:GetCallerIdentity")
+    assert call["principal"] == "bot:revocable" and call["fields"]["job"]["repository"]
     config = str(gw.config_path)
     done = subprocess.run(
         [str(BIN / "iamgate"), "sessions", "revoke", "--bot", "revocable", "--config", config],
@@ -500,6 +509,9 @@ def test_removing_the_binding_stops_its_live_credentials(
     assert gw.process is not None
     os.kill(gw.process.pid, signal.SIGHUP)
     assert "binding `doomed-jobs` no longer maps tokens to bot `doomed`" in _stops(client)
+    (loaded,) = search_audit(gw, "--type", "config.loaded", "--limit", "1")
+    assert loaded["fields"]["reloaded"] and "doomed-jobs" not in loaded["fields"]["oidc_bindings"]
+    assert "ci-main" in loaded["fields"]["oidc_bindings"]
     with pytest.raises(ClientError) as again:
         exchange(gw, token)
     assert again.value.response["Error"]["Code"] == "AccessDenied"
@@ -539,3 +551,20 @@ def test_a_rotated_key_works_after_one_refetch(gw: GatewayProcess, rotating: Run
     # ... and then one refetch finds it.
     assert exchange(gw, rotated)["Credentials"]["AccessKeyId"].startswith("ASIA")
     assert rotating.jwks_fetches() == fetched + 1
+
+
+def test_an_administrator_finds_a_jobs_calls_through_the_api(
+    gw: GatewayProcess, issuer: RunningIssuer, tmp_path: Path
+) -> None:
+    run = run_id()
+    creds = exchange(gw, issuer.token(AUDIENCE, run_id=run))["Credentials"]
+    _bot_client(gw, creds).get_caller_identity()
+    admin = enrol(gw, tmp_path, "ci-auditor", roles="admin")
+    assert login(gw, admin).returncode == 0
+    found = iamgate(admin.env, "audit", "search", "--claim", f"run_id={run}", "--json")
+    assert found.returncode == 0, found.stderr
+    events = [json.loads(line) for line in found.stdout.splitlines()]
+    assert {e["fields"]["action"] for e in events} == {EXCHANGE, "sts:GetCallerIdentity"}
+    assert {e["principal"] for e in events} == {"bot:infra-deploy"}
+    wrong = iamgate(admin.env, "audit", "search", "--claim", "run_id")
+    assert wrong.returncode != 0 and "is not NAME=VALUE" in wrong.stderr

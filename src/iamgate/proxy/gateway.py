@@ -1127,10 +1127,11 @@ class Gateway(Configured):
             return refused  # signed, but too badly to read: only its shape was wanted
         action = call.identified.operation.iam_action
         if action in _WEB_IDENTITY:
+            trusted = "SAML provider" if action != _EXCHANGE else "OIDC issuer (oidc.issuers)"
             return Refused(
                 Reason.WEB_IDENTITY_UNCONFIGURED,
-                f"iamgate: {action} is not yet configured for this gateway: it trusts no web "
-                "identity or SAML provider; sign in with `iamgate login` for credentials",
+                f"iamgate: {action} is not configured for this gateway: it trusts no "
+                f"{trusted}; sign in with `iamgate login` for credentials",
             )
         if call.identified.operation.service == "s3":  # S3 answers anonymous reads itself
             return Refused(Reason.MISSING_AUTH, ANONYMOUS_S3)
