@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -205,8 +206,9 @@ def test_schemathesis_finds_no_server_error(
 
 
 def test_health_says_starting_until_the_service_models_are_compiled(
-    sandbox: Sandbox, tmp_path: Path
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("IAMGATE_CACHE_DIR", "off")  # a first start: models to compile
     gw = GatewayProcess(sandbox, tmp_path / "starting")
     gw.start()  # returns as soon as the port answers; compiling takes seconds more
     try:
@@ -217,5 +219,8 @@ def test_health_says_starting_until_the_service_models_are_compiled(
             seen.append(call(gw, "GET", "/api/v1/health", None))
     finally:
         gw.stop()
-    assert seen[0] == (503, {"status": "starting"})  # a load balancer waits
-    assert seen[-1] == (200, {"status": "ready"})
+    (first, starting), (last, ready) = seen[0], seen[-1]
+    assert (first, starting["status"]) == (503, "starting")  # a load balancer waits
+    assert (last, ready["status"]) == (200, "ready")
+    # when the replica last read users and revocations: it does at start, before models
+    assert datetime.fromisoformat(ready["directory_as_of"]) <= datetime.now(UTC)

@@ -158,3 +158,20 @@ def test_a_cookie_call_that_changes_something_must_be_our_pages(engine: Engine) 
         assert (status, body["error"]) == (400, "BadRequest")  # past the check, to the body
 
     _run(engine, test)
+
+
+def test_a_fault_of_ours_is_the_apis_json_500_and_a_bad_body_the_callers_400(
+    engine: Engine,
+) -> None:
+    """A handler that fails (here: the login use case is missing) answers in the API's JSON
+    with no traceback; a body the request model refuses stays the caller's 400."""
+
+    async def test(client: Client, _api: Api) -> None:
+        body = {"user": "dana", "password": "p" * 12, "otp": "123456"}
+        status, _, fault = await _answer(client, "POST", "/api/v1/login", json=body)
+        assert status == 500 and fault["error"] == "InternalError", fault
+        assert "Traceback" not in str(fault)
+        status, _, bad = await _answer(client, "POST", "/api/v1/login", json={"user": "dana"})
+        assert status == 400, bad
+
+    _run(engine, test)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ from iamgate.web.errors import json_error, json_refusal
 from iamgate.web.openapi import Answer, Operation, Who, openapi_document
 from iamgate.web.sessions import BrowserSessions
 
+log = logging.getLogger(__name__)
 TIME = "%Y-%m-%dT%H:%M:%SZ"
 # The largest body the JSON API, the login API and the pages take: they need a few
 # kilobytes, and login is unauthenticated. (The proxy's own limit is for AWS calls.)
@@ -403,8 +405,6 @@ class Api(Configured):
             return await handler(request)
         except ControlError as error:
             return json_refusal(error)
-        except ValidationError as error:  # a body or query its model does not take
-            return json_refusal(invalid(_problems(error)))
         except web.HTTPMethodNotAllowed as error:
             message = f"{request.method} is not allowed on {request.path}"
             response = _error(405, "MethodNotAllowed", message)
@@ -412,6 +412,11 @@ class Api(Configured):
             return response
         except web.HTTPNotFound:
             return await no_such_endpoint(request)
+        except web.HTTPException:
+            raise
+        except Exception:  # a fault of ours, an answer model our data does not fit included
+            log.exception("%s %s failed", request.method, request.path)
+            return _error(500, "InternalError", "the gateway failed to answer; it is logged")
 
     async def unrouted(self, request: web.Request) -> web.StreamResponse:
         """405 when the path has other methods, else 404.
@@ -490,7 +495,7 @@ class Api(Configured):
 
     async def _parsed(self, request: web.Request, model: type[Body]) -> Body:
         """The body as its model (`iamgate.web.api_models`); `errors` says what is wrong."""
-        return model.model_validate(await self._body(request))
+        return _read(model, await self._body(request))
 
     # -- everyone ---------------------------------------------------------------------------
 
@@ -679,7 +684,7 @@ class Api(Configured):
         return web.Response(status=204)
 
     async def list_sessions(self, request: web.Request) -> web.StreamResponse:
-        query = m.SessionFilters.model_validate(dict(request.query))
+        query = _read(m.SessionFilters, dict(request.query))
         user = query.user or None
         if query.all == "true":
             sessions = await asyncio.to_thread(self.admin.all_sessions, user)
@@ -770,6 +775,15 @@ def _user_json(u: UserSummary) -> m.User:
         created_at=_time(u.created_at),
         active_sessions=u.active_sessions,
     )
+
+
+def _read(model: type[Body], given: object) -> Body:
+    """A request's body or query as its model; what it does not take is the caller's 400
+    (an answer model that does not take our data is our 500)."""
+    try:
+        return model.model_validate(given)
+    except ValidationError as error:
+        raise invalid(_problems(error)) from None
 
 
 def _problems(error: ValidationError) -> str:
