@@ -75,6 +75,9 @@ TRANSITIONS: Mapping[State, frozenset[State]] = {
     State.ENDED: frozenset(),
 }
 OPEN = frozenset({State.PENDING, State.APPROVED, State.ACTIVE})
+MAX_REASON = 2000
+MAX_TICKET = 128
+MAX_ACTIONS = 50
 
 
 class RequestRefused(Exception):
@@ -251,6 +254,10 @@ def check_ask(
             f"role {role.name} may be requested for at most {_span(requestable.max_duration)}"
         )
     reason = ask.reason.strip()
+    if len(reason) > MAX_REASON or len(ask.ticket or "") > MAX_TICKET:
+        raise RequestRefused(f"a reason has at most {MAX_REASON} characters, a ticket {MAX_TICKET}")
+    if "\x00" in reason + (ask.ticket or ""):
+        raise RequestRefused("a reason or ticket cannot hold NUL characters")
     if requestable.reason.required and not reason:
         raise RequestRefused(f"role {role.name} needs a reason: {requestable.reason.prompt}")
     ticket = (ask.ticket or "").strip() or None
@@ -262,6 +269,10 @@ def check_ask(
         raise RequestRefused(f"ticket {ticket!r} does not match {requestable.ticket}")
     if ask.start is not None and ask.start < now - timedelta(minutes=1):
         raise RequestRefused("the start is in the past")
+    if ask.start is not None and ask.start > now + requestable.pending_lifetime + duration:
+        raise RequestRefused("the start is further away than the request could wait")
+    if len(ask.actions) > MAX_ACTIONS:
+        raise RequestRefused(f"a request names at most {MAX_ACTIONS} actions")
     for action in ask.actions:
         if not re.fullmatch(r"[A-Za-z0-9-]+:[A-Za-z0-9*?]+", action):
             raise RequestRefused(f"not an IAM action: {action!r} (use forms like rds:Delete*)")
@@ -298,6 +309,8 @@ def read_duration(text: str) -> timedelta:
         return parse_duration(text)
     except ValueError as exc:
         raise RequestRefused(str(exc)) from None
+    except OverflowError:
+        raise RequestRefused(f"not a duration one can ask for: {text!r}") from None
 
 
 # -- reviewing -----------------------------------------------------------------------------
@@ -551,3 +564,31 @@ def hint_for(roles: Iterable[RoleConfig], person: Person, call: Call) -> Hint | 
     return request_hint(
         roles, person, call.account, call.aws_role, lambda role: call.decide([role]).allowed
     )
+
+
+def requestable_for(config: Config, person: Person) -> list[dict[str, object]]:
+    """The roles the person may ask for, as `iamgate ls` and My access show them: the
+    accounts each reaches, its limits and the prompt for a reason."""
+    found: list[dict[str, object]] = []
+    for role in config.roles:
+        requestable = role.requestable
+        if requestable is None or role.name in person.roles:
+            continue
+        if not may_request(requestable, person):
+            continue
+        accounts = [a.name for a in config.aws.accounts if account_selected(role.allow.accounts, a)]
+        found.append(
+            {
+                "role": role.name,
+                "accounts": accounts,
+                "aws_roles": list(role.allow.aws_roles),
+                "max_duration": _span(requestable.max_duration),
+                "default_duration": _span(requestable.duration),
+                "pending_lifetime": _span(requestable.pending_lifetime),
+                "reason_required": requestable.reason.required,
+                "prompt": requestable.reason.prompt,
+                "ticket": requestable.ticket,
+                "stages": len(requestable.approval_stages),
+            }
+        )
+    return found

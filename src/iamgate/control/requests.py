@@ -564,5 +564,5 @@ def ask_of(
         )
     except RequestRefused as exc:
         raise _refused(exc) from None
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise invalid(f"not a start time: {start!r} ({exc})", code="InvalidRequest") from None

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from iamgate.access.requests import MAX_REASON, MAX_TICKET
 from iamgate.audit.events import EventType
 from iamgate.config import USER_NAME
 from iamgate.control.audit_queries import MAX_PAGE
@@ -277,3 +278,80 @@ class Account(Answer):
 
 class Accounts(Answer):
     accounts: list[Account]
+
+
+# -- just-in-time access requests (`iamgate.control.requests`) -----------------------------
+
+
+class NewAccessRequest(Request):
+    role: Text
+    accounts: list[str] = Field([], description="accounts by name or id; or give selector")
+    selector: str | None = Field(None, description="accounts by label, e.g. env=prod")
+    duration: str | None = Field(None, description="e.g. 2h; default: the role's")
+    reason: str = Field("", max_length=MAX_REASON)
+    start: str | None = Field(None, description="ISO 8601, or +30m from now; default: at once")
+    actions: list[str] = Field([], description="only these IAM actions, e.g. rds:Delete*")
+    ticket: str | None = Field(None, max_length=MAX_TICKET)
+
+
+class RequestReview(Request):
+    reason: Annotated[str, Field(min_length=1, max_length=MAX_REASON)]
+    accounts: list[str] = Field(
+        [], description="approve only these (names or ids); default: every one in your scope"
+    )
+
+
+class RequestEnding(Request):
+    reason: str = Field("", max_length=MAX_REASON)
+
+
+class RequestFilters(BaseModel):
+    mine: Literal["true", "false"] | None = Field(None, description="only mine")
+    to_review: Literal["true", "false"] | None = Field(
+        None, description="only those waiting for my review"
+    )
+
+
+class RequestPath(BaseModel):
+    id: Annotated[str, Field(pattern=r"^rq-[0-9a-f]{10}$")]
+
+
+class RequestedAccount(Answer):
+    name: str
+    id: str
+    approved: bool
+
+
+class GivenReview(Answer):
+    reviewer: str
+    decision: Literal["approve", "deny"]
+    accounts: list[str]
+    reason: str
+    at: Time | None
+
+
+class AccessRequest(Answer):
+    id: str
+    state: Literal["pending", "approved", "active", "denied", "expired", "cancelled", "ended"]
+    ended_by: Literal["expired", "dropped", "revoked"] | None
+    requester: str
+    role: str
+    accounts: list[RequestedAccount]
+    actions: list[str]
+    duration: str
+    reason: str
+    ticket: str | None
+    created_at: Time | None
+    pending_until: Time | None
+    start: Time | None
+    starts_at: Time | None
+    ends_at: Time | None
+    stages: list[str]
+    reviews: list[GivenReview]
+    may_review: bool
+    may_drop: bool
+    may_revoke: bool
+
+
+class AccessRequests(Answer):
+    requests: list[AccessRequest]
