@@ -223,6 +223,9 @@ class Gateway(Configured):
         self._session = session
         self._owns_session = session is None
         self._reach_memory: tuple[Mapping[str, RoleConfig], Reach] | None = None
+        self._requestable_memory: tuple[Mapping[str, RoleConfig], tuple[RoleConfig, ...]] | None = (
+            None
+        )
         self._refresher: asyncio.Task[None] | None = None
         self._preload: asyncio.Future[None] | None = None
         public = urlsplit(self.config.server.url)
@@ -603,10 +606,18 @@ class Gateway(Configured):
         if granted is not None:
             return (*granted, "")
         held = frozenset(self._held_roles(principal))
-        hint = hint_for(self.config.roles, Person(principal, held), asked)
+        hint = hint_for(self._requestable(), Person(principal, held), asked)
         if hint is None:
             return refused, reaching, ""
         return refused, reaching, f"; role {hint.role} would allow it: {hint.command}"
+
+    def _requestable(self) -> tuple[RoleConfig, ...]:
+        """The requestable roles in force (a refusal looks among them for a hint)."""
+        roles = self.roles
+        if self._requestable_memory is None or self._requestable_memory[0] is not roles:
+            found = tuple(r for r in roles.values() if r.requestable is not None)
+            self._requestable_memory = (roles, found)
+        return self._requestable_memory[1]
 
     def _reach(self) -> Reach:
         """Which held roles reach an (account, IAM role), remembered for the roles in force:
