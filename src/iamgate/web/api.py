@@ -36,6 +36,7 @@ from iamgate.control.console import sign_in
 from iamgate.control.credentials import Credentials, CredentialsRequest, account_named
 from iamgate.control.errors import ControlError, Kind, forbidden, invalid
 from iamgate.control.logins import Client, Logins
+from iamgate.control.requests import Requests, ask_of, request_data
 from iamgate.control.users import (
     Actor,
     Admin,
@@ -376,11 +377,16 @@ class Api(Configured):
                 self.list_accounts,
                 ops("AWS accounts (read-only)", _json(m.Accounts), who="administrator"),
             ),
+            *self._request_routes(),
         ]
         self.document = openapi_document(
             self.config.server.url, ((r.method, r.template, r.operation) for r in self.routes)
         )
         self._who: dict[web.AbstractRoute, Who] = {}  # of every app `application` made
+
+    @functools.cached_property
+    def requests(self) -> Requests:
+        return Requests(self.live, self.engine, self.admin.audit)
 
     @functools.cached_property
     def issuer(self) -> Credentials:
@@ -756,6 +762,159 @@ class Api(Configured):
                 ]
             )
         )
+
+    # -- access requests (`iamgate.control.requests`) ---------------------------------------
+
+    def _request_routes(self) -> list[Route]:
+        ops = Operation
+        path, review, ending = m.RequestPath, m.RequestReview, m.RequestEnding
+        acting = (400, 403, 404, 409)
+        one = _json(m.AccessRequest, "the request, as it is now")
+        return [
+            Route(
+                "GET",
+                "/requests",
+                self.list_requests,
+                ops(
+                    "Access requests I may see: mine, those I review, or (administrators) all",
+                    _json(m.AccessRequests, "newest first"),
+                    query=m.RequestFilters,
+                    errors=(400,),
+                ),
+            ),
+            Route(
+                "POST",
+                "/requests",
+                self.create_request,
+                ops(
+                    "Ask for a requestable gateway role, for some accounts, for a time",
+                    {201: Answer("the request, pending", m.AccessRequest)},
+                    body=m.NewAccessRequest,
+                    errors=(400, 403, 404),
+                ),
+            ),
+            Route(
+                "GET",
+                "/requests/{id}",
+                self.show_request,
+                ops("One access request", one, path=path, errors=(400, 404)),
+            ),
+            Route(
+                "POST",
+                "/requests/{id}/approve",
+                self.approve_request,
+                ops(
+                    "Approve (for some accounts, or every one in my scope)",
+                    one,
+                    body=review,
+                    path=path,
+                    errors=acting,
+                ),
+            ),
+            Route(
+                "POST",
+                "/requests/{id}/deny",
+                self.deny_request,
+                ops("Deny: any deny ends the request", one, body=review, path=path, errors=acting),
+            ),
+            Route(
+                "POST",
+                "/requests/{id}/drop",
+                self.drop_request,
+                ops(
+                    "End my own request: cancel it, or end its grant at once",
+                    one,
+                    body=ending,
+                    body_required=False,
+                    path=path,
+                    errors=acting,
+                ),
+            ),
+            Route(
+                "POST",
+                "/requests/{id}/revoke",
+                self.revoke_request,
+                ops(
+                    "End a grant I reviewed (administrators: any)",
+                    one,
+                    body=ending,
+                    body_required=False,
+                    path=path,
+                    errors=acting,
+                ),
+            ),
+        ]
+
+    def _request_id(self, request: web.Request) -> str:
+        return m.RequestPath.model_validate({"id": request.match_info["id"]}).id
+
+    async def _request_answer(
+        self, request_id: str, actor: Actor, status: int = 200
+    ) -> web.StreamResponse:
+        view = await asyncio.to_thread(self.requests.show, request_id, by=actor)
+        return _ok(m.AccessRequest.model_validate(request_data(view)), status=status)
+
+    async def list_requests(self, request: web.Request) -> web.StreamResponse:
+        caller = request[CALLER]
+        asked = m.RequestFilters.model_validate(dict(request.query))
+        views = await asyncio.to_thread(
+            self.requests.list,
+            by=self._actor(request, caller),
+            mine=asked.mine == "true",
+            to_review=asked.to_review == "true",
+        )
+        found = [m.AccessRequest.model_validate(request_data(v)) for v in views]
+        return _ok(m.AccessRequests(requests=found))
+
+    async def create_request(self, request: web.Request) -> web.StreamResponse:
+        caller = request[CALLER]
+        body = await self._parsed(request, m.NewAccessRequest)
+        actor = self._actor(request, caller)
+        made = await asyncio.to_thread(self.requests.create, ask_of(**body.model_dump()), by=actor)
+        return await self._request_answer(made.id, actor, status=201)
+
+    async def show_request(self, request: web.Request) -> web.StreamResponse:
+        return await self._request_answer(
+            self._request_id(request), self._actor(request, request[CALLER])
+        )
+
+    async def _review(self, request: web.Request, *, approve: bool) -> web.StreamResponse:
+        actor = self._actor(request, request[CALLER])
+        request_id = self._request_id(request)
+        body = await self._parsed(request, m.RequestReview)
+        await asyncio.to_thread(
+            self.requests.review,
+            request_id,
+            approve=approve,
+            reason=body.reason,
+            by=actor,
+            accounts=body.accounts,
+        )
+        return await self._request_answer(request_id, actor)
+
+    async def approve_request(self, request: web.Request) -> web.StreamResponse:
+        return await self._review(request, approve=True)
+
+    async def deny_request(self, request: web.Request) -> web.StreamResponse:
+        return await self._review(request, approve=False)
+
+    async def _end(self, request: web.Request, *, revoke: bool) -> web.StreamResponse:
+        actor = self._actor(request, request[CALLER])
+        request_id = self._request_id(request)
+        ending = (
+            await self._parsed(request, m.RequestEnding)
+            if request.body_exists
+            else m.RequestEnding()
+        )
+        end = self.requests.revoke if revoke else self.requests.drop
+        await asyncio.to_thread(end, request_id, by=actor, reason=ending.reason)
+        return await self._request_answer(request_id, actor)
+
+    async def drop_request(self, request: web.Request) -> web.StreamResponse:
+        return await self._end(request, revoke=False)
+
+    async def revoke_request(self, request: web.Request) -> web.StreamResponse:
+        return await self._end(request, revoke=True)
 
 
 def _open_bearer(engine: Engine, token: str, now: datetime) -> LoginSession | None:

@@ -288,7 +288,7 @@ class NewAccessRequest(Request):
     accounts: list[str] = Field([], description="accounts by name or id; or give selector")
     selector: str | None = Field(None, description="accounts by label, e.g. env=prod")
     duration: str | None = Field(None, description="e.g. 2h; default: the role's")
-    reason: str = Field("", max_length=MAX_REASON)
+    reason: Annotated[str, Field(max_length=MAX_REASON)] = ""
     start: str | None = Field(None, description="ISO 8601, or +30m from now; default: at once")
     actions: list[str] = Field([], description="only these IAM actions, e.g. rds:Delete*")
     ticket: str | None = Field(None, max_length=MAX_TICKET)
@@ -302,7 +302,7 @@ class RequestReview(Request):
 
 
 class RequestEnding(Request):
-    reason: str = Field("", max_length=MAX_REASON)
+    reason: Annotated[str, Field(max_length=MAX_REASON)] = ""
 
 
 class RequestFilters(BaseModel):
