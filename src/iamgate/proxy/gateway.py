@@ -122,6 +122,7 @@ MAX_BUFFERED_BODY = 64 * 1024 * 1024
 # Bodies above this are streamed (S3 only); below it they are read, checked and then sent.
 STREAM_THRESHOLD = 1024 * 1024
 MAX_ERROR_BODY = 256 * 1024
+SMALL_ANSWER = 64 * 1024  # an answer of a declared length up to this is sent in one write
 _SANDBOX_CONTROL = ("moto-api", "latest/")
 # An unsigned request's body is read for its shape up to this size, never more.
 UNSIGNED_PEEK = 16 * 1024
@@ -912,6 +913,14 @@ class Gateway(Configured):
                 call.error_code = _error_code(upstream.headers, b"")
             if length is not None:
                 response.content_length = int(length)
+                if int(length) <= SMALL_ANSWER and request.method != "HEAD":
+                    # Most answers are a few KiB, read in one go: head and body leave in
+                    # one write, in one step, instead of a step per chunk and one for the end.
+                    body = await upstream.content.read()
+                    await send(request, response.prepare(request))
+                    await send(request, response.write_eof(body))
+                    call.bytes_out = len(body)
+                    return response
             await send(request, response.prepare(request))
         async for chunk in upstream.content.iter_any():
             await send(request, response.write(chunk))

@@ -8,6 +8,7 @@ Every failure is a `Refused`; nothing a client sends may surface as another exce
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +20,8 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 TERMINATOR = "aws4_request"
 MAX_PRESIGN_EXPIRES = 604800
 _DIGITS = frozenset("0123456789")
-_HEX = frozenset("0123456789abcdef")
+# 64 lower-case hex digits, nothing else (ASCII only: no \d, no re.IGNORECASE)
+_SHA256_HEX = re.compile("[0-9a-f]{64}")
 # STS-style signers add the session token after signing (the suite's post-sts-header-after),
 # so it alone may be unsigned; the gateway binds the token to the access key separately.
 _MAY_BE_UNSIGNED = frozenset({"x-amz-security-token"})
@@ -164,7 +166,7 @@ def _header_auth_fields(value: str) -> dict[str, str]:
 
 
 def _check_signature_text(signature: str) -> str:
-    if len(signature) != 64 or not all(c in _HEX for c in signature):
+    if _SHA256_HEX.fullmatch(signature) is None:
         raise _malformed("Signature must be 64 lower-case hexadecimal characters")
     return signature
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,7 +29,8 @@ SKEW = timedelta(minutes=5)
 S3_SKEW = timedelta(minutes=15)
 _STAMP = "%Y%m%dT%H%M%SZ"
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
-_HEX = frozenset("0123456789abcdef")
+# 64 lower-case hex digits, nothing else (ASCII only: no \d, no re.IGNORECASE)
+_SHA256_HEX = re.compile("[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +123,7 @@ def presign_expired(expired_at: datetime, now: datetime, x_amz_expires: int | No
 
 
 def is_sha256_hex(value: str | None) -> bool:
-    return value is not None and len(value) == 64 and all(c in _HEX for c in value)
+    return value is not None and _SHA256_HEX.fullmatch(value) is not None
 
 
 def check_payload_sha256(actual_hex: str, declared_hex: str) -> None:
