@@ -129,6 +129,9 @@ def test_a_body_or_query_its_model_refuses_is_a_400_saying_what_is_wrong(engine:
         status, _, body = await _answer(client, "GET", path, headers=admin)
         assert (status, body["error"]) == (400, "BadRequest")
         assert body["message"].startswith("all: Input should be 'true' or 'false'")
+        for path in ("/api/v1/requests?to_review=maybe", "/api/v1/requests/not-an-id"):
+            status, _, body = await _answer(client, "GET", path, headers=admin)
+            assert (status, body["error"]) == (400, "BadRequest"), path
 
     _run(engine, test)
 

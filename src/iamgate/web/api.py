@@ -846,7 +846,7 @@ class Api(Configured):
         ]
 
     def _request_id(self, request: web.Request) -> str:
-        return m.RequestPath.model_validate({"id": request.match_info["id"]}).id
+        return _read(m.RequestPath, {"id": request.match_info["id"]}).id
 
     async def _request_answer(
         self, request_id: str, actor: Actor, status: int = 200
@@ -856,7 +856,7 @@ class Api(Configured):
 
     async def list_requests(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
-        asked = m.RequestFilters.model_validate(dict(request.query))
+        asked = _read(m.RequestFilters, dict(request.query))
         views = await asyncio.to_thread(
             self.requests.list,
             by=self._actor(request, caller),
