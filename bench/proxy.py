@@ -1,20 +1,25 @@
 """What the gateway costs: latency and throughput direct vs through it, and upload memory.
 
     .venv/bin/python bench/proxy.py [--requests 500] [--rounds 20] [--concurrency 1,16,64]
-                                    [--call sts|s3-get] [--before REV] [--upload-mib 1024]
+                                    [--call sts|s3-get] [--before REV] [--workers N]
+                                    [--upload-mib 1024]
 
 Everything runs on 127.0.0.1 in one run: a fast local upstream (a tiny aiohttp server that
 answers STS and S3 like AWS, so the upstream's own cost is near zero and the gateway's
 shows), a bare aiohttp reverse proxy in front of it (the reference: what any Python proxy
 on this machine costs, with no verification, no re-signing and no audit), `iamgate serve`
 as its own process twice (durable audit, and audit off), with `--before REV` a third
-gateway run from that commit's source (durable audit, a store of its own), and an aiohttp
-load generator. Once the gateways say they are ready, the same pre-signed requests go
-directly to the upstream, through the bare proxy and through each gateway, in rounds that
-rotate the order; the report gives medians, the CPU each serving process spent per request,
-and ratios taken within each round (the gateway's CPU per call to the bare proxy's; after
-to before). Then a 1 GiB S3 upload streams through the gateway while its resident memory
-is sampled.
+gateway run from that commit's source (durable audit, a store of its own), with
+`--workers N` one more that runs N worker processes, and an aiohttp load generator. Once
+the gateways say they are ready, the same pre-signed requests go directly to the upstream,
+through the bare proxy and through each gateway, in rounds that rotate the order; the
+report gives medians, the CPU each serving process (and its children: audit writers,
+workers) spent per request, and ratios taken within each round (the gateway's CPU per call
+to the bare proxy's; after to before; N workers to one). Then a 1 GiB S3 upload streams
+through the gateway while its resident memory is sampled.
+
+With more cores, run `--workers` with their number and compare its throughput with one
+worker's at 64 at a time or more (the load generator is one process: give it a core).
 """
 
 from __future__ import annotations
@@ -376,6 +381,13 @@ def report(series: dict[str, Series], concurrency: int) -> None:
         f"without audit {pct(quiet.latencies, 50) - base:.3f} ms "
         f"(the bare proxy adds {base - pct(direct.latencies, 50):.3f} ms to direct)"
     )
+    workers = [label for label in series if label.endswith(" workers")]
+    if workers:
+        ratio(f"throughput, {workers[0]}/1 worker", per_round(series[workers[0]].rps, gateway.rps))
+        ratio(
+            f"CPU per call, {workers[0]}/1 worker",
+            per_round(series[workers[0]].cpu_us, gateway.cpu_us),
+        )
     if "before" in series:
         before = series["before"]
         ratio("throughput, after/before", per_round(gateway.rps, before.rps))
@@ -458,6 +470,13 @@ def main() -> int:
         help="the gateways' store, e.g. an empty PostgreSQL database (default: SQLite in a "
         "temporary folder)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="also run `iamgate serve --workers N` (durable audit) and report its throughput "
+        "next to one worker's (issue 16: every core)",
+    )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-bare-proxy", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -472,6 +491,7 @@ def main() -> int:
     storage_url = args.storage_url or f"sqlite:///{work / 'state.db'}"
     upstream_port, bare_port = free_port(), free_port()
     gateway_port, quiet_port, before_port = free_port(), free_port(), free_port()
+    workers_port = free_port()
     processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(label: str, command: list[str], env: dict[str, str] | None = None) -> None:
@@ -515,8 +535,20 @@ def main() -> int:
             (work / "before.yaml").write_text(yaml.safe_dump(before_config))
             start("before", [*serve, str(work / "before.yaml")], before_env)
             print(f"before: {commit}, from {source}", flush=True)
+        workers = f"{args.workers} workers"
+        if args.workers > 1:
+            workers_config = config | {
+                "server": config["server"] | {"listen": f"127.0.0.1:{workers_port}"}
+            }
+            (work / "workers.yaml").write_text(yaml.safe_dump(workers_config))
+            start(
+                workers, [*serve, str(work / "workers.yaml"), "--workers", str(args.workers)], env
+            )
         for port in (gateway_port, quiet_port) + ((before_port,) if args.before else ()):
             wait_until_ready(port)
+        if args.workers > 1:
+            for _ in range(args.workers * 10):  # each worker answers, whichever is asked
+                wait_until_ready(workers_port)
         gw_creds = mint(storage_url, env)
         up_creds = Credentials("ASIAUPSTREAMBENCH000", "upstream-secret", "upstream-token")
         urls = {
@@ -527,6 +559,8 @@ def main() -> int:
         }
         if before_env is not None:
             urls["before"] = (before_port, mint(f"sqlite:///{work / 'before.db'}", before_env))
+        if args.workers > 1:
+            urls[workers] = (workers_port, gw_creds)
         targets = {
             label: (
                 sign(f"http://127.0.0.1:{port}", creds, call=args.call),
