@@ -55,6 +55,7 @@ class Reason(enum.Enum):
     WEB_IDENTITY_INVALID_TOKEN = "web-identity-invalid-token"
     WEB_IDENTITY_EXPIRED_TOKEN = "web-identity-expired-token"
     WEB_IDENTITY_DENIED = "web-identity-denied"
+    WEB_IDENTITY_ISSUER_UNREACHABLE = "web-identity-issuer-unreachable"  # its keys, that is
 
 
 class Refused(Exception):

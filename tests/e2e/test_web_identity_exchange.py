@@ -38,6 +38,7 @@ AUDIENCE = "https://iamgate.example/ci"
 CI, PROD = "222222222222", "111111111111"
 CI_ROLE = f"arn:aws:iam::{CI}:role/CIRunner"
 EXCHANGE = "sts:AssumeRoleWithWebIdentity"
+UNREACHABLE = "http://127.0.0.1:9"  # an issuer whose keys cannot be fetched (discard port)
 
 
 def _trust(issuer: RunningIssuer, rotating: RunningIssuer) -> dict[str, Any]:
@@ -68,6 +69,7 @@ def _trust(issuer: RunningIssuer, rotating: RunningIssuer) -> dict[str, Any]:
             "issuers": [
                 {"url": issuer.url, "audience": AUDIENCE, "leeway": "5s"},
                 {"url": rotating.url, "audience": [AUDIENCE], "algorithms": ["RS256"]},
+                {"url": UNREACHABLE, "audience": AUDIENCE, "jwks_url": f"{UNREACHABLE}/keys"},
             ],
             "bindings": [
                 binding("ci-main", "infra-deploy", "acme/infra", ref="refs/heads/main"),
@@ -355,6 +357,14 @@ def test_parameters_sts_would_reject_are_a_validation_error(
     code, message, record = refused(gw, issuer.token(AUDIENCE), "arn:aws:iam::12:role/CIRunner")
     assert code == "ValidationError" and "arn:aws:iam::12:role/CIRunner is invalid" in message
     assert record["fields"]["reason"].startswith("web-identity-invalid-call")
+
+
+def test_an_issuer_whose_keys_cannot_be_fetched_is_an_idp_communication_error(
+    gw: GatewayProcess, issuer: RunningIssuer
+) -> None:
+    code, message, record = refused(gw, issuer.token(AUDIENCE, iss=UNREACHABLE))
+    assert code == "IDPCommunicationError" and "could not be fetched; try again" in message
+    assert record["fields"]["reason"].startswith("web-identity-issuer-unreachable")
 
 
 def test_a_key_the_issuer_does_not_publish_is_refused(

@@ -557,6 +557,7 @@ ELSEWHERE = {
     Reason.WEB_IDENTITY_INVALID_TOKEN: "../e2e/test_web_identity_exchange.py",
     Reason.WEB_IDENTITY_EXPIRED_TOKEN: "../e2e/test_web_identity_exchange.py",
     Reason.WEB_IDENTITY_DENIED: "../e2e/test_web_identity_exchange.py",
+    Reason.WEB_IDENTITY_ISSUER_UNREACHABLE: "../e2e/test_web_identity_exchange.py",
 }
 HERE = {case.reason for case in CASES} | {
     Reason.AUDIT_UNAVAILABLE,

@@ -198,6 +198,11 @@ _CODES: dict[Reason, dict[str, tuple[int, str]]] = {
         _QUERY: (403, "AccessDenied"),
         _JSON: (400, "AccessDeniedException"),
     },
+    Reason.WEB_IDENTITY_ISSUER_UNREACHABLE: {
+        _S3: (503, "ServiceUnavailable"),
+        _QUERY: (400, "IDPCommunicationError"),
+        _JSON: (400, "IDPCommunicationErrorException"),
+    },
 }
 
 # EC2 has its own names for a few of these (its API reference, "Error codes"): AuthFailure

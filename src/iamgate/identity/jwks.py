@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from iamgate.identity.oidc import KeySet, TokenRefused
+from iamgate.identity.oidc import IssuerUnreachable, KeySet
 
 REFETCH_INTERVAL = 60.0
 MAX_DOCUMENT_BYTES = 256 * 1024
@@ -54,7 +54,7 @@ class KeySets:
         if held.keys is None:
             await self._fetch(issuer, held, force=False)
         if held.keys is None:
-            raise TokenRefused(f"the signing keys of {issuer} could not be fetched; try again")
+            raise IssuerUnreachable(f"the signing keys of {issuer} could not be fetched; try again")
         return held.keys
 
     async def refreshed(self, issuer: str) -> KeySet:

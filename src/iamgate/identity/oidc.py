@@ -41,6 +41,11 @@ class TokenRefused(Exception):
         self.message = message
 
 
+class IssuerUnreachable(TokenRefused):
+    """The issuer's keys could not be fetched: nothing is known of the token yet, and a
+    retry may succeed (STS says `IDPCommunicationError`, which the SDKs retry)."""
+
+
 class UnknownKey(TokenRefused):
     """The token names a key the issuer's key set we hold does not have: after one refetch
     of the key set it may be known (the issuer rotated its keys)."""

@@ -75,7 +75,13 @@ from iamgate.identity.bots import (
 )
 from iamgate.identity.credentials import Claims, KeyRing, mint_credentials, open_credentials
 from iamgate.identity.jwks import KeySets
-from iamgate.identity.oidc import TokenRefused, UnknownKey, token_issuer, verify_token
+from iamgate.identity.oidc import (
+    IssuerUnreachable,
+    TokenRefused,
+    UnknownKey,
+    token_issuer,
+    verify_token,
+)
 from iamgate.proxy.body import BodyStream, read_within
 from iamgate.proxy.limits import Admission, CallLimits
 from iamgate.proxy.outbound import (
@@ -1080,11 +1086,12 @@ class Gateway(Configured):
                 fresh = await keys.refreshed(issuer_url)
                 claims = verify_token(asked.token, trusted, fresh, now=now)
         except TokenRefused as exc:
-            reason = (
-                Reason.WEB_IDENTITY_EXPIRED_TOKEN
-                if exc.code == "ExpiredTokenException"
-                else Reason.WEB_IDENTITY_INVALID_TOKEN
-            )
+            if isinstance(exc, IssuerUnreachable):
+                reason = Reason.WEB_IDENTITY_ISSUER_UNREACHABLE
+            elif exc.code == "ExpiredTokenException":
+                reason = Reason.WEB_IDENTITY_EXPIRED_TOKEN
+            else:
+                reason = Reason.WEB_IDENTITY_INVALID_TOKEN
             raise Refused(reason, f"iamgate: {exc.message}") from None
         call.job = job_claims(claims)
         _noted(call, subject=str(claims.get("sub", ""))[:256])
