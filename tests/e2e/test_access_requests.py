@@ -160,6 +160,11 @@ def test_dana_asks_two_stages_approve_her_same_profile_deletes_until_she_drops(
     globex = sandbox.account("customer-globex").id
     doomed, spared = _database(sandbox, prod), _database(sandbox, globex)
     env = _profile_env(dana, gw, tmp_path)
+    offered = json.loads(iamgate(dana.env, "ls", "--json").stdout)["requestable"]
+    assert [(o["role"], o["max_duration"], o["prompt"]) for o in offered] == [
+        ("prod-admin", "2h", "Which incident?")
+    ]
+    assert "may request" in iamgate(dana.env, "ls").stdout
     profile, other = "iamgate-acme-prod-ReadOnly", "iamgate-customer-globex-ReadOnly"
 
     # 1. refused, and the refusal says how to ask

@@ -311,7 +311,7 @@ def _access(session: dict[str, Any]) -> dict[str, Any]:
 @click.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 def list_access(as_json: bool) -> None:
-    """The accounts and IAM roles I may use now.
+    """The accounts and IAM roles I may use now, and the gateway roles I may request.
 
     \b
     Examples:
@@ -339,6 +339,22 @@ def list_access(as_json: bool) -> None:
                 role["allows"],
             )
     wide_console().print(table)
+    requestable = access.get("requestable") or []
+    if requestable:
+        asks = Table("may request", "accounts", "IAM roles", "for", "at most", "reason", "stages")
+        for offer in requestable:
+            reason = ("required: " if offer["reason_required"] else "optional: ") + offer["prompt"]
+            asks.add_row(
+                offer["role"],
+                ", ".join(offer["accounts"]),
+                ", ".join(offer["aws_roles"]),
+                offer["default_duration"],
+                offer["max_duration"],
+                reason,
+                str(offer["stages"]),
+            )
+        wide_console().print(asks)
+        click.echo("ask with: iamgate request create --role ROLE --account A --reason '...'")
 
 
 def wide_console() -> Console:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,7 +19,7 @@ import click
 from rich.table import Table
 
 from iamgate.audit.appender import DirectAuditLog
-from iamgate.cli.admin import open_store
+from iamgate.cli.admin import open_store, wait_until_in_force
 from iamgate.cli.examples import examples
 from iamgate.cli.people import wide_console
 from iamgate.cli.remote import Remote, logged_in, path_part
@@ -90,9 +91,10 @@ class LocalDesk:
 
 
 @contextlib.contextmanager
-def desk(config_path: Path | None, user: str | None) -> Iterator[Desk]:
+def desk(config_path: Path | None, user: str | None, *, grants: bool = False) -> Iterator[Desk]:
     """The API as the user logged in, or (--config) the store as --as USER; a refusal becomes
-    the command's error."""
+    the command's error. A change to a grant (`grants`) returns once the running gateway has
+    it in force, as a revocation does (the API's replica applies it before it answers)."""
     if config_path is None:
         if user is not None:
             raise click.BadParameter("--as goes with --config (on the gateway host)")
@@ -109,6 +111,8 @@ def desk(config_path: Path | None, user: str | None) -> Iterator[Desk]:
     finally:
         log.close()
         engine.dispose()
+    if grants:
+        wait_until_in_force(config.server.url, datetime.now(UTC))
 
 
 config_option = click.option(
@@ -302,7 +306,7 @@ def _acting(verb: str, summary: str, *, reason_required: bool) -> click.Command:
         body: dict[str, Any] = {"reason": reason}
         if extra.get("accounts"):
             body["accounts"] = list(extra["accounts"])
-        with desk(config_path, user) as where:
+        with desk(config_path, user, grants=verb != "deny") as where:
             data = where.act(request_id, verb, body)
         if as_json:
             click.echo(json.dumps(data, indent=2))

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
 from iamgate.access.reach import reachable_accounts
+from iamgate.access.requests import Person, requestable_for
 from iamgate.audit.search import search_page
 from iamgate.aws.federation import ConsoleFederation
 from iamgate.config import Config, Configured, LiveConfig, live
@@ -556,7 +557,13 @@ class Api(Configured):
     async def access(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
         accounts = reachable_accounts(self.config, caller.roles)
-        return _ok(m.Access.model_validate({"user": caller.user, "accounts": accounts}))
+        person = Person(caller.user, frozenset(r.name for r in caller.roles))
+        requestable = requestable_for(self.config, person)
+        return _ok(
+            m.Access.model_validate(
+                {"user": caller.user, "accounts": accounts, "requestable": requestable}
+            )
+        )
 
     async def credentials(self, request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]

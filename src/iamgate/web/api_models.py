@@ -166,9 +166,25 @@ class ReachableAccount(Answer):
     roles: list[ReachableRole]
 
 
+class RequestableRole(Answer):
+    """A gateway role I may ask for (`iamgate request create`), with its limits."""
+
+    role: str
+    accounts: list[str]
+    aws_roles: list[str]
+    max_duration: str
+    default_duration: str
+    pending_lifetime: str
+    reason_required: bool
+    prompt: str
+    ticket: str | None
+    stages: int
+
+
 class Access(Answer):
     user: str
     accounts: list[ReachableAccount]
+    requestable: list[RequestableRole] = Field([], description="roles I may request")
 
 
 class Credentials(Answer):
