@@ -228,6 +228,10 @@ def test_the_audit_trail_finds_a_jobs_calls_by_claim(tmp_path: Path) -> None:
             EventType.AWS_CALL, principal="dana", fields={"request_id": "r", "run_id": "4_2"}
         )
     )
+    refused = {"request_id": "refused", "action": "sts:AssumeRoleWithWebIdentity"}
+    log.append(  # a genuine token that no binding took: no bot, the job all the same
+        AuditEvent(EventType.AWS_CALL, fields={**refused, "job": {"run_id": "7", "ref": "x"}})
+    )
     log.close()
 
     def found(*job: tuple[str, str]) -> list[str]:
@@ -238,3 +242,4 @@ def test_the_audit_trail_finds_a_jobs_calls_by_claim(tmp_path: Path) -> None:
     assert found(("ref", "refs/heads/main")) == ["412", "4_2"]
     assert found(("ref", "refs/heads/main"), ("run_id", "412")) == ["412"]
     assert found(("ref", "refs/heads/mai")) == []
+    assert found(("ref", "x")) == ["refused", "4%2"]

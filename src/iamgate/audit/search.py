@@ -250,16 +250,19 @@ def _streams(conn: Connection, filters: Filters, issue: KeyIssue | None) -> list
     ] + _job_needles(filters.job)
     streams: list[_Stream] = []
     for kind in filters.types or (filters.type,):
-        for action in _action_choices(conn, kind, filters.action):
-            for by_key in _key_choices(kind, filters.access_key_id, issue):
-                where = (t.type == kind, *common, *action, *by_key)
-                if filters.status is None:
-                    streams.append(_Stream(audit_events, where, (t.time, t.chain, t.seq)))
-                    continue
-                # A refused call holds its own status; a forwarded one's is its outcome's.
-                streams.append(_Stream(audit_events, (*where, t.status == filters.status), ORDER))
-                if kind == EventType.AWS_CALL:
-                    streams.append(_outcomes_of_status(filters.status, where))
+        for action, by_key, who in itertools.product(
+            _action_choices(conn, kind, filters.action),
+            _key_choices(kind, filters.access_key_id, issue),
+            _job_holders(conn, kind, filters),
+        ):
+            where = (t.type == kind, *common, *action, *by_key, *who)
+            if filters.status is None:
+                streams.append(_Stream(audit_events, where, (t.time, t.chain, t.seq)))
+                continue
+            # A refused call holds its own status; a forwarded one's is its outcome's.
+            streams.append(_Stream(audit_events, (*where, t.status == filters.status), ORDER))
+            if kind == EventType.AWS_CALL:
+                streams.append(_outcomes_of_status(filters.status, where))
     return streams
 
 
@@ -315,21 +318,47 @@ def _prefix_range(pattern: str) -> tuple[str, str] | None:
 
 def _actions_from(conn: Connection, kind: str, bounds: tuple[str, str] | None) -> list[str]:
     """The distinct actions of this type of event within `bounds`, one index probe each."""
-    within = "AND action >= :low AND action < :high" if bounds else ""
-    after = "AND action < :high" if bounds else ""
+    return _distinct_from(conn, "action", kind, bounds)
+
+
+def _distinct_from(
+    conn: Connection, column: str, kind: str, bounds: tuple[str, str] | None
+) -> list[str]:
+    """The distinct values of `column` (action or principal, each led by the type in an
+    index) among events of this type within `bounds`, one index probe each."""
+    assert column in ("action", "principal")
+    within = f"AND {column} >= :low AND {column} < :high" if bounds else ""
+    after = f"AND {column} < :high" if bounds else ""
     query = text(
-        "WITH RECURSIVE a(action) AS ("  # noqa: S608 (constant fragments only)
-        "SELECT (SELECT action FROM audit_events WHERE type = :kind "
-        f"AND action IS NOT NULL {within} ORDER BY action LIMIT 1) "
-        "UNION ALL SELECT (SELECT action FROM audit_events WHERE type = :kind "
-        f"AND action > a.action {after} ORDER BY action LIMIT 1) "
-        "FROM a WHERE a.action IS NOT NULL) "
-        "SELECT action FROM a WHERE action IS NOT NULL"
+        "WITH RECURSIVE a(v) AS ("  # noqa: S608 (constant fragments only)
+        f"SELECT (SELECT {column} FROM audit_events WHERE type = :kind "
+        f"AND {column} IS NOT NULL {within} ORDER BY {column} LIMIT 1) "
+        f"UNION ALL SELECT (SELECT {column} FROM audit_events WHERE type = :kind "
+        f"AND {column} > a.v {after} ORDER BY {column} LIMIT 1) "
+        "FROM a WHERE a.v IS NOT NULL) "
+        "SELECT v FROM a WHERE v IS NOT NULL"
     )
     values: dict[str, str] = {"kind": kind}
     if bounds:
         values |= {"low": bounds[0], "high": bounds[1]}
-    return [row.action for row in conn.execute(query, values)]
+    return [row.v for row in conn.execute(query, values)]
+
+
+BOTS = ("bot:", "bot;")  # the range of bot principals: `bot:` and what follows it
+EXCHANGE = "sts:AssumeRoleWithWebIdentity"
+
+
+def _job_holders(
+    conn: Connection, kind: str, filters: Filters
+) -> list[tuple[ColumnElement[bool], ...]]:
+    """Who can hold a job's claims: each bot of the trail (one index range each, found by a
+    skip scan), and a web identity exchange refused before it had a bot. A claim is read
+    from the body, which no index serves: so only these events are read for it."""
+    t = audit_events.c
+    if not filters.job or filters.principal is not None:
+        return [()]
+    bots = _distinct_from(conn, "principal", kind, BOTS)
+    return [(t.principal == bot,) for bot in bots] + [(t.principal.is_(None), t.action == EXCHANGE)]
 
 
 def _key_choices(
