@@ -243,3 +243,13 @@ def test_the_audit_trail_finds_a_jobs_calls_by_claim(tmp_path: Path) -> None:
     assert found(("ref", "refs/heads/main"), ("run_id", "412")) == ["412"]
     assert found(("ref", "refs/heads/mai")) == []
     assert found(("ref", "x")) == ["refused", "4%2"]
+
+
+def test_the_examples_commented_bot_is_a_valid_configuration() -> None:
+    """examples/gateway.yaml shows a bot and a binding in comments: uncommented, it serves."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "gateway.yaml"
+    head, mark, tail = example.read_text().partition("# bots:")
+    uncommented = "\n".join(line.removeprefix("# ") for line in (mark + tail).splitlines())
+    config = parse_config(head + uncommented)
+    (binding,) = Trust.of(config).bindings
+    assert binding.bot == "infra-deploy" and binding.issuer.startswith("https://token.actions")

@@ -90,6 +90,8 @@ def config_check(config_path: Path, as_json: bool) -> None:
             "accounts": len(config.aws.accounts),
             "roles": len(config.roles),
             "users": len(config.users),
+            "bots": len(config.bots),
+            "oidc_bindings": len(config.oidc.bindings),
         }
         click.echo(json.dumps(report, indent=2))
     else:
@@ -99,6 +101,10 @@ def config_check(config_path: Path, as_json: bool) -> None:
             f"{len(config.aws.accounts)} accounts, {len(config.roles)} roles, "
             f"{len(config.users)} users"
         )
+        if config.bots or config.oidc.bindings:
+            bots, bindings = len(config.bots), len(config.oidc.bindings)
+            summary += f", {bots} bot{'s' * (bots != 1)}, {bindings} OIDC binding"
+            summary += "s" * (bindings != 1)
         if warnings:
             problems = f"{len(warnings)} problem{'s' if len(warnings) > 1 else ''}"
             click.echo(f"{config_path}: {problems} ({summary})", err=True)
