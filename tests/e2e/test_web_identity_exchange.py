@@ -262,6 +262,22 @@ def search_audit(gw: GatewayProcess, *args: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
+def test_the_jobs_guardrail_holds_for_the_bot(
+    gw: GatewayProcess, sandbox: Sandbox, issuer: RunningIssuer, tmp_path: Path
+) -> None:
+    """The design's second story, for a job with no secret: 10 instances, not 1000."""
+    env = job_env(gw, tmp_path, issuer.token(AUDIENCE))
+    launch = ["ec2", "run-instances", "--image-id", sandbox.ami_id, "--count"]
+    ten = run_aws([*launch, "10"], env=env)
+    assert ten.returncode == 0, ten.stderr
+    assert len(ten.json()["Instances"]) == 10
+    thousand = run_aws([*launch, "1000"], env=env)
+    assert thousand.returncode != 0 and "(UnauthorizedOperation)" in thousand.stderr
+    assert "guardrail on ec2:RunInstances: MaxCount=1000 is above the limit of 10" in (
+        thousand.stderr
+    )
+
+
 def test_the_reply_is_stss_own_shape(gw: GatewayProcess, issuer: RunningIssuer) -> None:
     answer = exchange(gw, issuer.token(AUDIENCE), DurationSeconds=900)
     creds = answer["Credentials"]
