@@ -28,7 +28,7 @@ from postgres import fresh_database
 from sqlalchemy import Engine, create_engine, event, text
 
 from iamgate.access.patterns import matches
-from iamgate.audit.appender import Appender, columns_of
+from iamgate.audit.appender import Appender, DirectAuditLog, columns_of
 from iamgate.audit.chain import GENESIS, link
 from iamgate.audit.events import AuditEvent, EventType, encode
 from iamgate.audit.search import Filters, search, search_page, verify
@@ -408,3 +408,40 @@ def _upgrade_an_old_trail(url: str) -> None:
         assert verify(engine) == []
     finally:
         engine.dispose()
+
+
+def test_a_jobs_calls_are_found_by_claim(engine: Engine) -> None:
+    """Exactly: a claim with LIKE's own characters, or of another name, does not match."""
+    log = DirectAuditLog(engine)
+    for run, ref in (("4_2", "refs/heads/main"), ("412", "refs/heads/main"), ("4%2", "x")):
+        log.append(
+            AuditEvent(
+                EventType.AWS_CALL,
+                principal="bot:infra-deploy",
+                fields={
+                    "request_id": run,
+                    "decision": "denied",
+                    "job": {"run_id": run, "ref": ref},
+                },
+            )
+        )
+    log.append(
+        AuditEvent(
+            EventType.AWS_CALL, principal="dana", fields={"request_id": "r", "run_id": "4_2"}
+        )
+    )
+    refused = {"request_id": "refused", "action": "sts:AssumeRoleWithWebIdentity"}
+    log.append(  # a genuine token that no binding took: no bot, the job all the same
+        AuditEvent(EventType.AWS_CALL, fields={**refused, "job": {"run_id": "7", "ref": "x"}})
+    )
+    log.close()
+
+    def found(*job: tuple[str, str]) -> list[str]:
+        return [e["fields"]["request_id"] for e in search(engine, Filters(job=job))]
+
+    assert found(("run_id", "4_2")) == ["4_2"]
+    assert found(("run_id", "4%2")) == ["4%2"]
+    assert found(("ref", "refs/heads/main")) == ["412", "4_2"]
+    assert found(("ref", "refs/heads/main"), ("run_id", "412")) == ["412"]
+    assert found(("ref", "refs/heads/mai")) == []
+    assert found(("ref", "x")) == ["refused", "4%2"]

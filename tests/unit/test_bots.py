@@ -8,9 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from iamgate.audit.appender import DirectAuditLog
-from iamgate.audit.events import AuditEvent, EventType
-from iamgate.audit.search import Filters, search
 from iamgate.config import ConfigError, LiveConfig, parse_config
 from iamgate.identity.bindings import bind
 from iamgate.identity.bots import (
@@ -23,7 +20,6 @@ from iamgate.identity.bots import (
     still_bound,
 )
 from iamgate.identity.credentials import KeyRing, ServerKey, mint_credentials, open_credentials
-from iamgate.store.database import open_engine
 
 GITHUB = "https://token.actions.githubusercontent.com"
 GOOD = f"""
@@ -205,44 +201,6 @@ def test_a_persons_credential_stays_as_small_as_before() -> None:
         now=datetime(2026, 12, 2, 12, tzinfo=UTC),
     )
     assert b"bnd" not in creds.claims.to_json() and b"job" not in creds.claims.to_json()
-
-
-def test_the_audit_trail_finds_a_jobs_calls_by_claim(tmp_path: Path) -> None:
-    """Exactly: a claim with LIKE's own characters, or of another name, does not match."""
-    engine = open_engine(f"sqlite:///{tmp_path / 'state.db'}")
-    log = DirectAuditLog(engine)
-    for run, ref in (("4_2", "refs/heads/main"), ("412", "refs/heads/main"), ("4%2", "x")):
-        log.append(
-            AuditEvent(
-                EventType.AWS_CALL,
-                principal="bot:infra-deploy",
-                fields={
-                    "request_id": run,
-                    "decision": "denied",
-                    "job": {"run_id": run, "ref": ref},
-                },
-            )
-        )
-    log.append(
-        AuditEvent(
-            EventType.AWS_CALL, principal="dana", fields={"request_id": "r", "run_id": "4_2"}
-        )
-    )
-    refused = {"request_id": "refused", "action": "sts:AssumeRoleWithWebIdentity"}
-    log.append(  # a genuine token that no binding took: no bot, the job all the same
-        AuditEvent(EventType.AWS_CALL, fields={**refused, "job": {"run_id": "7", "ref": "x"}})
-    )
-    log.close()
-
-    def found(*job: tuple[str, str]) -> list[str]:
-        return [e["fields"]["request_id"] for e in search(engine, Filters(job=job))]
-
-    assert found(("run_id", "4_2")) == ["4_2"]
-    assert found(("run_id", "4%2")) == ["4%2"]
-    assert found(("ref", "refs/heads/main")) == ["412", "4_2"]
-    assert found(("ref", "refs/heads/main"), ("run_id", "412")) == ["412"]
-    assert found(("ref", "refs/heads/mai")) == []
-    assert found(("ref", "x")) == ["refused", "4%2"]
 
 
 def test_the_examples_commented_bot_is_a_valid_configuration() -> None:
