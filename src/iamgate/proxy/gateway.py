@@ -230,9 +230,10 @@ class Gateway(Configured):
         self._session = session
         self._owns_session = session is None
         self._reach_memory: tuple[Mapping[str, RoleConfig], Reach] | None = None
-        self._requestable_memory: tuple[Mapping[str, RoleConfig], tuple[RoleConfig, ...]] | None = (
-            None
-        )
+        # The requestable roles in force, by name, and which of them reach an (account, IAM
+        # role): a refusal looks among those for its hint.
+        self._requestable_memory: tuple[Mapping[str, RoleConfig], tuple[str, ...], Reach] | None
+        self._requestable_memory = None
         self._refresher: asyncio.Task[None] | None = None
         self._preload: asyncio.Future[None] | None = None
         public = urlsplit(self.config.server.url)
@@ -613,18 +614,20 @@ class Gateway(Configured):
         if granted is not None:
             return (*granted, "")
         held = frozenset(self._held_roles(principal))
-        hint = hint_for(self._requestable(), Person(principal, held), asked)
+        hint = hint_for(self._requestable(asked), Person(principal, held), asked)
         if hint is None:
             return refused, reaching, ""
         return refused, reaching, f"; role {hint.role} would allow it: {hint.command}"
 
-    def _requestable(self) -> tuple[RoleConfig, ...]:
-        """The requestable roles in force (a refusal looks among them for a hint)."""
+    def _requestable(self, asked: Call) -> tuple[RoleConfig, ...]:
+        """The requestable roles that reach the call's account and IAM role, found once per
+        (account, IAM role) for the roles in force: refusals cost no scan of every role."""
         roles = self.roles
         if self._requestable_memory is None or self._requestable_memory[0] is not roles:
-            found = tuple(r for r in roles.values() if r.requestable is not None)
-            self._requestable_memory = (roles, found)
-        return self._requestable_memory[1]
+            names = tuple(name for name, r in roles.items() if r.requestable is not None)
+            self._requestable_memory = (roles, names, Reach(roles))
+        _, names, reach = self._requestable_memory
+        return reach.of(names, asked.account, asked.aws_role)
 
     def _reach(self) -> Reach:
         """Which held roles reach an (account, IAM role), remembered for the roles in force:
