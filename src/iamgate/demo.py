@@ -7,6 +7,12 @@ across restarts), an AWS config file with ready-made profiles, and `env.sh`, whi
 shell ready for the printed commands (`source …/env.sh`), so neither the person's real
 `~/.aws/config` nor their own `~/.iamgate` login is touched.
 
+The CI story needs no iamgate client: a local OIDC issuer (its own process on 127.0.0.1)
+stands in for GitHub Actions, the demo keeps a fresh job token in `ci/token` as a runner
+would, and `ci-job COMMAND` runs a command with nothing but the four variables a job sets
+(`AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_ARN`, `AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION`):
+the AWS CLI itself exchanges the token at the gateway.
+
 One demo runs per directory (a lock file says which process holds it). `--smoke` beside a
 running demo runs in a temporary directory of its own on a free port and leaves it alone.
 """
@@ -14,6 +20,7 @@ running demo runs in a temporary directory of its own on a free port and leaves 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -25,8 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -39,6 +47,7 @@ from iamgate.identity.passwords import hash_password, verify_password
 from iamgate.identity.totp import new_totp_secret
 from iamgate.sandbox import Sandbox, SandboxAccount
 from iamgate.sandbox.federation import FederationStandIn
+from iamgate.sandbox.oidc_issuer import GITHUB_JOB_CLAIMS
 from iamgate.server import Runtime, build_runtime, run, serving, until_stopped
 from iamgate.store.directory import get_user, put_user
 
@@ -59,9 +68,17 @@ class DemoProfile:
 # `iamgate profiles sync`: those are the ones a revocation visibly stops (story 3).
 PROFILES = (
     DemoProfile("dana-prod", "dana", "acme-prod", "ReadOnly", "dana's read-only view of prod"),
-    DemoProfile("ci", "ci-bot", "acme-ci", "CIRunner", "the CI job in acme-ci"),
 )
 PEOPLE = ("admin", "dana", "carl")
+
+# The CI story: acme/infra's deploy workflow on main, as GitHub Actions would run it, is the
+# bot ci-deploy by the binding infra-main; the job asks for the IAM role CIRunner in acme-ci.
+CI_BOT = "ci-deploy"
+CI_BINDING = "infra-main"
+CI_ACCOUNT = "acme-ci"
+CI_ROLE = "CIRunner"
+CI_REGION = "us-east-1"
+TOKEN_REFRESH = 60.0  # seconds; the issuer's tokens live 5 minutes, as GitHub's do
 
 # The demo's labels. `owner` says whose account it is; only acme's own accounts carry acme's
 # `env`, so a role that selects `{owner: [acme], env: [prod]}` can never reach a customer's
@@ -77,7 +94,8 @@ def demo_labels(account: SandboxAccount) -> dict[str, str]:
     return DEMO_LABELS.get(account.name, {"owner": "customer", **account.labels})
 
 
-def demo_config(sandbox: Sandbox, *, port: int, directory: Path) -> dict[str, Any]:
+def demo_config(sandbox: Sandbox, *, port: int, directory: Path, issuer_url: str) -> dict[str, Any]:
+    gateway = f"http://127.0.0.1:{port}"
     return {
         "server": {"listen": f"127.0.0.1:{port}"},
         "storage": {"url": f"sqlite:///{directory / 'state.db'}"},
@@ -133,8 +151,24 @@ def demo_config(sandbox: Sandbox, *, port: int, directory: Path) -> dict[str, An
             {"name": "admin", "roles": ["admin"]},
             {"name": "dana", "roles": ["data-scientist"]},
             {"name": "carl", "roles": ["contractor"]},
-            {"name": "ci-bot", "roles": ["ci-runner"]},
         ],
+        "bots": [
+            {
+                "name": CI_BOT,
+                "roles": ["ci-runner"],
+                "description": "acme/infra's deploy workflow on GitHub Actions (main only)",
+            }
+        ],
+        "oidc": {
+            "issuers": [{"url": issuer_url, "audience": gateway}],
+            "bindings": [
+                {
+                    "name": CI_BINDING,
+                    "bot": CI_BOT,
+                    "claims": {"repository": "acme/infra", "ref": "refs/heads/main"},
+                }
+            ],
+        },
     }
 
 
@@ -197,6 +231,42 @@ def env_file_text(directory: Path) -> str:
     )
 
 
+def ci_role_arn(sandbox: Sandbox) -> str:
+    account = next(a for a in sandbox.accounts if a.name == CI_ACCOUNT)
+    return f"arn:aws:iam::{account.id}:role/{CI_ROLE}"
+
+
+def job_variables(directory: Path, gateway: str, role_arn: str) -> dict[str, str]:
+    """All a CI job sets to use the gateway: no key, no secret, no iamgate."""
+    return {
+        "AWS_WEB_IDENTITY_TOKEN_FILE": str(directory / "ci" / "token"),
+        "AWS_ROLE_ARN": role_arn,
+        "AWS_ENDPOINT_URL": gateway,
+        "AWS_DEFAULT_REGION": CI_REGION,
+    }
+
+
+def ci_job_script_text(variables: dict[str, str], home: Path) -> str:
+    """`ci-job COMMAND...`: COMMAND with a job's environment alone. No AWS config file (so
+    neither the demo's profiles and plugin nor the person's own), no key: the AWS CLI or SDK
+    exchanges the token in the file for credentials, as in GitHub Actions. Its HOME is the
+    job's own (the AWS CLI caches the exchanged credentials under ~/.aws), not the person's."""
+    q = shlex.quote
+    assignments = " ".join(f"{name}={q(value)}" for name, value in variables.items())
+    return "\n".join(
+        [
+            "#!/bin/sh",
+            "# Written by `iamgate demo`: ci-job COMMAND... runs COMMAND as the demo's CI job,",
+            "# with only the four variables a job sets (and PATH, and a HOME of its own).",
+            f'exec env -i PATH="$PATH" HOME={q(str(home))} \\',
+            f"    {assignments} \\",
+            "    AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \\",
+            '    "$@"',
+            "",
+        ]
+    )
+
+
 def code_script_text(people_file: Path) -> str:
     """`demo-code NAME`: a current one-time code of a demo person, without a phone."""
     return "\n".join(
@@ -236,6 +306,7 @@ def steps(url: str, directory: Path, ami_id: str) -> tuple[tuple[str, tuple[Step
     """The demo's walk, in sections: what it prints and what `--smoke` runs."""
     launch = f"ec2 run-instances --image-id {ami_id} --query Instances[].InstanceId --count"
     config = shlex.quote(str(directory / "config.yaml"))
+    run_id = GITHUB_JOB_CLAIMS["run_id"]
     carls = "aws --profile iamgate-customer-globex-ReadOnly s3 ls"
     return (
         (
@@ -254,14 +325,30 @@ def steps(url: str, directory: Path, ami_id: str) -> tuple[tuple[str, tuple[Step
                     "story 1: deleting the prod database is refused",
                     works=False,
                 ),
+            ),
+        ),
+        (
+            "A CI job with no secret (`ci-job` runs a command with the four variables alone):",
+            (
                 Step(
-                    f"aws --profile ci {launch} 10",
+                    "ci-job aws sts get-caller-identity",
+                    f"the job's token exchanged at the gateway: it is the bot {CI_BOT}",
+                    check=lambda out: f"assumed-role/{CI_ROLE}/bot={CI_BOT}" in out,
+                ),
+                Step(
+                    f"ci-job aws {launch} 10",
                     "story 2: the CI job starts the 10 instances it needs",
                 ),
                 Step(
-                    f"aws --profile ci {launch} 1000",
+                    f"ci-job aws {launch} 1000",
                     "story 2: ...and 1000 are refused by the guardrail",
                     works=False,
+                    check=lambda out: "MaxCount=1000 is above the limit of 10" in out,
+                ),
+                Step(
+                    f"iamgate audit search --claim run_id={run_id} --config {config}",
+                    "every call of the job names its run, commit and workflow in the audit trail",
+                    check=lambda out: f"bot:{CI_BOT}" in out,
                 ),
             ),
         ),
@@ -385,6 +472,70 @@ def _claim(directory: Path, port: int) -> DemoLock:
     return lock
 
 
+# -- the CI system's issuer ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LocalIssuer:
+    """The demo's stand-in for GitHub Actions' OIDC issuer, running in its own process."""
+
+    url: str
+    request_token: str  # what a runner gives its job to ask for tokens
+
+    def job_token(self, audience: str) -> str:
+        """A job's token, asked for as a GitHub job asks (its bearer request token)."""
+        request = urllib.request.Request(  # noqa: S310 - the issuer on loopback
+            f"{self.url}/token?{urllib.parse.urlencode({'audience': audience})}",
+            headers={"Authorization": f"Bearer {self.request_token}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return str(json.load(response)["value"])
+
+    def write_job_token(self, path: Path, audience: str) -> None:
+        """A fresh token in the job's token file, replaced whole (a reader never sees half)."""
+        fresh = path.with_name(path.name + ".new")
+        _write_private(fresh, self.job_token(audience))
+        fresh.replace(path)
+
+
+@contextlib.contextmanager
+def local_issuer(directory: Path) -> Iterator[LocalIssuer]:
+    ready = directory / "issuer.json"
+    ready.unlink(missing_ok=True)
+    ready.touch(mode=0o600)  # it will hold the request token
+    process = subprocess.Popen(
+        [sys.executable, "-m", "iamgate.sandbox.oidc_issuer", "--ready-file", str(ready)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # a terminal's Ctrl-C is the demo's to handle
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the demo's OIDC issuer did not start")
+            time.sleep(0.05)
+        info = json.loads(ready.read_text())
+        yield LocalIssuer(info["url"], info["request_token"])
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _keep_token_fresh(issuer: LocalIssuer, path: Path, audience: str) -> None:
+    """As a runner does for each job: the token file never holds an expired token."""
+    while True:
+        await asyncio.sleep(TOKEN_REFRESH)
+        try:
+            await asyncio.to_thread(issuer.write_job_token, path, audience)
+        except OSError as error:
+            _say(f"could not refresh the CI job's token: {error}")
+
+
 # -- the people -------------------------------------------------------------------------
 
 
@@ -451,16 +602,26 @@ async def _until_ready(runtime: Runtime) -> None:
 
 
 async def _serve(
-    runtime: Runtime, smoke: bool, directory: Path, sandbox: Sandbox, people: People
+    runtime: Runtime,
+    smoke: bool,
+    directory: Path,
+    sandbox: Sandbox,
+    people: People,
+    issuer: LocalIssuer,
 ) -> int:
-    async with serving(runtime):
-        await _until_ready(runtime)
-        walk = steps(runtime.config.server.url, directory, sandbox.ami_id)
-        _print_welcome(runtime.config, sandbox, directory, people, walk)
-        if smoke:
-            return await asyncio.to_thread(_smoke, directory, people, walk)
-        await until_stopped()
-    return 0
+    gateway = runtime.config.server.url
+    refresher = asyncio.create_task(_keep_token_fresh(issuer, directory / "ci" / "token", gateway))
+    try:
+        async with serving(runtime):
+            await _until_ready(runtime)
+            walk = steps(gateway, directory, sandbox.ami_id)
+            _print_welcome(runtime.config, sandbox, directory, people, walk, issuer)
+            if smoke:
+                return await asyncio.to_thread(_smoke, directory, people, walk)
+            await until_stopped()
+        return 0
+    finally:
+        refresher.cancel()
 
 
 def _smoke(directory: Path, people: People, walk: tuple[tuple[str, tuple[Step, ...]], ...]) -> int:
@@ -507,6 +668,7 @@ def _print_welcome(
     directory: Path,
     people: People,
     walk: tuple[tuple[str, tuple[Step, ...]], ...],
+    issuer: LocalIssuer,
 ) -> None:
     accounts = config.aws.accounts
     labels = "; ".join(
@@ -518,9 +680,10 @@ iamgate demo
   web UI    {config.server.url}/   (log in as one of the people below; admin administers)
   console   {config.aws.console.federation_url}   (stands in for signin.aws.amazon.com)
   sandbox   {sandbox.endpoint_url}   (moto, playing AWS)
+  CI issuer {issuer.url}   (OIDC, stands in for GitHub Actions)
   accounts  {", ".join(f"{a.name} ({a.id})" for a in accounts)}
   labels    {labels}
-  files     {directory}   (config.yaml, state.db, aws-config, people.json, env.sh)
+  files     {directory}   (config.yaml, state.db, aws-config, people.json, env.sh, ci/)
 
 People log in with a password and a one-time code (TOTP). For the demo:
   {"user":8}{"password":28}TOTP secret (add it to an authenticator app)""")
@@ -530,6 +693,13 @@ People log in with a password and a one-time code (TOTP). For the demo:
         print(f"  (new at this start: {', '.join(people.changed)}; the others are as before)")
     else:
         print("  (the same as at the last start)")
+    variables = job_variables(directory, config.server.url, ci_role_arn(sandbox))
+    print(f"""
+A CI job needs no key and no iamgate: acme/infra's deploy workflow on main (the issuer's
+job token, kept fresh in ci/token) is the bot {CI_BOT} by the binding {CI_BINDING}.
+These four variables are all the job sets; `ci-job` runs a command with them alone:""")
+    for name, value in variables.items():
+        print(f"  export {name}={shlex.quote(value)}")
     print(f"""
 In another shell, this line makes it ready (PATH, AWS_CONFIG_FILE, IAMGATE_HOME):
   $ source {shlex.quote(str(directory / "env.sh"))}""")
@@ -581,19 +751,39 @@ def _run(port: int, directory: Path, smoke: bool) -> int:
     with Sandbox() as sandbox, FederationStandIn(sandbox.endpoint_url) as federation:
         _say(f"sandbox ready at {sandbox.endpoint_url} in {time.monotonic() - started:.0f} s")
         os.environ.update(sandbox.gateway_credentials)
-        config_path = directory / "config.yaml"
-        settings = demo_config(sandbox, port=port, directory=directory)
-        # moto has no console: "Open console" lands on the sandbox's sign-in stand-in.
-        settings["aws"]["console"] = {"federation_url": federation.url}
-        config_path.write_text(yaml.safe_dump(settings, sort_keys=False))
-        config = parse_config(config_path.read_text(), source=str(config_path))
-        _write_private(directory / "aws-config", aws_config_text(config, config_path, PROFILES))
-        _write_private(directory / "env.sh", env_file_text(directory))
-        (directory / "bin").mkdir(exist_ok=True)
-        _write_private(
-            directory / "bin" / "demo-code", code_script_text(directory / "people.json"), 0o700
-        )
-        (directory / "home").mkdir(exist_ok=True, mode=0o700)
-        runtime = build_runtime(config)
-        people = seed_people(runtime, directory)
-        return run(_serve(runtime, smoke, directory, sandbox, people))
+        ci = directory / "ci"
+        ci.mkdir(exist_ok=True, mode=0o700)
+        with local_issuer(ci) as issuer:
+            return _run_with(port, directory, smoke, sandbox, federation, issuer)
+
+
+def _run_with(
+    port: int,
+    directory: Path,
+    smoke: bool,
+    sandbox: Sandbox,
+    federation: FederationStandIn,
+    issuer: LocalIssuer,
+) -> int:
+    _say(f"OIDC issuer (standing in for GitHub Actions) at {issuer.url}")
+    config_path = directory / "config.yaml"
+    settings = demo_config(sandbox, port=port, directory=directory, issuer_url=issuer.url)
+    # moto has no console: "Open console" lands on the sandbox's sign-in stand-in.
+    settings["aws"]["console"] = {"federation_url": federation.url}
+    config_path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    config = parse_config(config_path.read_text(), source=str(config_path))
+    _write_private(directory / "aws-config", aws_config_text(config, config_path, PROFILES))
+    _write_private(directory / "env.sh", env_file_text(directory))
+    (directory / "bin").mkdir(exist_ok=True)
+    _write_private(
+        directory / "bin" / "demo-code", code_script_text(directory / "people.json"), 0o700
+    )
+    variables = job_variables(directory, config.server.url, ci_role_arn(sandbox))
+    (directory / "ci" / "home").mkdir(exist_ok=True, mode=0o700)
+    job = ci_job_script_text(variables, directory / "ci" / "home")
+    _write_private(directory / "bin" / "ci-job", job, 0o700)
+    issuer.write_job_token(directory / "ci" / "token", config.server.url)
+    (directory / "home").mkdir(exist_ok=True, mode=0o700)
+    runtime = build_runtime(config)
+    people = seed_people(runtime, directory)
+    return run(_serve(runtime, smoke, directory, sandbox, people, issuer))

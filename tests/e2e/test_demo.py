@@ -31,13 +31,18 @@ def test_demo_smoke(tmp_path: Path) -> None:
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
-    assert "demo: 16 of 16 commands behaved as designed" in done.stdout
+    assert "demo: 18 of 18 commands behaved as designed" in done.stdout
     # progress on the long steps
     assert "demo: sandbox ready at http://127.0.0.1:" in done.stdout
     assert "demo: gateway ready in" in done.stdout
     # story 1 and 2
     assert "role data-scientist denies rds:DeleteDBInstance" in out
     assert "MaxCount=1000 is above the limit of 10" in out
+    # story 2 is a CI job's with no key: its token exchanged for the bot's credentials, its
+    # calls found in the audit trail by the run's id
+    assert "demo: OIDC issuer (standing in for GitHub Actions) at http://127.0.0.1:" in out
+    assert "arn:aws:sts::222222222222:assumed-role/CIRunner/bot=ci-deploy" in done.stdout
+    assert "binding infra-main" in done.stdout
     assert "TOTP secret" in done.stdout
     assert "arn:aws:sts::111111111111:assumed-role/ReadOnly/dana" in done.stdout
     # story 4, deliberate: dana's role does not reach the customer's account, carl's does
@@ -55,3 +60,9 @@ def test_demo_smoke(tmp_path: Path) -> None:
     assert people.stat().st_mode & 0o777 == 0o600
     assert set(json.loads(people.read_text())) == {"admin", "dana", "carl"}
     assert "pid" in (directory / "demo.lock").read_text()  # which process holds the demo
+    # the job's token and the issuer's request token are the demo's alone
+    for private in (directory / "ci" / "token", directory / "ci" / "issuer.json"):
+        assert private.stat().st_mode & 0o777 == 0o600, private
+    job = (directory / "bin" / "ci-job").read_text()
+    assert "env -i" in job and "AWS_ACCESS_KEY_ID" not in job  # nothing of the machine's
+    assert (directory / "ci" / "home" / ".aws").is_dir()  # the job's own, not the person's

@@ -3,8 +3,10 @@ demo or a smoke run beside it leaves it alone, and its people keep their passwor
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import threading
@@ -124,6 +126,7 @@ def test_every_printed_command_works_in_a_new_shell(
     assert "rds delete-db-instance" in text and "--count 1000" in text  # stories 1 and 2
     assert "sessions revoke --user carl" in text  # story 3
     assert "--account customer-globex" in text  # story 4
+    assert "ci-job aws" in text  # the CI job's story
     env = new_shell(tmp_path)
     outputs = []
     for command, works in rest:
@@ -161,11 +164,51 @@ def test_every_printed_command_works_in_a_new_shell(
     assert "customer-globex-data" in carls[0]
     assert "iamgate revoked it" in carls[1]  # story 3: revoked means his next call fails
     assert "revoked 1 session of carl" in next(o for c, o in by_command.items() if "revoke" in c)
+    # the CI job: its token exchanged at the gateway, 10 instances and not 1000, its run's
+    # calls in the audit trail
+    job = [out for c, out in outputs if c.startswith("ci-job aws")]
+    assert "assumed-role/CIRunner/bot=ci-deploy" in job[0]
+    assert len(json.loads(job[1])) == 10
+    assert "MaxCount=1000 is above the limit of 10" in job[2]
+    trail = next(out for c, out in outputs if "audit search --claim run_id=" in c)
+    assert "bot:ci-deploy" in trail and "binding infra-main" in trail
     # login and profiles sync used the AWS config file the demo exports
     synced = (running.directory / "aws-config").read_text()
     assert "[profile iamgate-customer-globex-ReadOnly]" in synced
     assert "[profile dana-prod]" in synced
     assert not (tmp_path / ".aws").exists() and not (tmp_path / ".iamgate").exists()
+
+
+PRINTED_VARIABLE = re.compile(r"^  export (AWS_[A-Z_]+)=(\S+)$")
+
+
+def test_the_four_printed_variables_are_all_a_job_needs(
+    demo: tuple[RunningDemo, str], tmp_path: Path
+) -> None:
+    """As a GitHub Actions job: no AWS config, no key, no iamgate; the aws CLI alone."""
+    _, printed = demo
+    variables = {
+        m.group(1): shlex.split(m.group(2))[0]
+        for m in (PRINTED_VARIABLE.match(line) for line in printed.splitlines())
+        if m
+    }
+    assert set(variables) == {
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_ENDPOINT_URL",
+        "AWS_DEFAULT_REGION",
+    }
+    assert variables["AWS_ROLE_ARN"] == "arn:aws:iam::222222222222:role/CIRunner"
+    done = subprocess.run(
+        [str(BIN / "aws"), "sts", "get-caller-identity", "--query", "Arn", "--output", "text"],
+        env=new_shell(tmp_path) | variables,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "arn:aws:sts::222222222222:assumed-role/CIRunner/bot=ci-deploy"
 
 
 def _state(directory: Path) -> dict[str, bytes]:
@@ -231,7 +274,7 @@ def test_smoke_beside_a_running_demo_leaves_it_alone(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "leaving it alone, this smoke run uses" in done.stdout
-    assert "demo: 16 of 16 commands behaved as designed" in done.stdout
+    assert "demo: 18 of 18 commands behaved as designed" in done.stdout
     assert _state(running.directory) == before
     assert running.process is not None and running.process.poll() is None
     assert _healthy(running.url)
