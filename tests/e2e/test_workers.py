@@ -2,12 +2,13 @@
 
 Real clients (the aws CLI and boto3) reach both workers through the one port; every call is
 audited once, on the chain of the worker that served it (two chains), and the trail
-verifies. A stop (SIGTERM from a supervisor, Ctrl-C from a terminal) stops every worker,
+verifies, on SQLite and on PostgreSQL. A stop (SIGTERM from a supervisor, Ctrl-C from a terminal) stops every worker,
 each after storing its audit log (its server.stopped is in the store).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,22 +31,28 @@ from harness import (
     gateway_creds,
     run_aws,
 )
-from sqlalchemy import create_engine, text
+from postgres import fresh_database
+from sqlalchemy import create_engine, select
 
 from iamgate.sandbox import Sandbox
+from iamgate.store.tables import audit_events
 
 pytestmark = pytest.mark.e2e
 PROD = "111111111111"
 
 
-@pytest.fixture
-def workers(sandbox: Sandbox, tmp_path: Path) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(sandbox, tmp_path / "gateway", args=("--workers", "2"))
-    gw.start()
-    try:
-        yield gw
-    finally:
-        gw.stop()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def workers(
+    request: pytest.FixtureRequest, sandbox: Sandbox, tmp_path: Path
+) -> Iterator[GatewayProcess]:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(fresh_database()) if request.param == "postgresql" else None
+        gw = GatewayProcess(sandbox, tmp_path / "gateway", storage_url=url, args=("--workers", "2"))
+        gw.start()
+        try:
+            yield gw
+        finally:
+            gw.stop()
 
 
 def worker_pids(gw: GatewayProcess, count: int = 2, wait: float = 60) -> list[int]:
@@ -62,13 +69,12 @@ def worker_pids(gw: GatewayProcess, count: int = 2, wait: float = 60) -> list[in
 
 def chains_of(gw: GatewayProcess, event_type: str, principal: str | None = None) -> Counter[str]:
     """How many events of a type (by a principal) each chain holds."""
-    query = text(
-        "SELECT chain FROM audit_events WHERE type = :type "
-        "AND (:principal IS NULL OR principal = :principal)"
-    )
+    query = select(audit_events.c.chain).where(audit_events.c.type == event_type)
+    if principal is not None:
+        query = query.where(audit_events.c.principal == principal)
     engine = create_engine(gw.state_url)
     with engine.connect() as conn:
-        rows = conn.execute(query, {"type": event_type, "principal": principal}).all()
+        rows = conn.execute(query).all()
     engine.dispose()
     return Counter(row.chain for row in rows)
 
