@@ -577,7 +577,9 @@ Location = tuple[str | int, ...]
 
 def reference_problems(config: Config) -> list[tuple[Location, str]]:
     """What a configuration names that it does not define, each at the key that names it:
-    a bot's unknown role, a binding's unknown bot or issuer, and a name given twice."""
+    a bot's unknown role, a binding's unknown issuer, and a name given twice. A binding may
+    name a bot the configuration does not define: one added to the state store (`iamgate
+    bots add`); an exchange for a bot that exists in neither is refused, naming both."""
     problems: list[tuple[Location, str]] = []
     roles = {r.name for r in config.roles}
     seen: dict[str, set[str]] = {"bots": set(), "issuers": set(), "bindings": set()}
@@ -600,8 +602,6 @@ def reference_problems(config: Config) -> list[tuple[Location, str]]:
     for i, binding in enumerate(config.oidc.bindings):
         here: Location = ("oidc", "bindings", i)
         once("bindings", binding.name, (*here, "name"))
-        if binding.bot is not None and config.bot_named(binding.bot) is None:
-            problems.append(((*here, "bot"), f"no bot is named {binding.bot!r} (see bots:)"))
         if binding.issuer is None and len(issuers) != 1:
             problems.append(
                 (here, "name the binding's issuer: there is not exactly one under oidc.issuers")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from iamgate.config import ConfigError, LiveConfig, parse_config
+from iamgate.config import BotConfig, ConfigError, LiveConfig, parse_config
 from iamgate.identity.bindings import bind
 from iamgate.identity.bots import (
     NotGranted,
@@ -88,7 +88,6 @@ def _broken(old: str, new: str) -> str:
     ("text", "expected"),
     [
         (_broken("roles: [ci-runner]}", "roles: [nobody]}"), "<c>:13: bots[0].roles[0]: bot"),
-        (_broken("bot: infra-deploy", "bot: nobody"), "<c>:20: oidc.bindings[0].bot: no bot"),
         (
             _broken("      bot: infra-deploy\n", "      issuer: https://gitlab.example\n"),
             "oidc.bindings[0]: Value error, an allow binding names its bot",
@@ -187,6 +186,34 @@ def test_a_bots_credential_carries_its_binding_and_job_and_holds_while_they_do()
         ).replace("bot: infra-deploy", "bot: other")
     )
     assert still_bound(gone, claims) == "bot `infra-deploy` is no longer configured"
+
+
+def test_a_binding_may_name_a_bot_the_store_holds() -> None:
+    """`iamgate bots add` stores bots: a binding naming one is a valid configuration; the
+    exchange finds the bot by the gateway's lookup (configuration, then store)."""
+    config = parse_config(GOOD.replace("bot: infra-deploy", "bot: stored"))
+    roles = {r.name: r for r in config.roles}
+    (binding, _) = Trust.of(config).bindings
+    with pytest.raises(NotGranted, match="names bot `stored`, which does not exist"):
+        grant_for(config, roles, binding, "222222222222", "CIRunner", None)
+    stored = {"stored": BotConfig(name="stored", roles=["ci-runner"])}
+    grant = grant_for(config, roles, binding, "222222222222", "CIRunner", None, stored.get)
+    assert grant.bot.name == "stored" and [r.name for r in grant.gateway_roles] == ["ci-runner"]
+    ring = KeyRing({"k": ServerKey("k", b"s" * 32)}, "k")
+    now = datetime(2026, 12, 2, 12, tzinfo=UTC)
+    creds = mint_credentials(
+        ring,
+        principal=bot_principal("stored"),
+        kind="bot",
+        account_id="222222222222",
+        aws_role="CIRunner",
+        gateway_roles=("ci-runner",),
+        now=now,
+        binding="ci-main",
+    )
+    claims, _ = open_credentials(ring, creds.access_key_id, creds.session_token, now=now)
+    assert still_bound(config, claims, stored.get) is None
+    assert still_bound(config, claims, lambda _: None) == "bot `stored` is no longer configured"
 
 
 def test_a_persons_credential_stays_as_small_as_before() -> None:

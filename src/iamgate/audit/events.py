@@ -60,6 +60,7 @@ class EventType(enum.StrEnum):
     CREDENTIALS_ISSUED = "credentials.issued"
     SESSION_REVOKED = "session.revoked"
     USER_CHANGED = "user.changed"
+    BOT_CHANGED = "bot.changed"  # a stored bot added, its roles set, or removed
     ENROLMENT_CREATED = "enrolment.created"  # a one-time enrolment link handed out
     ENROLMENT_REDEEMED = "enrolment.redeemed"  # its user set a password and TOTP with it
     CONSOLE_SIGNIN = "console.signin"

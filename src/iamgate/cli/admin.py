@@ -23,9 +23,9 @@ from iamgate.cli.examples import examples
 from iamgate.cli.people import wide_console
 from iamgate.cli.remote import administrator, path_part
 from iamgate.config import Config, ConfigError, load_config
+from iamgate.control.bots import Bots
 from iamgate.control.errors import ControlError
 from iamgate.control.users import Actor, Admin, Enrolment, session_state
-from iamgate.identity.bots import bot_principal
 from iamgate.store.database import open_engine
 from iamgate.store.directory import (
     get_user,
@@ -482,14 +482,14 @@ def sessions_revoke(
 
 def _revoke_bot(config_path: Path | None, bot: str) -> None:
     """Every credential the bot's jobs exchanged until now stops on its next call; jobs
-    may exchange tokens again (remove its bindings to stop that)."""
+    may exchange tokens again (remove the bot, or its binding, to stop that)."""
     if config_path is None:
-        raise click.UsageError("--bot needs --config (on the gateway host)")
-    with administering(config_path) as (admin, me):
-        if admin.config.bot_named(bot) is None:
-            raise click.ClickException(f"no bot named {bot} in {config_path}")
-        admin.revoke_user(bot_principal(bot), by=me)
-    click.echo(f"revoked every gateway credential issued to bot {bot} until now")
+        reply = administrator().call("DELETE", f"/api/v1/bots/{path_part(bot)}/sessions")
+        live = int(reply["revoked_credentials"])
+    else:
+        with administering(config_path) as (admin, me):
+            live = Bots(admin.live, admin.engine, admin.audit).revoke(bot, by=me)
+    click.echo(f"revoked every gateway credential issued to bot {bot} until now ({live} live)")
 
 
 def _revoked_user(user: str, active: int) -> None:

@@ -15,6 +15,7 @@ from iamgate import __version__
 from iamgate.audit.appender import DirectAuditLog
 from iamgate.cli.admin import sessions, users
 from iamgate.cli.audit import audit
+from iamgate.cli.bots import bots_group
 from iamgate.cli.config_check import config_group, with_hints
 from iamgate.cli.examples import examples
 from iamgate.cli.people import (
@@ -226,6 +227,7 @@ for command in (
     audit,
     config_group,
     request_group,
+    bots_group,
 ):
     cli.add_command(command)
 cli.add_command(status, "whoami")

@@ -43,7 +43,12 @@ EVENT_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "revocations": ("Revocations", (EventType.SESSION_REVOKED,)),
     "users": (
         "Users: adds, locks, resets",
-        (EventType.USER_CHANGED, EventType.ENROLMENT_CREATED, EventType.ENROLMENT_REDEEMED),
+        (
+            EventType.USER_CHANGED,
+            EventType.BOT_CHANGED,
+            EventType.ENROLMENT_CREATED,
+            EventType.ENROLMENT_REDEEMED,
+        ),
     ),
     "console": ("Console sign-ins", (EventType.CONSOLE_SIGNIN,)),
     "config": (

@@ -1,6 +1,9 @@
 """Bots: CI jobs and machines as principals, and what a verified web identity token gets.
 
-A bot is `bot:NAME`, defined in the configuration with gateway roles, as a user has them.
+A bot is `bot:NAME`, with gateway roles as a user has them: defined in the configuration
+(`bots:`), or added by an administrator to the state store (`iamgate bots add`, the API,
+the Bots page; `control.bots`), as users are; the configuration's is the one in force when
+both name it. Callers pass the lookup of both (`FindBot`); it defaults to the configuration.
 A job becomes its bot by an OIDC token that a trusted issuer signed and that one binding
 maps to the bot (`identity.oidc`, `identity.bindings`). What it then gets is decided here,
 from data alone: the account and IAM role its `RoleArn` names, if the bot's gateway roles
@@ -13,7 +16,7 @@ the job's access on its next call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -59,6 +62,8 @@ JOB_CLAIMS = (
     "user_id",
 )
 MAX_CLAIM = 256
+# A bot by name, from the configuration or the state store; None when neither has it.
+FindBot = Callable[[str], BotConfig | None]
 
 
 def bot_principal(name: str) -> str:
@@ -137,14 +142,18 @@ def grant_for(
     account_id: str,
     aws_role: str,
     duration: timedelta | None,
+    find_bot: FindBot | None = None,
 ) -> Grant:
     """What the bot of `binding` gets for the IAM role `aws_role` in `account_id`: the
     gateway roles of the bot that reach it, for the asked lifetime (STS's hour when none
     is asked) within the longest `max_session_ttl` among them."""
     named = f"binding `{binding.name}`"
-    bot = config.bot_named(binding.bot or "")
+    bot = (find_bot or config.bot_named)(binding.bot or "")
     if bot is None:
-        raise NotGranted(f"{named} names bot `{binding.bot}`, which is not configured")
+        raise NotGranted(
+            f"{named} names bot `{binding.bot}`, which does not exist (not in the "
+            "configuration's bots, nor added with `iamgate bots add`)"
+        )
     account = config.aws.account_by_id(account_id)
     if account is None:
         raise NotGranted(
@@ -167,13 +176,13 @@ def _held(held: Sequence[RoleConfig]) -> str:
     return "none of its gateway roles (" + ", ".join(r.name for r in held) + ") reaches it"
 
 
-def still_bound(config: Config, claims: Claims) -> str | None:
-    """Why a bot's credential no longer holds (its bot or its binding is gone from the
+def still_bound(config: Config, claims: Claims, find_bot: FindBot | None = None) -> str | None:
+    """Why a bot's credential no longer holds (its bot is gone, or its binding from the
     configuration), or None while it does."""
     name = bot_name(claims.principal)
     if name is None:
         return None
-    if config.bot_named(name) is None:
+    if (find_bot or config.bot_named)(name) is None:
         return f"bot `{name}` is no longer configured"
     if claims.binding is not None and not any(
         b.name == claims.binding and b.bot == name and not b.deny for b in config.oidc.bindings

@@ -55,6 +55,7 @@ from iamgate.aws.web_identity import (
     render_reply,
 )
 from iamgate.config import (
+    BotConfig,
     Config,
     Configured,
     LiveConfig,
@@ -265,7 +266,7 @@ class Gateway(Configured):
                 Reason.REVOKED_CREDENTIAL,
                 "The security token included in the request is invalid: iamgate revoked it",
             )
-        unbound = still_bound(self.config, claims)
+        unbound = still_bound(self.config, claims, self._bot)
         if unbound is not None:
             raise Refused(
                 Reason.REVOKED_CREDENTIAL,
@@ -285,18 +286,29 @@ class Gateway(Configured):
         began: every change committed before it is in force here."""
         await asyncio.to_thread(self._refresh)
 
+    def _bot(self, name: str) -> BotConfig | None:
+        """The bot `name` now: the configuration's, else the one stored (`iamgate bots
+        add`), as this replica last read the store; None when neither has it."""
+        configured = self.config.bot_named(name)
+        if configured is not None:
+            return configured
+        roles = self.directory.bot_roles(name)
+        if roles is None:
+            return None
+        return BotConfig.model_construct(name=name, roles=list(roles), description="")
+
     def _exists(self, claims: Claims) -> bool:
-        """A bot is the configuration's; a user the store's."""
+        """A bot is the configuration's or the store's; a user the store's."""
         name = bot_name(claims.principal)
         if name is not None:
-            return self.config.bot_named(name) is not None
+            return self._bot(name) is not None
         return self.directory.exists(claims.principal)
 
     def _held_roles(self, principal: str) -> tuple[str, ...]:
-        """The gateway roles a principal holds now: a bot's from the configuration."""
+        """The gateway roles a principal holds now (a bot's as `_bot` finds it)."""
         name = bot_name(principal)
         if name is not None:
-            bot = self.config.bot_named(name)
+            bot = self._bot(name)
             return tuple(bot.roles) if bot is not None else ()
         return self.directory.roles_of(principal)
 
@@ -1024,7 +1036,13 @@ class Gateway(Configured):
         )
         try:
             grant = grant_for(
-                self.config, self.roles, binding, asked.account_id, asked.role_name, duration
+                self.config,
+                self.roles,
+                binding,
+                asked.account_id,
+                asked.role_name,
+                duration,
+                self._bot,
             )
         except NotGranted as exc:
             raise Refused(Reason.WEB_IDENTITY_DENIED, f"iamgate: {exc.message}") from None

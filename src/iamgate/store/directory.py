@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from iamgate.config import UserConfig
 from iamgate.identity.credentials import Claims
 from iamgate.identity.login import UserRecord
+from iamgate.store.bots import bots_with_roles
 from iamgate.store.database import serialized
 from iamgate.store.tables import (
     issued_credentials,
@@ -344,12 +345,13 @@ def revoke(engine: Engine, kind: str, subject: str, *, by: str | None = None) ->
 
 
 class Directory:
-    """What a replica knows of users and revocations, refreshed from the store."""
+    """What a replica knows of users, stored bots and revocations, refreshed from the store."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._lock = threading.Lock()
         self._roles: dict[str, tuple[str, ...]] = {}
+        self._bots: dict[str, tuple[str, ...]] = {}
         self._revoked_credentials: set[str] = set()
         self._revoked_logins: set[str] = set()
         self._user_revoked_at: dict[str, datetime] = {}
@@ -358,6 +360,7 @@ class Directory:
     def refresh(self) -> None:
         with self._engine.connect() as conn:
             roles = {u.record.name: u.roles for u in _users_with_roles(conn)}
+            stored_bots = {b.name: b.roles for b in bots_with_roles(conn)}
             new = list(
                 conn.execute(
                     select(revocations)
@@ -367,6 +370,7 @@ class Directory:
             )
         with self._lock:
             self._roles = roles
+            self._bots = stored_bots
             for row in new:
                 at = _aware(row.at) or _now()
                 if row.kind == "credential":
@@ -389,6 +393,11 @@ class Directory:
 
     def exists(self, user: str) -> bool:
         return user in self._roles
+
+    def bot_roles(self, name: str) -> tuple[str, ...] | None:
+        """The gateway roles of the stored bot `name`, or None when none is stored (the
+        configuration's `bots:` are not: the gateway asks its configuration first)."""
+        return self._bots.get(name)
 
     def revoked(self, claims: Claims) -> bool:
         if claims.session_id in self._revoked_credentials:

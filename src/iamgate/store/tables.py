@@ -210,3 +210,27 @@ access_grants = Table(
     Column("ends_at", DateTime(timezone=True), nullable=False, index=True),
     Column("ended_at", DateTime(timezone=True)),
 )
+
+# Bots added by administrators (`iamgate bots add`, the API, the Bots page); the
+# configuration's `bots:` are not stored here: they stay the configuration's.
+bots = Table(
+    "bots",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128)),
+)
+
+# The gateway roles a stored bot holds: one row each, gone with the bot.
+bot_roles = Table(
+    "bot_roles",
+    metadata,
+    Column(
+        "bot",
+        String(64),
+        ForeignKey("bots.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("role", String(64), primary_key=True),
+)

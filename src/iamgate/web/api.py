@@ -32,6 +32,7 @@ from iamgate.audit.search import search_page
 from iamgate.aws.federation import ConsoleFederation
 from iamgate.config import Config, Configured, LiveConfig, live
 from iamgate.control.audit_queries import AuditQuery, read, scoped
+from iamgate.control.bots import Bots, BotSummary
 from iamgate.control.callers import Caller, caller_of, require_administrator
 from iamgate.control.console import sign_in
 from iamgate.control.credentials import Credentials, CredentialsRequest, account_named
@@ -46,7 +47,9 @@ from iamgate.control.users import (
     no_such_user,
     session_state,
 )
+from iamgate.identity.bots import bot_principal
 from iamgate.identity.credentials import KeyRing
+from iamgate.store.bots import Issued
 from iamgate.store.directory import LoginSession, get_user, open_login_session
 from iamgate.web import api_models as m
 from iamgate.web import browser
@@ -379,6 +382,7 @@ class Api(Configured):
                 ops("AWS accounts (read-only)", _json(m.Accounts), who="administrator"),
             ),
             *self._request_routes(),
+            *self._bot_routes(),
         ]
         self.document = openapi_document(
             self.config.server.url, ((r.method, r.template, r.operation) for r in self.routes)
@@ -388,6 +392,10 @@ class Api(Configured):
     @functools.cached_property
     def requests(self) -> Requests:
         return Requests(self.live, self.engine, self.admin.audit)
+
+    @functools.cached_property
+    def bots(self) -> Bots:
+        return Bots(self.live, self.engine, self.admin.audit)
 
     @functools.cached_property
     def issuer(self) -> Credentials:
@@ -770,6 +778,114 @@ class Api(Configured):
             )
         )
 
+    # -- bots (`iamgate.control.bots`) ------------------------------------------------------
+
+    def _bot_routes(self) -> list[Route]:
+        ops = Operation
+        return [
+            Route(
+                "GET",
+                "/bots",
+                self.list_bots,
+                ops(
+                    "Bots: the configuration's and the stored, with their bindings, gateway "
+                    "roles, last exchange and live credentials",
+                    _json(m.Bots),
+                    who="administrator",
+                ),
+            ),
+            Route(
+                "POST",
+                "/bots",
+                self.add_bot,
+                ops(
+                    "Add a bot (its bindings are the configuration's: oidc.bindings)",
+                    {201: Answer("the bot", m.Bot)},
+                    body=m.NewBot,
+                    who="administrator",
+                    errors=(400, 409),
+                ),
+            ),
+            Route(
+                "GET",
+                "/bots/{name}",
+                self.get_bot,
+                ops("One bot", _json(m.Bot), who="administrator", errors=(404,)),
+            ),
+            Route(
+                "DELETE",
+                "/bots/{name}",
+                self.remove_bot,
+                ops(
+                    "Remove a stored bot; every credential its jobs hold stops working",
+                    DONE,
+                    who="administrator",
+                    errors=(404, 409),
+                ),
+            ),
+            Route(
+                "PUT",
+                "/bots/{name}/roles",
+                self.set_bot_roles,
+                ops(
+                    "Set a stored bot's gateway roles",
+                    DONE,
+                    body=m.Roles,
+                    who="administrator",
+                    errors=(400, 404, 409),
+                ),
+            ),
+            Route(
+                "DELETE",
+                "/bots/{name}/sessions",
+                self.revoke_bot,
+                ops(
+                    "Revoke every gateway credential the bot's jobs hold now",
+                    _json(m.RevokedBot, "how many were live"),
+                    who="administrator",
+                    errors=(404,),
+                ),
+            ),
+        ]
+
+    async def list_bots(self, request: web.Request) -> web.StreamResponse:
+        found = await asyncio.to_thread(self.bots.bots)
+        return _ok(m.Bots(bots=[_bot_json(b) for b in found]))
+
+    async def get_bot(self, request: web.Request) -> web.StreamResponse:
+        found = await asyncio.to_thread(self.bots.bot, request.match_info["name"])
+        return _ok(_bot_json(found))
+
+    async def add_bot(self, request: web.Request) -> web.StreamResponse:
+        body = await self._parsed(request, m.NewBot)
+        added = await asyncio.to_thread(
+            self.bots.add,
+            body.name,
+            body.roles,
+            by=self._actor(request, request[CALLER]),
+            description=body.description,
+        )
+        return _ok(_bot_json(added), status=201)
+
+    async def remove_bot(self, request: web.Request) -> web.StreamResponse:
+        actor = self._actor(request, request[CALLER])
+        await asyncio.to_thread(self.bots.remove, request.match_info["name"], by=actor)
+        return web.Response(status=204)
+
+    async def set_bot_roles(self, request: web.Request) -> web.StreamResponse:
+        body = await self._parsed(request, m.Roles)
+        actor = self._actor(request, request[CALLER])
+        await asyncio.to_thread(
+            self.bots.set_roles, request.match_info["name"], body.roles, by=actor
+        )
+        return web.Response(status=204)
+
+    async def revoke_bot(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        actor = self._actor(request, request[CALLER])
+        live_ones = await asyncio.to_thread(self.bots.revoke, name, by=actor)
+        return _ok(m.RevokedBot(bot=name, revoked_credentials=live_ones))
+
     # -- access requests (`iamgate.control.requests`) ---------------------------------------
 
     def _request_routes(self) -> list[Route]:
@@ -940,6 +1056,29 @@ def _user_json(u: UserSummary) -> m.User:
         failed_logins=u.failed_logins,
         created_at=_time(u.created_at),
         active_sessions=u.active_sessions,
+    )
+
+
+def _bot_json(b: BotSummary) -> m.Bot:
+    def credential(c: Issued) -> m.BotCredential:
+        return m.BotCredential(
+            access_key_id=c.access_key_id,
+            account_id=c.account_id,
+            aws_role=c.aws_role,
+            issued_at=_stamp(c.issued_at),
+            expires_at=_stamp(c.expires_at),
+        )
+
+    return m.Bot(
+        name=b.name,
+        principal=bot_principal(b.name),
+        roles=list(b.roles),
+        source="config" if b.source == "config" else "store",
+        description=b.description,
+        created_at=_time(b.created_at),
+        bindings=[m.BotBinding(name=x.name, issuer=x.issuer, claims=x.claims) for x in b.bindings],
+        last_exchange=credential(b.last_exchange) if b.last_exchange else None,
+        live_credentials=[credential(c) for c in b.live],
     )
 
 

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from iamgate.access.requests import MAX_REASON, MAX_TICKET
 from iamgate.audit.events import EventType
-from iamgate.config import USER_NAME
+from iamgate.config import BOT_NAME_PATTERN, USER_NAME
 from iamgate.control.audit_queries import MAX_PAGE
+from iamgate.control.bots import MAX_DESCRIPTION
 from iamgate.control.credentials import DEFAULT_TTL_SECONDS, MIN_TTL
 
 MIN_PASSWORD = 12
@@ -77,6 +78,12 @@ class Reset(Request):
 
 class Roles(Request):
     roles: list[str]
+
+
+class NewBot(Request):
+    name: Annotated[str, Field(pattern=f"^{BOT_NAME_PATTERN}$")]
+    roles: list[str] = []
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION)] = ""
 
 
 class AuditFilters(BaseModel):
@@ -252,6 +259,47 @@ class Enrolment(Answer):
 class RevokedUser(Answer):
     user: str
     revoked_sessions: int
+
+
+class BotBinding(Answer):
+    """A binding of the gateway's configuration that maps tokens to the bot."""
+
+    name: str
+    issuer: str | None
+    claims: dict[str, list[str]]
+
+
+class BotCredential(Answer):
+    """Gateway credentials one of the bot's jobs got by an exchange."""
+
+    access_key_id: str
+    account_id: str
+    aws_role: str
+    issued_at: Time
+    expires_at: Time
+
+
+class Bot(Answer):
+    name: str
+    principal: str = Field(description="as credentials and the audit trail name it: bot:NAME")
+    roles: list[str]
+    source: Literal["config", "store"] = Field(
+        description="config: a bootstrap bot, whose roles the configuration sets"
+    )
+    description: str
+    created_at: Time | None
+    bindings: list[BotBinding]
+    last_exchange: BotCredential | None
+    live_credentials: list[BotCredential]
+
+
+class Bots(Answer):
+    bots: list[Bot]
+
+
+class RevokedBot(Answer):
+    bot: str
+    revoked_credentials: int = Field(description="how many were live")
 
 
 class Session(Answer):
