@@ -32,8 +32,17 @@ from iamgate.audit.writer import AuditSink
 from iamgate.aws import console as console_rules
 from iamgate.aws.federation import ConsoleFederation
 from iamgate.aws.profiles import PROFILE_PREFIX, profiles_block
-from iamgate.config import USER_NAME_PATTERN, Config, Configured, LiveConfig, RoleConfig, live
+from iamgate.config import (
+    BOT_NAME_PATTERN,
+    USER_NAME_PATTERN,
+    Config,
+    Configured,
+    LiveConfig,
+    RoleConfig,
+    live,
+)
 from iamgate.control.audit_queries import EVENT_GROUPS, AuditQuery, read, scoped
+from iamgate.control.bots import Bots
 from iamgate.control.callers import Caller, caller_of
 from iamgate.control.console import sign_in
 from iamgate.control.enrolment import EnrolmentRefused, Enrolments, Link, LinkDead
@@ -106,6 +115,21 @@ class Viewer:
 
 
 # A refusal's page title, by its kind; a forged or stale form is "Refused".
+# The Bots page's changes, each confirmed by a second click: (button, what it does).
+BOT_CONFIRMATIONS: dict[str, tuple[str, str]] = {
+    "revoke": (
+        "Revoke credentials of bot {name}",
+        "Every gateway credential the jobs of bot:{name} hold stops working on its next call, "
+        "on every replica. Jobs may exchange a token again: remove the bot, or its binding in "
+        "the configuration, to stop that.",
+    ),
+    "remove": (
+        "Remove bot {name}",
+        "bot:{name} is removed: every credential its jobs hold stops working on its next call, "
+        "and tokens its bindings map to it are refused until it is added again.",
+    ),
+}
+
 TITLES = {Kind.FORBIDDEN: "Not allowed", Kind.NOT_FOUND: "Not found"}
 
 
@@ -127,6 +151,8 @@ def redirect(location: str) -> web.Response:
 
 def _page_of(request: web.Request) -> str:
     """The page whose form posts to this address."""
+    if request.path.startswith("/admin/bots"):
+        return "/admin/bots"
     return "/admin/users" if request.path.startswith("/admin/") else "/access"
 
 
@@ -182,6 +208,7 @@ class Pages(Configured):
         self.sessions = sessions
         self.admin = admin
         self.enrolments = Enrolments(engine, audit, admin)
+        self.bots = Bots(self.live, engine, audit)
         self.console_federation = console
         self.tls = self.config.server.tls is not None
         self.cookie = sessions.cookie
@@ -221,6 +248,9 @@ class Pages(Configured):
             ("POST", "/admin/users", self.add_user),
             ("POST", "/admin/users/{name}/{action}", self.change_user),
             ("POST", "/admin/sessions/{id}/revoke", self.revoke_session),
+            ("GET", "/admin/bots", self.admin_bots),
+            ("POST", "/admin/bots", self.add_bot),
+            ("POST", "/admin/bots/{name}/{action}", self.change_bot),
             ("GET", "/enrol/{token}", self.enrol_form),
             ("POST", "/enrol/{token}", self.enrol),
             ("POST", "/console", self.console),
@@ -228,6 +258,7 @@ class Pages(Configured):
             ("GET", "/logout", self.elsewhere),
             ("GET", "/admin/users/{name}/{action}", self.elsewhere),
             ("GET", "/admin/sessions/{id}/revoke", self.elsewhere),
+            ("GET", "/admin/bots/{name}/{action}", self.elsewhere),
             ("GET", "/static/{name}", self.static),
             # Any other address a browser asks for, outside the JSON API: a page, not JSON.
             ("GET", r"/{tail:(?!api(?:/|$)).*}", self.not_found),
@@ -836,6 +867,84 @@ class Pages(Configured):
         if session_id == viewer.session.id:
             return redirect("/login?why=revoked")
         return await self._users_page(viewer, message=f"Revoked session {session_id}.")
+
+    # -- bots -------------------------------------------------------------------------------
+
+    async def _bots_page(
+        self,
+        viewer: Viewer,
+        *,
+        status: int = 200,
+        message: str | None = None,
+        error: str | None = None,
+    ) -> web.Response:
+        bots = await asyncio.to_thread(self.bots.bots)
+        return self._page(
+            "bots.html",
+            viewer,
+            status=status,
+            nav="bots",
+            bots=bots,
+            roles=self.config.roles,
+            accounts={a.id: a.name for a in self.config.aws.accounts},
+            message=message,
+            error=error,
+            bot_name_pattern=BOT_NAME_PATTERN,
+        )
+
+    async def admin_bots(self, request: web.Request) -> web.StreamResponse:
+        return await self._bots_page(await self._administrator(request))
+
+    async def add_bot(self, request: web.Request) -> web.StreamResponse:
+        viewer = await self._administrator(request)
+        form = await self._form(request, viewer)
+        multi = await request.post()
+        roles = [r for r in multi.getall("roles", []) if isinstance(r, str)]
+        name = form.get("name", "").strip()
+        try:
+            added = await asyncio.to_thread(
+                self.bots.add,
+                name,
+                roles,
+                by=self._actor(request, viewer),
+                description=form.get("description", "").strip(),
+            )
+        except ControlError as error:
+            return await self._bots_page(viewer, status=status_of(error), error=str(error))
+        note = "" if added.bindings else " No binding maps tokens to it yet (oidc.bindings)."
+        return await self._bots_page(viewer, message=f"Added bot {name}.{note}")
+
+    async def change_bot(self, request: web.Request) -> web.StreamResponse:
+        viewer = await self._administrator(request)
+        form = await self._form(request, viewer)
+        name, action = request.match_info["name"], request.match_info["action"]
+        what = BOT_CONFIRMATIONS.get(action)
+        if what is None:
+            raise not_found("NotFound", f"There is no action {action!r} on bots.")
+        if form.get("confirmed") != "yes":
+            return self._page(
+                "confirm.html",
+                viewer,
+                nav="bots",
+                title=what[0].format(name=name) + "?",
+                message=what[1].format(name=name),
+                button=what[0].format(name=name),
+                action=f"/admin/bots/{quote(name, safe='')}/{action}",
+                cancel="/admin/bots",
+                warning=None,
+                self_check=None,
+            )
+        actor = self._actor(request, viewer)
+        try:
+            if action == "revoke":
+                live = await asyncio.to_thread(self.bots.revoke, name, by=actor)
+                message = f"Revoked {live} live credential(s) of bot {name}."
+            else:
+                await asyncio.to_thread(self.bots.remove, name, by=actor)
+                message = f"Removed bot {name}; its credentials no longer work."
+        except ControlError as error:
+            return await self._bots_page(viewer, status=status_of(error), error=str(error))
+        return await self._bots_page(viewer, message=message)
 
     # -- the AWS console ----------------------------------------------------------------------
 
