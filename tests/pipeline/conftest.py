@@ -11,7 +11,11 @@ from iamgate.aws.operations import OperationIndex
 @pytest.fixture(scope="session")
 def index() -> OperationIndex:
     built = OperationIndex.build()
-    built.preload(["ec2", "rds", "sts", "dynamodb", "sqs", "s3", "ecr", "iam", "lambda"])
+    # Every signing name the tests call, as a gateway compiles all before it is ready: an
+    # unsigned request is read only against compiled models (`identify_unsigned`).
+    built.preload(
+        ["ec2", "rds", "sts", "dynamodb", "sqs", "s3", "ecr", "iam", "lambda", "monitoring"]
+    )
     return built
 
 
