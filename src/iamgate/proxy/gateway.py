@@ -16,7 +16,7 @@ import re
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
@@ -28,7 +28,6 @@ from iamgate.access.decisions import Decision, Reach, decide_among
 from iamgate.access.requests import Call, Person, decide_granted, hint_for
 from iamgate.access.session_policy import SessionPolicyError, session_policy_for
 from iamgate.audit.aws_calls import CallRecord
-from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditLog, DurableRecord
 from iamgate.aws.endpoints import resolve_upstream
 from iamgate.aws.errors import error_code_for, render_error
@@ -44,45 +43,22 @@ from iamgate.aws.upstream_credentials import (
     AwsCredentials,
     RoleKey,
     UpstreamCredentialCache,
-    aws_session_name,
     role_key,
-)
-from iamgate.aws.web_identity import (
-    InvalidCall,
-    IssuedSession,
-    WebIdentityCall,
-    read_call,
-    render_reply,
 )
 from iamgate.config import (
     BotConfig,
     Config,
     Configured,
     LiveConfig,
-    OidcIssuerConfig,
     RoleConfig,
     ServerConfig,
     live,
 )
-from iamgate.identity.bindings import BindingRefused, bind
 from iamgate.identity.bots import (
-    NotGranted,
-    Trust,
     bot_name,
-    bot_principal,
-    grant_for,
-    job_claims,
     still_bound,
 )
-from iamgate.identity.credentials import Claims, KeyRing, mint_credentials, open_credentials
-from iamgate.identity.jwks import KeySets
-from iamgate.identity.oidc import (
-    IssuerUnreachable,
-    TokenRefused,
-    UnknownKey,
-    token_issuer,
-    verify_token,
-)
+from iamgate.identity.credentials import Claims, KeyRing, open_credentials
 from iamgate.proxy.body import BodyStream, read_within
 from iamgate.proxy.limits import Admission, CallLimits
 from iamgate.proxy.outbound import (
@@ -98,6 +74,7 @@ from iamgate.proxy.outbound import (
     sign_upstream,
 )
 from iamgate.proxy.upstream_urls import UpstreamUrls
+from iamgate.proxy.web_identity import EXCHANGE, WebIdentityExchange
 from iamgate.refusals import Reason, Refused
 from iamgate.sigv4 import (
     Authorization,
@@ -134,7 +111,6 @@ _SANDBOX_CONTROL = ("moto-api", "latest/")
 # An unsigned request's body is read for its shape up to this size, never more.
 UNSIGNED_PEEK = 16 * 1024
 _WEB_IDENTITY = frozenset({"sts:AssumeRoleWithWebIdentity", "sts:AssumeRoleWithSAML"})
-_EXCHANGE = "sts:AssumeRoleWithWebIdentity"  # answered by the gateway once issuers are trusted
 TIME = "%Y-%m-%dT%H:%M:%SZ"
 # By design: an unsigned request has no principal to authorize or attribute, so it is never
 # forwarded, even to a public-read object S3 itself would serve anonymously.
@@ -251,10 +227,16 @@ class Gateway(Configured):
             unverified_bytes=server.max_unverified_body_bytes,
         )
         self._body_timeout = server.body_timeout.total_seconds()
-        self._record_issue = record_issue
-        self._trust_memory: tuple[Config, Trust] | None = None
-        self._key_sets: tuple[list[OidcIssuerConfig], KeySets] | None = None
-        self._oidc_session: aiohttp.ClientSession | None = None
+        self.web_identity = WebIdentityExchange(
+            self.live,
+            keyring,
+            audit,
+            roles=lambda: self.roles,
+            bot=self._bot,
+            clock=self._clock,
+            record_forwarding=self._record_forwarding,
+            record_issue=record_issue,
+        )
 
     def _open(self, auth: Authorization, call: CallRecord) -> tuple[Claims, str]:
         claims, secret = open_credentials(
@@ -337,8 +319,7 @@ class Gateway(Configured):
     async def close(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
-        if self._oidc_session is not None:
-            await self._oidc_session.close()
+        await self.web_identity.close()
         if self._session is not None and self._owns_session:
             await self._session.close()
 
@@ -384,7 +365,7 @@ class Gateway(Configured):
                 # refusal is in the protocol its SDK parses (a CBOR client gets CBOR).
                 body = await _small_body(request, self._body_timeout)
                 refused = self._read_unsigned(request, call, refused, body)
-                if self._answers_web_identity(call, refused):
+                if self.web_identity.answers(call, refused):
                     return await self._web_identity(request, call)
             return self._refuse(request, call, refused)
         except aiohttp.ConnectionTimeoutError:
@@ -973,40 +954,11 @@ class Gateway(Configured):
                 request.transport.abort()
             raise _StoppedReading from None
 
-    # sts:AssumeRoleWithWebIdentity, answered here and never forwarded: a CI job's OIDC
-    # token, verified against a trusted issuer's keys and mapped to a bot by a binding,
-    # becomes gateway credentials for the account and IAM role its RoleArn names.
-
-    def _trust(self) -> Trust:
-        """The issuers and bindings in force, remembered until a reload replaces them."""
-        config = self.config
-        if self._trust_memory is None or self._trust_memory[0] is not config:
-            self._trust_memory = (config, Trust.of(config))
-        return self._trust_memory[1]
-
-    def _answers_web_identity(self, call: CallRecord, refused: Refused) -> bool:
-        return (
-            refused.reason is Reason.WEB_IDENTITY_UNCONFIGURED
-            and call.identified is not None
-            and call.identified.operation.iam_action == _EXCHANGE
-            and self._trust().configured
-        )
-
-    def _issuer_keys(self) -> KeySets:
-        """One key cache per set of issuers: a reload that changes them starts a new one."""
-        issuers = self.config.oidc.issuers
-        if self._key_sets is None or self._key_sets[0] != issuers:
-            if self._oidc_session is None:
-                self._oidc_session = aiohttp.ClientSession()
-            jwks = self._trust().jwks_urls
-            self._key_sets = (issuers, KeySets(self._oidc_session, jwks_urls=jwks))
-        return self._key_sets[1]
-
     async def _web_identity(self, request: web.Request, call: CallRecord) -> web.Response:
         """The exchange's answer: STS's reply, or its refusal in STS's shape; either way
         the call's record says what the token was, and which binding decided."""
         try:
-            return await self._exchange(call)
+            return await self.web_identity.exchange(call)
         except Refused as refused:
             return self._refuse(request, call, refused)
         except Exception:
@@ -1016,131 +968,6 @@ class Gateway(Configured):
                 call,
                 Refused(Reason.INTERNAL, "iamgate: an internal error ended this call; retry"),
             )
-
-    async def _exchange(self, call: CallRecord) -> web.Response:
-        assert call.identified is not None
-        try:
-            asked = read_call({k: str(v) for k, v in call.identified.params.items()})
-        except InvalidCall as exc:
-            raise Refused(Reason.WEB_IDENTITY_INVALID_CALL, exc.message) from None
-        token = await self._verified_token(call, asked)
-        trust = self._trust()
-        issuer = str(token["iss"])
-        try:
-            binding = bind(token, issuer, trust.bindings)
-        except BindingRefused as exc:
-            raise Refused(Reason.WEB_IDENTITY_DENIED, f"iamgate: {exc.message}") from None
-        _noted(call, binding=binding.name, bot=binding.bot)
-        duration = (
-            None if asked.duration_seconds is None else timedelta(seconds=asked.duration_seconds)
-        )
-        try:
-            grant = grant_for(
-                self.config,
-                self.roles,
-                binding,
-                asked.account_id,
-                asked.role_name,
-                duration,
-                self._bot,
-            )
-        except NotGranted as exc:
-            raise Refused(Reason.WEB_IDENTITY_DENIED, f"iamgate: {exc.message}") from None
-        principal = bot_principal(grant.bot.name)
-        creds = mint_credentials(
-            self.keyring,
-            principal=principal,
-            kind="bot",
-            account_id=grant.account.id,
-            aws_role=grant.aws_role,
-            gateway_roles=tuple(r.name for r in grant.gateway_roles),
-            now=self._clock(),
-            ttl=grant.ttl,
-            binding=binding.name,
-            job=call.job,
-        )
-        if self._record_issue is not None:
-            await asyncio.to_thread(self._record_issue, creds.claims)
-        call.claims = creds.claims
-        call.gateway_role = ", ".join(r.name for r in grant.gateway_roles)
-        call.rule = f"binding {binding.name}"
-        _noted(call, issued_access_key_id=creds.access_key_id)
-        self.audit.append(self._issued_event(call, creds.claims, issuer))
-        await self._record_forwarding(call)  # credentials leave only once this is durable
-        body = render_reply(
-            asked,
-            IssuedSession(
-                access_key_id=creds.access_key_id,
-                secret_access_key=creds.secret_access_key,
-                session_token=creds.session_token,
-                expiration=creds.claims.expires_at,
-                source_identity=aws_session_name(principal),
-                subject=str(token.get("sub", "")),
-                audience=_audience(token, trust.issuers[issuer].audiences),
-                provider=issuer,
-            ),
-            call.request_id,
-        )
-        call.status = 200
-        call.bytes_out = len(body)
-        return web.Response(
-            status=200,
-            body=body,
-            headers={"Content-Type": "text/xml", "x-amzn-RequestId": call.request_id},
-        )
-
-    async def _verified_token(self, call: CallRecord, asked: WebIdentityCall) -> dict[str, object]:
-        """The token's claims, checked with its issuer's keys (fetched again, at most once a
-        minute per issuer, when it names a key not held: the issuer rotated its keys)."""
-        trust = self._trust()
-        try:
-            issuer_url = token_issuer(asked.token)
-            _noted(call, issuer=issuer_url[:256])
-            trusted = trust.issuers.get(issuer_url)
-            if trusted is None:
-                raise TokenRefused(f"iamgate trusts no OIDC issuer {issuer_url[:256]!r}")
-            keys = self._issuer_keys()
-            now = self._clock()
-            try:
-                claims = verify_token(asked.token, trusted, await keys.current(issuer_url), now=now)
-            except UnknownKey:
-                fresh = await keys.refreshed(issuer_url)
-                claims = verify_token(asked.token, trusted, fresh, now=now)
-        except TokenRefused as exc:
-            if isinstance(exc, IssuerUnreachable):
-                reason = Reason.WEB_IDENTITY_ISSUER_UNREACHABLE
-            elif exc.code == "ExpiredTokenException":
-                reason = Reason.WEB_IDENTITY_EXPIRED_TOKEN
-            else:
-                reason = Reason.WEB_IDENTITY_INVALID_TOKEN
-            raise Refused(reason, f"iamgate: {exc.message}") from None
-        call.job = job_claims(claims)
-        _noted(call, subject=str(claims.get("sub", ""))[:256])
-        return claims
-
-    def _issued_event(self, call: CallRecord, claims: Claims, issuer: str) -> AuditEvent:
-        """`credentials.issued`, as for any credential: what a key did starts from here."""
-        return AuditEvent(
-            EventType.CREDENTIALS_ISSUED,
-            principal=claims.principal,
-            source_ip=call.source_ip,
-            user_agent=call.user_agent,
-            fields={
-                "account_id": claims.account_id,
-                "aws_role": claims.aws_role,
-                "access_key_id": claims.access_key_id,
-                "expires_at": claims.expires_at.astimezone(UTC).strftime(TIME),
-                "gateway_roles": list(claims.gateway_roles),
-                "login_session": None,
-                "issued_by": "web-identity",
-                "issuer": issuer,
-                "binding": claims.binding,
-                "request_id": call.request_id,
-                "job": dict(claims.job),
-            },
-        )
-
-    # -- helpers --------------------------------------------------------------------------
 
     def _virtual_bucket(self, host: str) -> str | None:
         host = host.lower()
@@ -1175,7 +1002,7 @@ class Gateway(Configured):
             return refused  # signed, but too badly to read: only its shape was wanted
         action = call.identified.operation.iam_action
         if action in _WEB_IDENTITY:
-            trusted = "SAML provider" if action != _EXCHANGE else "OIDC issuer (oidc.issuers)"
+            trusted = "SAML provider" if action != EXCHANGE else "OIDC issuer (oidc.issuers)"
             return Refused(
                 Reason.WEB_IDENTITY_UNCONFIGURED,
                 f"iamgate: {action} is not configured for this gateway: it trusts no "
@@ -1238,18 +1065,6 @@ class Gateway(Configured):
 
     def _audit(self, call: CallRecord) -> None:
         self.audit.append(call.closing_event())
-
-
-def _noted(call: CallRecord, **facts: object) -> None:
-    """Facts of a web identity exchange, for its record, as they become known."""
-    call.web_identity = {**(call.web_identity or {}), **facts}
-
-
-def _audience(token: Mapping[str, object], trusted: tuple[str, ...]) -> str:
-    """The audience of the token that the gateway accepted it for."""
-    aud = token.get("aud")
-    values = aud if isinstance(aud, list) else [aud]
-    return next((str(a) for a in values if a in trusted), str(trusted[0]))
 
 
 def upstream_session(server: ServerConfig) -> aiohttp.ClientSession:
