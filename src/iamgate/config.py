@@ -411,6 +411,22 @@ class BotConfig(_Model):
     name: str = Field(pattern=f"^{BOT_NAME_PATTERN}$")
     roles: list[str] = Field(default_factory=list)
     description: str = ""
+    # AWS IAM join (`identity.aws_join`): the IAM identities whose servers join as this bot,
+    # as STS names a caller (arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION, globs after the
+    # account) or an IAM role's ARN for any session of the role.
+    aws_join: list[str] = Field(default_factory=list)
+
+    @field_validator("aws_join")
+    @classmethod
+    def _pins_the_account(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not re.match(r"^arn:aws[a-z-]*:(sts|iam)::\d{12}:[A-Za-z-]+/\S+$", pattern):
+                raise ValueError(
+                    f"{pattern!r} must be an STS or IAM ARN naming its 12-digit account, e.g. "
+                    "arn:aws:iam::111111111111:role/BackupServer or "
+                    "arn:aws:sts::111111111111:assumed-role/BackupServer/i-*"
+                )
+        return patterns
 
 
 def _listed(value: Any) -> Any:

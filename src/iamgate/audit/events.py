@@ -64,6 +64,10 @@ class EventType(enum.StrEnum):
     ENROLMENT_CREATED = "enrolment.created"  # a one-time enrolment link handed out
     ENROLMENT_REDEEMED = "enrolment.redeemed"  # its user set a password and TOTP with it
     CONSOLE_SIGNIN = "console.signin"
+    # A machine with no OIDC joins as its bot with a one-time token (`iamgate.control.joins`).
+    JOIN_TOKEN_CREATED = "join.token.created"
+    JOIN_SUCCEEDED = "join.succeeded"  # a token redeemed: the bot's session began
+    JOIN_REFUSED = "join.refused"  # unknown, used, revoked or expired token; no such bot
     # Just-in-time access requests (`iamgate.control.requests`): every change of state.
     REQUEST_CREATED = "request.created"
     REQUEST_REVIEWED = "request.reviewed"  # one reviewer's approval or denial

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from iamgate.cli.admin import administering, config_option, json_option
 from iamgate.cli.examples import examples
+from iamgate.cli.join import bots_token
 from iamgate.cli.people import wide_console
 from iamgate.cli.remote import administrator, path_part
 from iamgate.control.bots import Bots, BotSummary
@@ -170,3 +171,7 @@ def bots_ls(config_path: Path | None, as_json: bool) -> None:
             str(len(b["live_credentials"])),
         )
     wide_console().print(table)
+
+
+# A one-time join token for a machine with no OIDC (`iamgate bots token`, cli/join.py).
+bots_group.add_command(bots_token)

@@ -18,6 +18,7 @@ from iamgate.cli.audit import audit
 from iamgate.cli.bots import bots_group
 from iamgate.cli.config_check import config_group, with_hints
 from iamgate.cli.examples import examples
+from iamgate.cli.join import join
 from iamgate.cli.people import (
     completion,
     console,
@@ -228,6 +229,7 @@ for command in (
     config_group,
     request_group,
     bots_group,
+    join,
 ):
     cli.add_command(command)
 cli.add_command(status, "whoami")

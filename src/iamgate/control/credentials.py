@@ -22,6 +22,7 @@ from iamgate.config import AccountConfig, Config, RoleConfig
 from iamgate.control.callers import Caller
 from iamgate.control.errors import ControlError, Kind, forbidden, invalid, not_found
 from iamgate.control.users import Actor
+from iamgate.identity.bots import bot_name
 from iamgate.identity.credentials import (
     GatewayCredentials,
     KeyRing,
@@ -82,7 +83,7 @@ class Credentials:
             )
         return self._issue(
             principal=caller.user,
-            kind="user",
+            kind="bot" if bot_name(caller.user) is not None else "user",
             account=account,
             aws_role=asked.role,
             gateway_roles=reaching,

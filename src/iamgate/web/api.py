@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -37,6 +37,7 @@ from iamgate.control.callers import Caller, caller_of, require_administrator
 from iamgate.control.console import sign_in
 from iamgate.control.credentials import Credentials, CredentialsRequest, account_named
 from iamgate.control.errors import ControlError, Kind, forbidden, invalid
+from iamgate.control.joins import Joins
 from iamgate.control.logins import Client, Logins
 from iamgate.control.requests import Requests, ask_of, request_data
 from iamgate.control.users import (
@@ -192,6 +193,53 @@ class Api(Configured):
                     body=m.LoginRequest,
                     who="anyone",
                     errors=(400, 401, 423, 429),
+                ),
+            ),
+            Route(
+                "POST",
+                "/join",
+                self.join,
+                ops(
+                    "A machine joins as its bot: a one-time join token for the bot's session",
+                    _json(m.LoginSession, "the bot's session (bearer token)"),
+                    body=m.JoinRequest,
+                    who="anyone",
+                    errors=(400, 401),
+                ),
+            ),
+            Route(
+                "GET",
+                "/join/aws",
+                self.aws_join_target,
+                ops(
+                    "What a server signs its sts:GetCallerIdentity for, to join by AWS IAM",
+                    _json(m.AwsJoinTarget),
+                    who="anyone",
+                ),
+            ),
+            Route(
+                "POST",
+                "/join/aws",
+                self.aws_join,
+                ops(
+                    "A server joins as a bot by AWS IAM: its signed sts:GetCallerIdentity",
+                    _json(m.LoginSession, "the bot's session (bearer token)"),
+                    body=m.AwsJoinRequest,
+                    who="anyone",
+                    errors=(400, 401, 403),
+                ),
+            ),
+            Route(
+                "POST",
+                "/bots/{name}/join-tokens",
+                self.join_token,
+                ops(
+                    "A one-time join token for the bot (shown once)",
+                    _json(m.JoinToken, "the token"),
+                    body=m.JoinTokenRequest,
+                    body_required=False,
+                    who="administrator",
+                    errors=(400, 404),
                 ),
             ),
             Route(
@@ -398,6 +446,10 @@ class Api(Configured):
         return Bots(self.live, self.engine, self.admin.audit)
 
     @functools.cached_property
+    def joins(self) -> Joins:
+        return Joins(self.live, self.engine, self.admin.audit)
+
+    @functools.cached_property
     def issuer(self) -> Credentials:
         return Credentials(self.engine, self.keyring, self.admin.audit)
 
@@ -460,7 +512,9 @@ class Api(Configured):
         if who != "anyone":
             session = request[SESSION] = await self._session(request)
             if who != "session":
-                caller = await asyncio.to_thread(caller_of, self.roles, self.engine, session)
+                caller = await asyncio.to_thread(
+                    caller_of, self.roles, self.engine, session, self.config
+                )
                 admin = who == "administrator"
                 request[CALLER] = require_administrator(caller) if admin else caller
         return await handler(request)
@@ -541,6 +595,64 @@ class Api(Configured):
                 token=result.token,
                 session=result.session_id,
                 expires_at=_stamp(result.expires_at),
+            )
+        )
+
+    async def join(self, request: web.Request) -> web.StreamResponse:
+        body = await self._parsed(request, m.JoinRequest)
+        client = Client(request.remote, request.headers.get("User-Agent"))
+        joined = await asyncio.to_thread(self.joins.redeem, body.token, client)
+        return _ok(
+            m.LoginSession(
+                user=joined.principal,
+                token=joined.token,
+                session=joined.session_id,
+                expires_at=_stamp(joined.expires_at),
+            )
+        )
+
+    async def aws_join_target(self, request: web.Request) -> web.StreamResponse:
+        target = self.joins.aws_target()
+        return _ok(
+            m.AwsJoinTarget(
+                server_id=target.server_id, sts_endpoint=target.sts_endpoint, region=target.region
+            )
+        )
+
+    async def aws_join(self, request: web.Request) -> web.StreamResponse:
+        body = await self._parsed(request, m.AwsJoinRequest)
+        client = Client(request.remote, request.headers.get("User-Agent"))
+        joined = await asyncio.to_thread(
+            self.joins.join_aws, body.bot, body.headers, body.body, client
+        )
+        return _ok(
+            m.LoginSession(
+                user=joined.principal,
+                token=joined.token,
+                session=joined.session_id,
+                expires_at=_stamp(joined.expires_at),
+            )
+        )
+
+    async def join_token(self, request: web.Request) -> web.StreamResponse:
+        caller = request[CALLER]
+        body = (
+            await self._parsed(request, m.JoinTokenRequest)
+            if request.body_exists
+            else m.JoinTokenRequest()
+        )
+        made = await asyncio.to_thread(
+            self.joins.make_token,
+            request.match_info["name"],
+            timedelta(seconds=body.ttl_seconds),
+            by=self._actor(request, caller),
+        )
+        return _ok(
+            m.JoinToken(
+                bot=made.bot,
+                token=made.token,
+                token_id=made.token_id,
+                expires_at=_stamp(made.expires_at),
             )
         )
 

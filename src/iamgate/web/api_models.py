@@ -53,6 +53,25 @@ class LoginRequest(Request):
     otp: Text
 
 
+class JoinRequest(Request):
+    """A machine's one-time join token (`iamgate bots token`), for its bot's session."""
+
+    token: Text
+
+
+class AwsJoinRequest(Request):
+    """A machine's sts:GetCallerIdentity, signed for the gateway's STS endpoint and naming
+    the gateway (`AwsJoinTarget`), unsent: the gateway sends it and maps the ARN to `bot`."""
+
+    bot: Text
+    headers: dict[str, Annotated[str, Field(max_length=8192)]] = Field(max_length=32)
+    body: Annotated[str, Field(max_length=1024)]
+
+
+class JoinTokenRequest(Request):
+    ttl_seconds: Annotated[StrictInt, Field(ge=60, le=7 * 24 * 3600)] = 1800
+
+
 class CredentialsRequest(Request):
     account: Text
     role: Text
@@ -149,6 +168,19 @@ class LoginSession(Answer):
     user: str
     token: str
     session: str
+    expires_at: Time
+
+
+class AwsJoinTarget(Answer):
+    server_id: str  # the X-Iamgate-Server-ID header to sign
+    sts_endpoint: str  # where the gateway sends the request: sign for its host
+    region: str  # the signing region
+
+
+class JoinToken(Answer):
+    bot: str
+    token: str  # shown once: redeem it with `iamgate join URL --token …`
+    token_id: str
     expires_at: Time
 
 

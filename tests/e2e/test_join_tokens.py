@@ -1,0 +1,167 @@
+"""One-time join tokens in the store, through the control plane's use case, on SQLite and on
+the machine's PostgreSQL server: a token is redeemed once for its bot's session, every
+refusal names its reason in the trail, the token is never in it, and 20 redemptions at the
+same instant on two replicas make exactly one session."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from postgres import fresh_database
+from sqlalchemy import Engine, func, select
+
+from iamgate.audit.events import AuditEvent, EventType
+from iamgate.config import parse_config
+from iamgate.control.errors import ControlError
+from iamgate.control.joins import Joins
+from iamgate.control.logins import Client
+from iamgate.control.users import Actor
+from iamgate.store.database import open_engine
+from iamgate.store.directory import (
+    LOGIN_TOKEN_PREFIX,
+    create_join_token,
+    open_login_session,
+    revoke,
+)
+from iamgate.store.tables import login_sessions
+
+ESTATE = """\
+aws:
+  accounts: [{name: acme-ci, id: "222222222222"}]
+roles:
+  - {name: ci-runner, allow: {accounts: {name: [acme-ci]}, aws_roles: [CIRunner]}}
+bots:
+  - {name: backup, roles: [ci-runner]}
+"""
+CONFIG = parse_config(ESTATE + "  - {name: other, roles: []}\n")
+WITHOUT_OTHER = parse_config(ESTATE)
+MACHINE = Client("127.0.0.1", "join-test")
+
+
+class Trail:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+        self._lock = threading.Lock()
+
+    def append(self, event: AuditEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def of(self, kind: EventType) -> list[AuditEvent]:
+        return [e for e in self.events if e.type is kind]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        with fresh_database() as fresh:
+            yield fresh
+
+
+@pytest.fixture
+def engine(url: str) -> Iterator[Engine]:
+    engine = open_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def refusal(joins: Joins, token: str) -> str:
+    with pytest.raises(ControlError) as refused:
+        joins.redeem(token, MACHINE)
+    return refused.value.code
+
+
+def test_a_token_is_redeemed_once_for_its_bots_session(engine: Engine) -> None:
+    trail = Trail()
+    joins = Joins(CONFIG, engine, trail)
+    made = joins.make_token("backup", timedelta(minutes=30), by=Actor("root"))
+    assert made.token.startswith("igjoin1.")
+    joined = joins.redeem(made.token, MACHINE)
+    assert joined.principal == "bot:backup"
+    session = open_login_session(engine, joined.token, datetime.now(UTC))
+    assert session is not None and session.user == "bot:backup" and session.kind == "join"
+    assert refusal(joins, made.token) == "InvalidToken"  # once only
+    # the token is not a session, whatever prefix it is shown with
+    _, token_id, secret = made.token.split(".")
+    as_login = f"{LOGIN_TOKEN_PREFIX}.{token_id}.{secret}"
+    assert open_login_session(engine, as_login, datetime.now(UTC)) is None
+    [created] = trail.of(EventType.JOIN_TOKEN_CREATED)
+    assert created.principal == "root" and created.fields["bot"] == "backup"
+    [succeeded] = trail.of(EventType.JOIN_SUCCEEDED)
+    assert succeeded.principal == "bot:backup"
+    assert succeeded.fields["login_session"] == joined.session_id
+    [refused] = trail.of(EventType.JOIN_REFUSED)
+    assert refused.fields == {"reason": "used", "join_token": token_id}
+    for event in trail.events:  # neither secret is ever in the trail
+        assert secret not in repr(event) and joined.token.split(".")[2] not in repr(event)
+
+
+def test_every_refusal_names_its_reason(engine: Engine) -> None:
+    trail = Trail()
+    joins = Joins(CONFIG, engine, trail)
+    expired, _, _ = create_join_token(engine, "bot:backup", ttl=timedelta(0), created_by="root")
+    assert refusal(joins, expired) == "ExpiredToken"
+    revoked = joins.make_token("backup", timedelta(minutes=5), by=Actor("root")).token
+    revoke(engine, "user", "bot:backup", by="root")  # the bot's revocation ends its tokens
+    assert refusal(joins, revoked) == "InvalidToken"
+    gone = joins.make_token("other", timedelta(minutes=5), by=Actor("root")).token
+    assert refusal(Joins(WITHOUT_OTHER, engine, trail), gone) == "InvalidToken"
+    made = joins.make_token("backup", timedelta(minutes=5), by=Actor("root")).token
+    assert refusal(joins, made[:-2] + "xx") == "InvalidToken"  # a wrong secret
+    assert refusal(joins, "igjoin1.nope.nope") == "InvalidToken"
+    assert refusal(joins, "anything") == "InvalidToken"
+    reasons = [e.fields["reason"] for e in trail.of(EventType.JOIN_REFUSED)]
+    assert reasons == ["expired", "revoked", "no-such-bot", "unknown", "unknown", "unknown"]
+    assert trail.of(EventType.JOIN_SUCCEEDED) == []
+    with pytest.raises(ControlError) as unknown_bot:
+        joins.make_token("nobody", timedelta(minutes=5), by=Actor("root"))
+    assert unknown_bot.value.code == "NoSuchBot"
+    with pytest.raises(ControlError) as too_long:
+        joins.make_token("backup", timedelta(days=8), by=Actor("root"))
+    assert too_long.value.code == "InvalidTtl"
+
+
+def test_twenty_redemptions_at_once_on_two_replicas_make_one_session(url: str) -> None:
+    engines = [open_engine(url) for _ in range(2)]  # two replicas, each with its own pool
+    try:
+        trail = Trail()
+        replicas = [Joins(CONFIG, e, trail) for e in engines]
+        token = replicas[0].make_token("backup", timedelta(minutes=5), by=Actor("root")).token
+        start = threading.Barrier(20)
+        outcomes: list[str] = []
+        lock = threading.Lock()
+
+        def redeem(joins: Joins) -> None:
+            start.wait()
+            try:
+                joins.redeem(token, MACHINE)
+                outcome = "joined"
+            except ControlError as exc:
+                outcome = exc.code
+            with lock:
+                outcomes.append(outcome)
+
+        threads = [threading.Thread(target=redeem, args=(replicas[i % 2],)) for i in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(outcomes) == ["InvalidToken"] * 19 + ["joined"]
+        assert len(trail.of(EventType.JOIN_SUCCEEDED)) == 1
+        assert [e.fields["reason"] for e in trail.of(EventType.JOIN_REFUSED)] == ["used"] * 19
+        with engines[1].connect() as conn:
+            sessions = conn.execute(
+                select(func.count())
+                .select_from(login_sessions)
+                .where(login_sessions.c.kind == "join")
+            ).scalar()
+        assert sessions == 1
+    finally:
+        for engine in engines:
+            engine.dispose()
