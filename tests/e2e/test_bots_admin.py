@@ -198,7 +198,11 @@ def test_an_administrator_logged_in_manages_bots_through_the_api(
     revoked = ok(iamgate(admin.env, "sessions", "revoke", "--bot", "remote-bot"))
     assert "(1 live)" in revoked
     assert "iamgate revoked it" in stops(client)
-    again = job_client(gw, exchange(gw, issuer, "remote-bot")["Credentials"])  # may again
+    # A job may exchange again: a credential issued after the revocation works. Credentials
+    # carry their issue time in whole seconds, and one issued within the revocation's
+    # second counts as revoked (the safe side), so the job's next exchange comes after it.
+    time.sleep(1.1)
+    again = job_client(gw, exchange(gw, issuer, "remote-bot")["Credentials"])
     assert again.get_caller_identity()["Account"] == CI
     ok(iamgate(admin.env, "bots", "roles", "remote-bot", ""))
     ok(iamgate(admin.env, "bots", "rm", "remote-bot"))
@@ -243,6 +247,8 @@ def test_the_json_api_adds_shows_changes_revokes_and_removes_bots(
     status, shown = api(gw, "GET", "/api/v1/bots/api-bot", token)
     assert status == 200 and shown["roles"] == ["ci-runner"]
     assert shown["last_exchange"]["access_key_id"] == creds["AccessKeyId"]
+    assert shown["last_binding"] == "api-jobs"
+    assert shown["last_job"]["repository"] == "acme/api-bot"
     assert [c["access_key_id"] for c in shown["live_credentials"]] == [creds["AccessKeyId"]]
     assert api(gw, "POST", "/api/v1/bots", token, {"name": "api-bot"})[1]["error"] == "BotExists"
     bad = api(gw, "PUT", "/api/v1/bots/api-bot/roles", token, {"roles": ["nobody"]})
@@ -326,6 +332,10 @@ def test_an_admin_adds_a_bot_on_the_bots_page_sees_its_exchange_and_revokes_it(
     row = page.locator("#bots tr[data-bot='page-bot']")
     expect(row.locator(".last-exchange")).to_contain_text(creds["AccessKeyId"])
     expect(row.locator(".last-exchange")).to_contain_text("acme-ci")
+    # From the audit trail: the binding that mapped the job's token, and the job.
+    expect(row.locator(".last-exchange .job")).to_contain_text("binding page-jobs")
+    expect(row.locator(".last-exchange .job")).to_contain_text("repository=acme/page-bot")
+    expect(row.locator(".last-exchange .job")).to_contain_text("run_id=4242")
     expect(row.locator(".live")).to_have_text("1")
     expect(page.locator(f"#bot-credentials tr[data-key='{creds['AccessKeyId']}']")).to_be_visible()
 

@@ -53,6 +53,8 @@ def bot_data(b: BotSummary) -> dict[str, Any]:
         "created_at": _stamp(b.created_at),
         "bindings": [{"name": x.name, "issuer": x.issuer, "claims": x.claims} for x in b.bindings],
         "last_exchange": _credential(b.last_exchange) if b.last_exchange else None,
+        "last_binding": b.last_binding,
+        "last_job": b.last_job,
         "live_credentials": [_credential(c) for c in b.live],
     }
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
 from iamgate.audit.events import AuditEvent, EventType
+from iamgate.audit.search import Filters, search
 from iamgate.audit.writer import AuditSink
 from iamgate.config import BOT_NAME_PATTERN, BindingConfig, Config, Configured, LiveConfig, live
 from iamgate.control.errors import ControlError, Kind, conflict, invalid
@@ -66,6 +67,10 @@ class BotSummary:
     bindings: tuple[BindingView, ...]
     last_exchange: Issued | None  # the newest credential its jobs got, expired or not
     live: tuple[Issued, ...]  # credentials unexpired and not revoked, newest first
+    # Of the last exchange, from its `credentials.issued` record in the audit trail: the
+    # binding that mapped the job's token, and the job's claims (repository, run, ref...).
+    last_binding: str | None = None
+    last_job: dict[str, str] = field(default_factory=dict)
 
 
 def _bindings_of(config: Config, name: str) -> tuple[BindingView, ...]:
@@ -112,6 +117,8 @@ class Bots(Configured):
         now = datetime.now(UTC)
         live_ones = tuple(c for c in issued_to(self.engine, principal, since=now) if not c.revoked)
         configured = self.config.bot_named(name)
+        last = last_issued(self.engine, principal)
+        binding, job = self._exchange_of(last)
         return BotSummary(
             name=name,
             roles=tuple(roles),
@@ -119,8 +126,32 @@ class Bots(Configured):
             description=configured.description if configured else (row.description if row else ""),
             created_at=row.created_at if row else None,
             bindings=_bindings_of(self.config, name),
-            last_exchange=last_issued(self.engine, principal),
+            last_exchange=last,
             live=live_ones,
+            last_binding=binding,
+            last_job=job,
+        )
+
+    def _exchange_of(self, issued: Issued | None) -> tuple[str | None, dict[str, str]]:
+        """The binding and job claims the audit trail recorded for an issued key."""
+        if issued is None:
+            return None, {}
+        found = search(
+            self.engine,
+            Filters(
+                type=str(EventType.CREDENTIALS_ISSUED),
+                access_key_id=issued.access_key_id,
+                limit=1,
+            ),
+        )
+        if not found:
+            return None, {}
+        fields = found[0].get("fields") or {}
+        job = fields.get("job") if isinstance(fields.get("job"), dict) else {}
+        binding = fields.get("binding")
+        return (
+            binding if isinstance(binding, str) else None,
+            {str(k): str(v) for k, v in (job or {}).items()},
         )
 
     def bots(self) -> list[BotSummary]:

@@ -1190,6 +1190,8 @@ def _bot_json(b: BotSummary) -> m.Bot:
         created_at=_time(b.created_at),
         bindings=[m.BotBinding(name=x.name, issuer=x.issuer, claims=x.claims) for x in b.bindings],
         last_exchange=credential(b.last_exchange) if b.last_exchange else None,
+        last_binding=b.last_binding,
+        last_job=b.last_job,
         live_credentials=[credential(c) for c in b.live],
     )
 

@@ -322,6 +322,10 @@ class Bot(Answer):
     created_at: Time | None
     bindings: list[BotBinding]
     last_exchange: BotCredential | None
+    last_binding: str | None = Field(description="the binding of the last exchange")
+    last_job: dict[str, str] = Field(
+        description="the job claims of the last exchange (repository, run_id, ref, ...)"
+    )
     live_credentials: list[BotCredential]
 
 
