@@ -133,6 +133,13 @@ def test_a_joined_machine_works_as_its_bot_until_revoked(
     secret = token.split(".")[2]
     with open(gw.directory / "gateway.log", errors="replace") as log:  # never logged
         assert secret not in log.read()
+    # renewed before it ends (cron): a new session; the old token is done, the key still good
+    renewed = iamgate(env, "join", "--renew")
+    assert renewed.returncode == 0, renewed.stderr
+    assert f"renewed the session of bot:backup at {gw.url} until" in renewed.stdout
+    now_held = json.loads((tmp_path / "machine" / "iamgate" / "session.json").read_text())
+    assert now_held["session"] != session["session"]
+    assert iamgate(env, "ls").returncode == 0
     # revoking the bot ends the machine's session and its credentials
     revoked = iamgate(
         clean_env(tmp_path), "sessions", "revoke", "--bot", "backup", "--config",
@@ -154,6 +161,9 @@ def test_an_administrator_makes_a_token_through_the_api(gw: GatewayProcess, tmp_
     joined = iamgate(env, "join", gw.url, "--token", made.stdout.strip())
     assert joined.returncode == 0, joined.stderr
     assert "as bot:spare" in joined.stdout
+    # a person's login is not renewed as a machine's
+    person = iamgate(admin.env, "join", "--renew")
+    assert person.returncode != 0 and "a person logs in again" in person.stderr
     # spare has no gateway roles: it reaches nothing, and says so
     refused = iamgate(env, "credentials", "--account", "acme-ci", "--role", "CIRunner")
     assert refused.returncode != 0 and "no role of yours allows CIRunner" in refused.stderr

@@ -24,6 +24,7 @@ from iamgate.store.database import open_engine
 from iamgate.store.directory import (
     LOGIN_TOKEN_PREFIX,
     create_join_token,
+    create_login_session,
     open_login_session,
     revoke,
 )
@@ -165,3 +166,39 @@ def test_twenty_redemptions_at_once_on_two_replicas_make_one_session(url: str) -
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_a_joined_session_is_renewed_once_and_a_persons_never(engine: Engine) -> None:
+    trail = Trail()
+    joins = Joins(CONFIG, engine, trail)
+    made = joins.make_token("backup", timedelta(minutes=30), by=Actor("root"))
+    joined = joins.redeem(made.token, MACHINE)
+    now = datetime.now(UTC)
+    session = open_login_session(engine, joined.token, now)
+    assert session is not None
+    renewed = joins.renew(session, MACHINE)
+    assert renewed.principal == "bot:backup" and renewed.session_id != joined.session_id
+    assert renewed.expires_at > joined.expires_at
+    assert open_login_session(engine, joined.token, datetime.now(UTC)) is None  # the old one
+    fresh = open_login_session(engine, renewed.token, datetime.now(UTC))
+    assert fresh is not None and fresh.kind == "join"
+    with pytest.raises(ControlError) as again:
+        joins.renew(session, MACHINE)  # the old session, a second time
+    assert again.value.code == "Unauthorized"
+    person, _, _ = create_login_session(
+        engine, "dana", ttl=timedelta(hours=1), source_ip=None, user_agent=None
+    )
+    held = open_login_session(engine, person, datetime.now(UTC))
+    assert held is not None
+    with pytest.raises(ControlError) as not_a_machine:
+        joins.renew(held, MACHINE)
+    assert not_a_machine.value.code == "NotAJoinedSession"
+    revoke(engine, "user", "bot:backup", by="root")
+    with pytest.raises(ControlError):
+        joins.renew(fresh, MACHINE)  # a revoked bot's session is not renewed
+    [renewal] = [e for e in trail.of(EventType.JOIN_SUCCEEDED) if e.fields["via"] == "renewal"]
+    assert renewal.fields == {
+        "login_session": renewed.session_id,
+        "via": "renewal",
+        "renewed": joined.session_id,
+    }

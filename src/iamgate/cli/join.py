@@ -78,9 +78,16 @@ def bots_token(config_path: Path | None, bot: str, ttl: str) -> None:
 Examples:
   iamgate join {PLACEHOLDER_URL} --token igjoin1.…   # a token from `iamgate bots token`
   IAMGATE_JOIN_TOKEN=igjoin1.… iamgate join {PLACEHOLDER_URL}
-  iamgate join {PLACEHOLDER_URL} --bot backup --aws  # a server in AWS, by its IAM role""",
+  iamgate join {PLACEHOLDER_URL} --bot backup --aws  # a server in AWS, by its IAM role
+  iamgate join --renew                              # daily, from cron: 30 days more""",
 )
-@click.argument("url")
+@click.argument("url", required=False)
+@click.option(
+    "--renew",
+    is_flag=True,
+    help="Renew this machine's session (30 days more, a new token) before it ends: "
+    "from cron or a timer.",
+)
 @click.option(
     "--token",
     envvar="IAMGATE_JOIN_TOKEN",
@@ -95,9 +102,18 @@ Examples:
     help="Prove this machine's AWS IAM identity (its own credentials, e.g. an instance "
     "profile) with a signed sts:GetCallerIdentity that the gateway sends to STS.",
 )
-def join(url: str, token: str | None, bot: str | None, by_aws: bool) -> None:
+def join(url: str | None, renew: bool, token: str | None, bot: str | None, by_aws: bool) -> None:
     """This machine becomes its bot: the bot's session is kept under ~/.iamgate, as a
     person's login is, for `iamgate credentials`, `env`, `aws` and `profiles sync`."""
+    if renew:
+        held = _session()
+        url = str(held["url"])
+        reply = _call(url, "/api/v1/join/renew", {}, str(held["token"]))
+        _write_private(home() / "session.json", {"url": url, **reply})
+        click.echo(f"renewed the session of {reply['user']} at {url} until {reply['expires_at']}")
+        return
+    if url is None:
+        raise click.UsageError(f"which gateway? e.g. `iamgate join {PLACEHOLDER_URL} --token …`")
     if by_aws:
         if not bot:
             raise click.UsageError("--aws needs --bot NAME: the bot this machine joins as")

@@ -39,9 +39,11 @@ from iamgate.identity.bots import bot_name, bot_principal
 from iamgate.store.bots import get_bot
 from iamgate.store.directory import (
     JOIN_SESSION_KIND,
+    LoginSession,
     create_join_token,
     create_login_session,
     redeem_join_token,
+    renew_join_session,
 )
 
 MIN_TOKEN_TTL = timedelta(minutes=1)
@@ -160,6 +162,38 @@ class Joins(Configured):
             )
         )
         return Joined(done.principal, done.login_token, done.session_id, done.expires_at)
+
+    def renew(self, session: LoginSession, client: Client) -> Joined:
+        """A joined machine's session, renewed before it ends (`iamgate join --renew`, from
+        cron or a timer): another 30 days from now, under a new secret. A person's login is
+        not renewed this way; they log in again. Blocking: call it in a thread."""
+        if session.kind != JOIN_SESSION_KIND or bot_name(session.user) is None:
+            raise invalid(
+                "only a joined machine's session is renewed; a person logs in again",
+                code="NotAJoinedSession",
+            )
+        renewed = renew_join_session(
+            self.engine,
+            session.id,
+            ttl=JOIN_SESSION_TTL,
+            source_ip=client.source_ip,
+            user_agent=client.user_agent,
+        )
+        if renewed is None:
+            raise ControlError(
+                Kind.UNAUTHENTICATED, "Unauthorized", "the session ended: join again"
+            )
+        token, session_id, expires = renewed
+        self.audit.append(
+            AuditEvent(
+                EventType.JOIN_SUCCEEDED,
+                principal=session.user,
+                source_ip=client.source_ip,
+                user_agent=client.user_agent,
+                fields={"login_session": session_id, "via": "renewal", "renewed": session.id},
+            )
+        )
+        return Joined(session.user, token, session_id, expires)
 
     # -- AWS IAM join ----------------------------------------------------------------------
 

@@ -393,6 +393,56 @@ def redeem_join_token(
     )
 
 
+def renew_join_session(
+    engine: Engine,
+    session_id: str,
+    *,
+    ttl: timedelta,
+    source_ip: str | None,
+    user_agent: str | None,
+) -> tuple[str, str, datetime] | None:
+    """A joined machine's session for another `ttl`: a new session (new secret) begins as
+    the old one ends, in one transaction, with a conditional UPDATE (the old one of kind
+    join, not ended, not expired), so a session is renewed once and a revoked one never.
+    The old session's end is no revocation: credentials issued under it stay good until
+    their own expiry. None: nothing to renew."""
+    new_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    now = _now()
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(login_sessions.c.user).where(login_sessions.c.id == session_id)
+        ).first()
+        if row is None:
+            return None
+        ended = conn.execute(
+            update(login_sessions)
+            .where(
+                login_sessions.c.id == session_id,
+                login_sessions.c.kind == JOIN_SESSION_KIND,
+                login_sessions.c.revoked_at.is_(None),
+                login_sessions.c.expires_at > now,
+            )
+            .values(revoked_at=now, last_seen_at=now)
+        ).rowcount
+        if ended != 1:
+            return None
+        conn.execute(
+            insert(login_sessions).values(
+                id=new_id,
+                secret_hash=_secret_hash(secret),
+                user=row.user,
+                created_at=now,
+                expires_at=now + ttl,
+                source_ip=source_ip,
+                user_agent=(user_agent or "")[:512],
+                kind=JOIN_SESSION_KIND,
+                last_seen_at=now,
+            )
+        )
+    return f"{LOGIN_TOKEN_PREFIX}.{new_id}.{secret}", new_id, now + ttl
+
+
 def list_login_sessions(engine: Engine, user: str | None = None) -> list[LoginSession]:
     query = select(login_sessions).order_by(login_sessions.c.created_at.desc())
     if user:

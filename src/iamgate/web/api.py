@@ -208,6 +208,17 @@ class Api(Configured):
                 ),
             ),
             Route(
+                "POST",
+                "/join/renew",
+                self.join_renew,
+                ops(
+                    "A joined machine's session, renewed for 30 days under a new token",
+                    _json(m.LoginSession, "the renewed session (bearer token)"),
+                    who="session",
+                    errors=(400, 401),
+                ),
+            ),
+            Route(
                 "GET",
                 "/join/aws",
                 self.aws_join_target,
@@ -602,6 +613,18 @@ class Api(Configured):
         body = await self._parsed(request, m.JoinRequest)
         client = Client(request.remote, request.headers.get("User-Agent"))
         joined = await asyncio.to_thread(self.joins.redeem, body.token, client)
+        return _ok(
+            m.LoginSession(
+                user=joined.principal,
+                token=joined.token,
+                session=joined.session_id,
+                expires_at=_stamp(joined.expires_at),
+            )
+        )
+
+    async def join_renew(self, request: web.Request) -> web.StreamResponse:
+        client = Client(request.remote, request.headers.get("User-Agent"))
+        joined = await asyncio.to_thread(self.joins.renew, request[SESSION], client)
         return _ok(
             m.LoginSession(
                 user=joined.principal,
