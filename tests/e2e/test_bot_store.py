@@ -19,7 +19,13 @@ from iamgate.control.errors import ControlError
 from iamgate.control.users import Actor
 from iamgate.identity.credentials import Claims
 from iamgate.store.database import open_engine
-from iamgate.store.directory import Directory, record_issued, revoke
+from iamgate.store.directory import (
+    JOIN_SESSION_KIND,
+    Directory,
+    create_login_session,
+    record_issued,
+    revoke,
+)
 
 CONFIG = parse_config(
     """
@@ -137,6 +143,12 @@ def test_last_exchange_and_live_credentials_follow_expiry_and_revocation(
     assert [c.access_key_id for c in seen.live] == ["ASIA" + "2" * 16, "ASIA" + "1" * 16]
     revoke(engine, "credential", "1" * 16)
     assert [c.access_key_id for c in bots.bot("deployer").live] == ["ASIA" + "2" * 16]
+    # A machine joined as the bot holds a renewable session (`control.joins`).
+    create_login_session(
+        engine, "bot:deployer", ttl=hour, source_ip=None, user_agent=None, kind=JOIN_SESSION_KIND
+    )
+    assert [x.kind for x in bots.bot("deployer").sessions] == [JOIN_SESSION_KIND]
     assert bots.revoke("deployer", by=ADMIN) == 1
     after = bots.bot("deployer")
     assert after.live == () and after.last_exchange is not None  # the exchange stays shown
+    assert after.sessions == ()  # and the joined machine's session ended with them

@@ -343,7 +343,7 @@ def test_an_admin_adds_a_bot_on_the_bots_page_sees_its_exchange_and_revokes_it(
     expect(page.get_by_role("heading", name="Revoke credentials of bot page-bot?")).to_be_visible()
     confirm = page.get_by_role("form", name="Confirm")
     confirm.get_by_role("button", name="Revoke credentials of bot page-bot").click()
-    expect(page.get_by_role("status")).to_contain_text("Revoked 1 live credential(s)")
+    expect(page.get_by_role("status")).to_contain_text("Revoked 1 live credential(s) of bot")
     expect(page.locator("#bots tr[data-bot='page-bot'] .live")).to_have_text("0")
 
     after = run_aws(["sts", "get-caller-identity"], env=job)  # the job's next call

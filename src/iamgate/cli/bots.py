@@ -56,6 +56,15 @@ def bot_data(b: BotSummary) -> dict[str, Any]:
         "last_binding": b.last_binding,
         "last_job": b.last_job,
         "live_credentials": [_credential(c) for c in b.live],
+        "live_sessions": [
+            {
+                "id": x.id,
+                "kind": x.kind,
+                "created_at": _stamp(x.created_at),
+                "expires_at": _stamp(x.expires_at),
+            }
+            for x in b.sessions
+        ],
     }
 
 
@@ -160,7 +169,9 @@ def bots_ls(config_path: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(listed, indent=2))
         return
-    table = Table("bot", "defined in", "roles", "bindings", "last exchange", "live credentials")
+    table = Table(
+        "bot", "defined in", "roles", "bindings", "last exchange", "live credentials", "sessions"
+    )
     table.columns[0].no_wrap = True
     for b in listed:
         last = b["last_exchange"]
@@ -171,6 +182,7 @@ def bots_ls(config_path: Path | None, as_json: bool) -> None:
             ", ".join(x["name"] for x in b["bindings"]) or "none",
             f"{last['issued_at']} {last['account_id']} {last['aws_role']}" if last else "never",
             str(len(b["live_credentials"])),
+            str(len(b["live_sessions"])),
         )
     wide_console().print(table)
 

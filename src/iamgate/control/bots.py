@@ -38,7 +38,7 @@ from iamgate.store.bots import (
     list_bots,
     set_bot_roles,
 )
-from iamgate.store.directory import revoke
+from iamgate.store.directory import LoginSession, list_login_sessions, revoke
 
 BOT_NAME = f"^{BOT_NAME_PATTERN}$"
 MAX_DESCRIPTION = 256
@@ -71,6 +71,9 @@ class BotSummary:
     # binding that mapped the job's token, and the job's claims (repository, run, ref...).
     last_binding: str | None = None
     last_job: dict[str, str] = field(default_factory=dict)
+    # Renewable sessions of machines that joined as the bot (a join token, AWS IAM join),
+    # in force now: each mints credentials until it ends; a revocation ends them too.
+    sessions: tuple[LoginSession, ...] = ()
 
 
 def _bindings_of(config: Config, name: str) -> tuple[BindingView, ...]:
@@ -130,6 +133,11 @@ class Bots(Configured):
             live=live_ones,
             last_binding=binding,
             last_job=job,
+            sessions=tuple(
+                x
+                for x in list_login_sessions(self.engine, principal)
+                if x.revoked_at is None and x.expires_at > now
+            ),
         )
 
     def _exchange_of(self, issued: Issued | None) -> tuple[str | None, dict[str, str]]:
@@ -219,10 +227,12 @@ class Bots(Configured):
         self._record(EventType.BOT_CHANGED, by, bot=name, change="removed")
 
     def revoke(self, name: str, *, by: Actor) -> int:
-        """Every credential the bot's jobs hold stops on its next call, on every replica;
-        jobs may exchange tokens again (remove the bot or its binding to stop that).
-        Returns how many were live."""
-        held = self.bot(name).live
+        """Every credential the bot's jobs hold, and every session of a machine joined as
+        it, stops on its next call, on every replica; jobs may exchange tokens again
+        (remove the bot or its binding to stop that). Returns how many credentials were
+        live."""
+        shown = self.bot(name)
+        held = shown.live
         revoke(self.engine, "user", bot_principal(name), by=by.name)
         self._record(
             EventType.SESSION_REVOKED,
@@ -231,5 +241,6 @@ class Bots(Configured):
             bot=name,
             scope="user",
             live_credentials=len(held),
+            live_sessions=len(shown.sessions),
         )
         return len(held)

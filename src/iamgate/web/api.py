@@ -1216,6 +1216,15 @@ def _bot_json(b: BotSummary) -> m.Bot:
         last_binding=b.last_binding,
         last_job=b.last_job,
         live_credentials=[credential(c) for c in b.live],
+        live_sessions=[
+            m.BotSession(
+                id=x.id,
+                kind=x.kind,
+                created_at=_stamp(x.created_at),
+                expires_at=_stamp(x.expires_at),
+            )
+            for x in b.sessions
+        ],
     )
 
 

@@ -311,6 +311,15 @@ class BotCredential(Answer):
     expires_at: Time
 
 
+class BotSession(Answer):
+    """A renewable session of a machine that joined as the bot (join token, AWS IAM join)."""
+
+    id: str
+    kind: str
+    created_at: Time
+    expires_at: Time
+
+
 class Bot(Answer):
     name: str
     principal: str = Field(description="as credentials and the audit trail name it: bot:NAME")
@@ -327,6 +336,7 @@ class Bot(Answer):
         description="the job claims of the last exchange (repository, run_id, ref, ...)"
     )
     live_credentials: list[BotCredential]
+    live_sessions: list[BotSession]
 
 
 class Bots(Answer):

@@ -119,7 +119,8 @@ class Viewer:
 BOT_CONFIRMATIONS: dict[str, tuple[str, str]] = {
     "revoke": (
         "Revoke credentials of bot {name}",
-        "Every gateway credential the jobs of bot:{name} hold stops working on its next call, "
+        "Every gateway credential the jobs of bot:{name} hold, and every session of a machine "
+        "joined as it, stops working on its next call, "
         "on every replica. Jobs may exchange a token again: remove the bot, or its binding in "
         "the configuration, to stop that.",
     ),
@@ -938,7 +939,10 @@ class Pages(Configured):
         try:
             if action == "revoke":
                 live = await asyncio.to_thread(self.bots.revoke, name, by=actor)
-                message = f"Revoked {live} live credential(s) of bot {name}."
+                message = (
+                    f"Revoked {live} live credential(s) of bot {name}, and the sessions of "
+                    "machines joined as it."
+                )
             else:
                 await asyncio.to_thread(self.bots.remove, name, by=actor)
                 message = f"Removed bot {name}; its credentials no longer work."
