@@ -13,10 +13,11 @@ from alembic.runtime.migration import MigrationContext
 from postgres import fresh_database
 from sqlalchemy import create_engine, insert, inspect, select, text
 
+from iamgate.store.bots import add_bot, delete_bot
 from iamgate.store.database import open_engine
 from iamgate.store.directory import Directory, delete_user, get_user, list_users, put_user
 from iamgate.store.schema import _alembic, current_revision, head_revision
-from iamgate.store.tables import metadata, user_roles, users
+from iamgate.store.tables import bot_roles, metadata, user_roles, users
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -127,3 +128,23 @@ def test_a_users_roles_go_with_the_user(url: str) -> None:
             assert [tuple(r) for r in conn.execute(select(user_roles))] == [("bo", "developer")]
     finally:
         engine.dispose()
+
+
+def test_a_bots_roles_go_with_the_bot_and_0006_downgrades(url: str) -> None:
+    engine = open_engine(url)
+    try:
+        assert add_bot(engine, "deployer", ["ci-runner", "reader"], by="root")
+        assert add_bot(engine, "other", ["reader"], by="root")
+        assert not add_bot(engine, "deployer", [], by="root")  # one of a name
+        assert delete_bot(engine, "deployer")
+        with engine.connect() as conn:
+            assert [tuple(r) for r in conn.execute(select(bot_roles))] == [("other", "reader")]
+    finally:
+        engine.dispose()
+    plain = create_engine(_plain(url))
+    with plain.begin() as conn:
+        command.downgrade(_alembic(conn), "0005")
+        assert not {"bots", "bot_roles"} & set(inspect(conn).get_table_names())
+        command.upgrade(_alembic(conn), "head")
+        assert current_revision(conn) == head_revision()
+    plain.dispose()
