@@ -13,11 +13,11 @@ import hmac
 import json
 import re
 import shlex
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -26,6 +26,7 @@ from sqlalchemy import Engine, select
 
 from iamgate.access.decisions import account_selected
 from iamgate.access.reach import reachable_accounts
+from iamgate.access.requests import OPEN, requestable_for
 from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.search import KeyIssue, Page, key_issues, search_page
 from iamgate.audit.writer import AuditSink
@@ -48,6 +49,7 @@ from iamgate.control.console import sign_in
 from iamgate.control.enrolment import EnrolmentRefused, Enrolments, Link, LinkDead
 from iamgate.control.errors import ControlError, Kind, forbidden, not_found
 from iamgate.control.logins import Client, Logins
+from iamgate.control.requests import Requests, ask_of, request_data
 from iamgate.control.users import Actor, Admin, Enrolment
 from iamgate.store.directory import LoginSession, get_user, revoke
 from iamgate.store.tables import login_sessions, revocations
@@ -154,6 +156,8 @@ def _page_of(request: web.Request) -> str:
     """The page whose form posts to this address."""
     if request.path.startswith("/admin/bots"):
         return "/admin/bots"
+    if request.path.startswith("/requests"):
+        return "/requests"
     return "/admin/users" if request.path.startswith("/admin/") else "/access"
 
 
@@ -210,6 +214,7 @@ class Pages(Configured):
         self.admin = admin
         self.enrolments = Enrolments(engine, audit, admin)
         self.bots = Bots(self.live, engine, audit)
+        self.requests = Requests(self.live, engine, audit)
         self.console_federation = console
         self.tls = self.config.server.tls is not None
         self.cookie = sessions.cookie
@@ -252,6 +257,9 @@ class Pages(Configured):
             ("GET", "/admin/bots", self.admin_bots),
             ("POST", "/admin/bots", self.add_bot),
             ("POST", "/admin/bots/{name}/{action}", self.change_bot),
+            ("GET", "/requests", self.requests_page),
+            ("POST", "/requests", self.create_request),
+            ("POST", "/requests/{id}/{action}", self.change_request),
             ("GET", "/enrol/{token}", self.enrol_form),
             ("POST", "/enrol/{token}", self.enrol),
             ("POST", "/console", self.console),
@@ -260,6 +268,7 @@ class Pages(Configured):
             ("GET", "/admin/users/{name}/{action}", self.elsewhere),
             ("GET", "/admin/sessions/{id}/revoke", self.elsewhere),
             ("GET", "/admin/bots/{name}/{action}", self.elsewhere),
+            ("GET", "/requests/{id}/{action}", self.elsewhere),
             ("GET", "/static/{name}", self.static),
             # Any other address a browser asks for, outside the JSON API: a page, not JSON.
             ("GET", r"/{tail:(?!api(?:/|$)).*}", self.not_found),
@@ -513,7 +522,14 @@ class Pages(Configured):
         response.del_cookie(self.cookie.name, path="/")
         return response
 
-    async def access(self, request: web.Request) -> web.StreamResponse:
+    async def access(
+        self,
+        request: web.Request,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        asked: Mapping[str, str] | None = None,
+    ) -> web.StreamResponse:
         viewer = await self._require(request)
         accounts = reachable_accounts(self.config, viewer.roles)
         for account in accounts:
@@ -537,7 +553,15 @@ class Pages(Configured):
             else f"Console sessions last {human_duration(settings.session_duration)}."
         )
         return self._page(
-            "access.html", viewer, accounts=accounts, nav="access", console_note=console_note
+            "access.html",
+            viewer,
+            status=status,
+            accounts=accounts,
+            nav="access",
+            console_note=console_note,
+            requestable=await self._requestable(viewer),
+            request_error=error,
+            asked=asked or {},
         )
 
     async def audit_log(self, request: web.Request) -> web.StreamResponse:
@@ -950,6 +974,115 @@ class Pages(Configured):
             return await self._bots_page(viewer, status=status_of(error), error=str(error))
         return await self._bots_page(viewer, message=message)
 
+    # -- access requests (`iamgate.control.requests`) -----------------------------------------
+
+    async def _requestable(self, viewer: Viewer) -> list[dict[str, object]]:
+        """The roles this person may ask for, with their limits and prompts (My access)."""
+        person = await asyncio.to_thread(self.requests.person, viewer.user)
+        return requestable_for(self.config, person)
+
+    async def _requests_page(
+        self,
+        viewer: Viewer,
+        actor: Actor,
+        *,
+        status: int = 200,
+        message: str | None = None,
+        error: str | None = None,
+    ) -> web.Response:
+        """Mine (still open), to review, and the rest I may see: each once."""
+        mine = await asyncio.to_thread(self.requests.list, by=actor, mine=True)
+        to_review = await asyncio.to_thread(self.requests.list, by=actor, to_review=True)
+        seen = await asyncio.to_thread(self.requests.list, by=actor)
+        open_ids = {v.request.id for v in mine if v.request.state in OPEN}
+        review_ids = {v.request.id for v in to_review}
+        history = [v for v in seen if v.request.id not in open_ids | review_ids]
+        return self._page(
+            "requests.html",
+            viewer,
+            status=status,
+            nav="requests",
+            mine=[request_data(v) for v in mine if v.request.id in open_ids],
+            to_review=[request_data(v) for v in to_review],
+            history=[request_data(v) for v in history],
+            signature=requests_signature(request_data(v) for v in seen),
+            message=message,
+            error=error,
+        )
+
+    async def requests_page(self, request: web.Request) -> web.StreamResponse:
+        viewer = await self._require(request)
+        made = request.query.get("made")
+        message = f"Request {made} is waiting for its reviewers." if made else None
+        return await self._requests_page(viewer, self._actor(request, viewer), message=message)
+
+    async def create_request(self, request: web.Request) -> web.StreamResponse:
+        """Ask for a requestable role from My access; the rules are the use case's."""
+        viewer = await self._require(request)
+        form = await self._form(request, viewer)
+        multi = await request.post()
+        accounts = [a for a in multi.getall("accounts", []) if isinstance(a, str) and a]
+        try:
+            ask = ask_of(
+                role=form.get("role", ""),
+                accounts=accounts,
+                selector=form.get("selector", "").strip() or None,
+                duration=form.get("duration", "").strip() or None,
+                reason=form.get("reason", "").strip(),
+                start=form.get("start", "").strip() or None,
+                actions=form.get("actions", "").replace(",", " ").split(),
+                ticket=form.get("ticket", "").strip() or None,
+            )
+            made = await asyncio.to_thread(
+                self.requests.create, ask, by=self._actor(request, viewer)
+            )
+        except ControlError as error:
+            return await self.access(request, status=status_of(error), error=str(error), asked=form)
+        return redirect("/requests?" + urlencode({"made": made.id}))
+
+    async def change_request(self, request: web.Request) -> web.StreamResponse:
+        """Approve (some accounts, or all in my scope), deny, drop my own, or revoke."""
+        viewer = await self._require(request)
+        form = await self._form(request, viewer)
+        request_id, action = request.match_info["id"], request.match_info["action"]
+        actor = self._actor(request, viewer)
+        reason = form.get("reason", "").strip()
+        try:
+            if action in ("approve", "deny"):
+                multi = await request.post()
+                accounts = [a for a in multi.getall("accounts", []) if isinstance(a, str) and a]
+                done = await asyncio.to_thread(
+                    self.requests.review,
+                    request_id,
+                    approve=action == "approve",
+                    reason=reason,
+                    by=actor,
+                    accounts=accounts if action == "approve" else (),
+                )
+                verb = "Approved" if action == "approve" else "Denied"
+                message = f"{verb} request {request_id}: it is now {done.state}."
+            elif action == "drop":
+                done = await asyncio.to_thread(
+                    self.requests.drop, request_id, by=actor, reason=reason
+                )
+                message = (
+                    f"Cancelled request {request_id}."
+                    if done.state == "cancelled"
+                    else f"Dropped request {request_id}: its access no longer works."
+                )
+            elif action == "revoke":
+                done = await asyncio.to_thread(
+                    self.requests.revoke, request_id, by=actor, reason=reason
+                )
+                message = f"Revoked request {request_id}: its access no longer works."
+            else:
+                raise not_found("NotFound", f"There is no action {action!r} on requests.")
+        except ControlError as error:
+            return await self._requests_page(
+                viewer, actor, status=status_of(error), error=str(error)
+            )
+        return await self._requests_page(viewer, actor, message=message)
+
     # -- the AWS console ----------------------------------------------------------------------
 
     async def console(self, request: web.Request) -> web.StreamResponse:
@@ -994,6 +1127,14 @@ class Pages(Configured):
         response = web.FileResponse(path)
         response.headers["Cache-Control"] = "public, max-age=300"
         return response
+
+
+def requests_signature(requests: Iterable[Mapping[str, Any]]) -> str:
+    """What the Requests page shows, in short: requests.js reloads the page once the API's
+    list says otherwise (a new request, a new state, a new review)."""
+    return ",".join(
+        sorted(f"{r['id']}:{r['state']}:{len(cast(list[Any], r['reviews']))}" for r in requests)
+    )
 
 
 def one_time_code(typed: str) -> str:
