@@ -136,8 +136,16 @@ def test_dana_asks_in_the_browser_two_stages_approve_she_deletes_until_she_drops
     expect(form).to_contain_text("Which incident?")
     expect(form.get_by_label("Duration (at most 2h)")).to_have_value("1h")
     form.get_by_label("acme-prod").check()
-    form.get_by_label("Duration (at most 2h)").fill("30m")
+    form.get_by_label("Duration (at most 2h)").fill("3h")
     form.get_by_label(re.compile("Which incident")).fill("INC-8: a broken replica")
+    form.get_by_role("button", name="Request prod-admin").click()
+    # over the role's limit: refused by the use case's rules, what she typed kept
+    expect(mine.locator("#request-error")).to_have_text(
+        "role prod-admin may be requested for at most 2h"
+    )
+    expect(form.get_by_label(re.compile("Which incident"))).to_have_value("INC-8: a broken replica")
+    expect(form.get_by_label("acme-prod")).to_be_checked()
+    form.get_by_label("Duration (at most 2h)").fill("30m")
     form.get_by_role("button", name="Request prod-admin").click()
     expect(mine).to_have_url(re.compile(r"/requests\?made="))
     request_id = mine.url.rpartition("made=")[2]

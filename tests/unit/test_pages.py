@@ -6,7 +6,13 @@ from datetime import timedelta
 
 from iamgate.audit.search import KeyIssue, key_matches
 from iamgate.aws.profiles import profiles_block
-from iamgate.web.pages import audit_row, cli_setup, human_duration, one_time_code
+from iamgate.web.pages import (
+    audit_row,
+    cli_setup,
+    human_duration,
+    one_time_code,
+    requests_signature,
+)
 
 
 def test_cli_setup_is_exactly_what_profiles_sync_writes() -> None:
@@ -124,3 +130,12 @@ def test_a_keys_calls_are_those_it_names_or_its_holder_made_in_its_lifetime() ->
     named = {**call, "fields": {"access_key_id": key}}
     assert key_matches(named, key, None) is True
     assert key_matches(named, "ASIAAAAAAAAAAAAAAAAC", issue) is False
+
+
+def test_the_requests_signature_changes_with_a_state_or_a_review_only() -> None:
+    """requests.js computes the same from the API's list, and reloads when they differ."""
+    one = {"id": "rq-b", "state": "pending", "reviews": [{"reviewer": "lee"}], "role": "x"}
+    two = {"id": "rq-a", "state": "active", "reviews": [], "role": "y"}
+    assert requests_signature([one, two]) == "rq-a:active:0,rq-b:pending:1"
+    assert requests_signature([two, one]) == requests_signature([one, two])
+    assert requests_signature([two, dict(one, reviews=[])]) != requests_signature([one, two])
