@@ -45,7 +45,7 @@ from iamgate.identity.credentials import mint_credentials
 from iamgate.identity.passwords import hash_password
 from iamgate.identity.totp import code_at, new_totp_secret
 from iamgate.store.database import load_keyring, open_engine
-from iamgate.store.directory import put_user
+from iamgate.store.users import put_user
 
 PASSWORD = "correct horse battery staple"
 

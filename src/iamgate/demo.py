@@ -49,7 +49,7 @@ from iamgate.sandbox import Sandbox, SandboxAccount
 from iamgate.sandbox.federation import FederationStandIn
 from iamgate.sandbox.oidc_issuer import GITHUB_JOB_CLAIMS
 from iamgate.server import Runtime, build_runtime, run, serving, until_stopped
-from iamgate.store.directory import get_user, put_user
+from iamgate.store.users import get_user, put_user
 
 BIN = Path(sys.executable).parent
 

@@ -41,8 +41,10 @@ from iamgate.control.users import Admin
 from iamgate.identity.credentials import KeyRing
 from iamgate.proxy.gateway import MAX_BUFFERED_BODY, Gateway
 from iamgate.store.database import load_keyring, open_engine
-from iamgate.store.directory import Directory, record_issued, sync_bootstrap_users
+from iamgate.store.directory import Directory
+from iamgate.store.issued_credentials import record_issued
 from iamgate.store.requests import Grants
+from iamgate.store.users import sync_bootstrap_users
 from iamgate.web.api import MAX_BODY, PREFIX, Api, body_too_large, no_such_endpoint
 from iamgate.web.pages import Pages
 from iamgate.web.sessions import BrowserSessions

@@ -31,7 +31,7 @@ from types import FrameType
 
 from iamgate.config import Config
 from iamgate.store.database import load_keyring, open_engine
-from iamgate.store.directory import sync_bootstrap_users
+from iamgate.store.users import sync_bootstrap_users
 
 log = logging.getLogger(__name__)
 _STOPS = (signal.SIGTERM, signal.SIGINT)

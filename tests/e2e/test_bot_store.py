@@ -19,13 +19,10 @@ from iamgate.control.errors import ControlError
 from iamgate.control.users import Actor
 from iamgate.identity.credentials import Claims
 from iamgate.store.database import open_engine
-from iamgate.store.directory import (
-    JOIN_SESSION_KIND,
-    Directory,
-    create_login_session,
-    record_issued,
-    revoke,
-)
+from iamgate.store.directory import Directory
+from iamgate.store.issued_credentials import record_issued
+from iamgate.store.login_sessions import JOIN_SESSION_KIND, create_login_session
+from iamgate.store.revocations import revoke
 
 CONFIG = parse_config(
     """

@@ -21,13 +21,13 @@ from iamgate.control.joins import Joins
 from iamgate.control.logins import Client
 from iamgate.control.users import Actor
 from iamgate.store.database import open_engine
-from iamgate.store.directory import (
+from iamgate.store.login_sessions import (
     LOGIN_TOKEN_PREFIX,
     create_join_token,
     create_login_session,
     open_login_session,
-    revoke,
 )
+from iamgate.store.revocations import revoke
 from iamgate.store.tables import login_sessions
 
 ESTATE = """\

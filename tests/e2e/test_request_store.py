@@ -20,9 +20,9 @@ from iamgate.control.errors import ControlError, Kind
 from iamgate.control.requests import Requests
 from iamgate.control.users import Actor
 from iamgate.store.database import open_engine
-from iamgate.store.directory import put_user
 from iamgate.store.requests import Grants
 from iamgate.store.tables import access_grants
+from iamgate.store.users import put_user
 
 CONFIG = parse_config(
     """\

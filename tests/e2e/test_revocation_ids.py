@@ -13,7 +13,9 @@ from sqlalchemy import Engine
 
 from iamgate.identity.credentials import Claims
 from iamgate.store.database import open_engine
-from iamgate.store.directory import Directory, delete_user, put_user, revoke
+from iamgate.store.directory import Directory
+from iamgate.store.revocations import revoke
+from iamgate.store.users import delete_user, put_user
 
 NOW = datetime.now(UTC)
 

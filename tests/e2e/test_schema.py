@@ -15,9 +15,10 @@ from sqlalchemy import create_engine, insert, inspect, select, text
 
 from iamgate.store.bots import add_bot, delete_bot
 from iamgate.store.database import open_engine
-from iamgate.store.directory import Directory, delete_user, get_user, list_users, put_user
+from iamgate.store.directory import Directory
 from iamgate.store.schema import _alembic, current_revision, head_revision
 from iamgate.store.tables import bot_roles, metadata, user_roles, users
+from iamgate.store.users import delete_user, get_user, list_users, put_user
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -33,7 +33,8 @@ from iamgate.connections import GuardedRunner
 from iamgate.identity.credentials import GatewayCredentials, mint_credentials
 from iamgate.proxy.gateway import Gateway, upstream_session
 from iamgate.store.database import load_keyring, open_engine
-from iamgate.store.directory import Directory, sync_bootstrap_users
+from iamgate.store.directory import Directory
+from iamgate.store.users import sync_bootstrap_users
 
 PROD = "111111111111"
 CI = "222222222222"

@@ -22,7 +22,8 @@ from sqlalchemy import Engine
 
 from iamgate.config import Config, RoleConfig
 from iamgate.store.database import open_engine
-from iamgate.store.directory import create_login_session, put_user
+from iamgate.store.login_sessions import create_login_session
+from iamgate.store.users import put_user
 from iamgate.web import browser
 from iamgate.web.api import PREFIX, Api, no_such_endpoint
 from iamgate.web.sessions import BrowserSessions

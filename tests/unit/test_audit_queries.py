@@ -13,7 +13,7 @@ from iamgate.config import Config, RoleConfig
 from iamgate.control.audit_queries import AuditQuery, read, scoped
 from iamgate.control.callers import Caller
 from iamgate.control.errors import ControlError, Kind
-from iamgate.store.directory import LoginSession
+from iamgate.store.login_sessions import LoginSession
 
 CONFIG = Config.model_validate({"aws": {"accounts": [{"name": "acme-prod", "id": "111111111111"}]}})
 

@@ -12,8 +12,8 @@ from iamgate.identity import enrolment as rules
 from iamgate.identity.totp import code_at, new_totp_secret
 from iamgate.store import enrolments as store
 from iamgate.store.database import open_engine
-from iamgate.store.directory import get_user, put_user
 from iamgate.store.tables import enrolment_links
+from iamgate.store.users import get_user, put_user
 
 
 @pytest.fixture

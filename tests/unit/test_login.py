@@ -38,7 +38,7 @@ from iamgate.identity.login import (
 from iamgate.identity.passwords import hash_password, verify_password
 from iamgate.identity.totp import code_at, matching_step, new_totp_secret
 from iamgate.store.database import open_engine
-from iamgate.store.directory import get_user, put_user, set_lock
+from iamgate.store.users import get_user, put_user, set_lock
 
 NOW = datetime(2026, 11, 24, 12, 0, 10, tzinfo=UTC)
 SECRET = new_totp_secret()

@@ -23,8 +23,8 @@ from iamgate.control.errors import ControlError
 from iamgate.control.requests import Requests
 from iamgate.control.users import Actor
 from iamgate.store.database import open_engine
-from iamgate.store.directory import put_user
 from iamgate.store.requests import Grants, Stored, list_requests
+from iamgate.store.users import put_user
 
 CONFIG = parse_config(
     """\

@@ -27,10 +27,7 @@ from iamgate.control.bots import Bots
 from iamgate.control.errors import ControlError
 from iamgate.control.users import Actor, Admin, Enrolment, session_state
 from iamgate.store.database import open_engine
-from iamgate.store.directory import (
-    get_user,
-    sync_bootstrap_users,
-)
+from iamgate.store.users import get_user, sync_bootstrap_users
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 

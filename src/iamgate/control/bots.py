@@ -38,7 +38,8 @@ from iamgate.store.bots import (
     list_bots,
     set_bot_roles,
 )
-from iamgate.store.directory import LoginSession, list_login_sessions, revoke
+from iamgate.store.login_sessions import LoginSession, list_login_sessions
+from iamgate.store.revocations import revoke
 
 BOT_NAME = f"^{BOT_NAME_PATTERN}$"
 MAX_DESCRIPTION = 256

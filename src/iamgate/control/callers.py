@@ -14,7 +14,8 @@ from iamgate.config import Config, RoleConfig
 from iamgate.control.errors import forbidden
 from iamgate.identity.bots import bot_name
 from iamgate.store.bots import get_bot
-from iamgate.store.directory import LoginSession, get_user
+from iamgate.store.login_sessions import LoginSession
+from iamgate.store.users import get_user
 
 
 @dataclass(frozen=True, slots=True)

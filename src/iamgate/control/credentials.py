@@ -29,7 +29,7 @@ from iamgate.identity.credentials import (
     PrincipalKind,
     mint_credentials,
 )
-from iamgate.store.directory import record_issued
+from iamgate.store.issued_credentials import record_issued
 
 TIME = "%Y-%m-%dT%H:%M:%SZ"
 MIN_TTL = timedelta(minutes=1)

@@ -37,7 +37,7 @@ from iamgate.identity.aws_join import (
 )
 from iamgate.identity.bots import bot_name, bot_principal
 from iamgate.store.bots import get_bot
-from iamgate.store.directory import (
+from iamgate.store.login_sessions import (
     JOIN_SESSION_KIND,
     LoginSession,
     create_join_token,

@@ -35,13 +35,9 @@ from iamgate.identity.login import (
     decide_login,
     wait_after,
 )
-from iamgate.store.directory import (
-    claim_login,
-    create_login_session,
-    get_user,
-    note_login_failure,
-    revoke,
-)
+from iamgate.store.login_sessions import create_login_session
+from iamgate.store.revocations import revoke
+from iamgate.store.users import claim_login, get_user, note_login_failure
 
 log = logging.getLogger(__name__)
 

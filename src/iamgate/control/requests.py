@@ -42,7 +42,6 @@ from iamgate.audit.writer import AuditSink
 from iamgate.config import AccountConfig, Config, Configured, LiveConfig, Requestable, live
 from iamgate.control.errors import ControlError, conflict, forbidden, invalid, not_found
 from iamgate.control.users import Actor
-from iamgate.store.directory import get_user
 from iamgate.store.requests import (
     Stored,
     create_request,
@@ -53,6 +52,7 @@ from iamgate.store.requests import (
     new_request_id,
     record_review,
 )
+from iamgate.store.users import get_user
 
 # How often a review is decided again when other replicas keep changing the request first.
 RETRIES = 20

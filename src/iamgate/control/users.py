@@ -20,17 +20,9 @@ from iamgate.config import USER_NAME, Config, Configured, LiveConfig, live
 from iamgate.control.errors import ControlError, Kind, conflict, invalid, not_found
 from iamgate.identity.passwords import hash_password
 from iamgate.identity.totp import enrolment_uri, new_totp_secret
-from iamgate.store.directory import (
-    LoginSession,
-    UserRow,
-    delete_user,
-    get_user,
-    list_login_sessions,
-    list_users,
-    put_user,
-    revoke,
-    set_lock,
-)
+from iamgate.store.login_sessions import LoginSession, list_login_sessions
+from iamgate.store.revocations import revoke
+from iamgate.store.users import UserRow, delete_user, get_user, list_users, put_user, set_lock
 
 LOCK_FOREVER = timedelta(days=365 * 100)
 

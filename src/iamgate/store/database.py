@@ -53,6 +53,13 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
+def aware(value: datetime | None) -> datetime | None:
+    """The stored time as UTC: SQLite returns naive datetimes, and the store holds UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
 def serialized(conn: Connection, what: str) -> None:
     """Hold, until this transaction ends, the lock that replicas take to change `what` one
     at a time (first start, revocations); SQLite allows one writer anyway."""

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from iamgate.identity.enrolment import LinkState, LinkToken, hash_matches, new_link_token
-from iamgate.store.directory import _aware
+from iamgate.store.database import aware
 from iamgate.store.tables import enrolment_links, users
 
 
@@ -60,7 +60,7 @@ def link_state(engine: Engine, token: LinkToken) -> LinkState | None:
     if row is None or not hash_matches(row.secret_hash, token):
         return None
     return LinkState(
-        row.user, row.totp_secret, _aware(row.expires_at) or datetime.now(UTC), _aware(row.used_at)
+        row.user, row.totp_secret, aware(row.expires_at) or datetime.now(UTC), aware(row.used_at)
     )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from iamgate.access.requests import EndedBy, Grant, Request, Review, State
+from iamgate.store.database import aware
 from iamgate.store.tables import access_grants, access_requests, request_reviews
 
 
@@ -33,17 +34,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; everything here is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def _when(value: datetime | None) -> datetime:
-    aware = _aware(value)
-    assert aware is not None
-    return aware
+    when = aware(value)
+    assert when is not None
+    return when
 
 
 def _text(values: Iterable[str]) -> str:
@@ -64,14 +58,14 @@ def _row_to_request(row: Any) -> Request:
         reason=row.reason,
         created_at=_when(row.created_at),
         pending_until=_when(row.pending_until),
-        start=_aware(row.start_at),
+        start=aware(row.start_at),
         actions=_items(row.actions),
         ticket=row.ticket,
         state=State(row.state),
         ended_by=EndedBy(row.ended_by) if row.ended_by else None,
         approved_accounts=_items(row.approved_accounts),
-        starts_at=_aware(row.starts_at),
-        ends_at=_aware(row.ends_at),
+        starts_at=aware(row.starts_at),
+        ends_at=aware(row.ends_at),
         version=row.version,
     )
 

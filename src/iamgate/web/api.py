@@ -51,7 +51,8 @@ from iamgate.control.users import (
 from iamgate.identity.bots import bot_principal
 from iamgate.identity.credentials import KeyRing
 from iamgate.store.bots import Issued
-from iamgate.store.directory import LoginSession, get_user, open_login_session
+from iamgate.store.login_sessions import LoginSession, open_login_session
+from iamgate.store.users import get_user
 from iamgate.web import api_models as m
 from iamgate.web import browser
 from iamgate.web.errors import json_error, json_refusal

@@ -51,8 +51,10 @@ from iamgate.control.errors import ControlError, Kind, forbidden, not_found
 from iamgate.control.logins import Client, Logins
 from iamgate.control.requests import Requests, ask_of, request_data
 from iamgate.control.users import Actor, Admin, Enrolment
-from iamgate.store.directory import LoginSession, get_user, revoke
+from iamgate.store.login_sessions import LoginSession
+from iamgate.store.revocations import revoke
 from iamgate.store.tables import login_sessions, revocations
+from iamgate.store.users import get_user
 from iamgate.web import browser
 from iamgate.web.errors import status_of
 from iamgate.web.sessions import BrowserSessions

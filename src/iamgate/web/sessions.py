@@ -11,13 +11,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
-from iamgate.store.directory import (
-    LoginSession,
-    get_user,
-    open_login_session,
-    revoke,
-    touch_login_session,
-)
+from iamgate.store.login_sessions import LoginSession, open_login_session, touch_login_session
+from iamgate.store.revocations import revoke
+from iamgate.store.users import get_user
 from iamgate.web import browser
 
 
