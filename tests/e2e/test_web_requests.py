@@ -219,3 +219,45 @@ def test_dana_asks_in_the_browser_two_stages_approve_she_deletes_until_she_drops
         ("request.ended", "dana"),
     ):
         assert step in trail, trail
+
+
+def test_one_request_over_a_label_selector_approved_for_one_account_by_ticking_it(
+    gateway_jit: GatewayProcess, browser: Browser, tmp_path: Path
+) -> None:
+    gw = gateway_jit
+    dina, lia, sam = (
+        enrol(gw, tmp_path, name, roles=roles)
+        for name, roles in (("dina", "data-scientist"), ("lia", "team-lead"), ("sam", "security"))
+    )
+    mine = _log_in(browser, gw.url, dina)
+    form = mine.get_by_role("form", name="Request prod-admin")
+    form.get_by_label("or every account with labels").fill("env=prod")
+    form.get_by_label(re.compile("Which incident")).fill("INC-9: both prod accounts")
+    form.get_by_role("button", name="Request prod-admin").click()
+    expect(mine).to_have_url(re.compile(r"/requests\?made="))
+    request_id = mine.url.rpartition("made=")[2]
+    card = mine.locator(f"#mine article[data-request='{request_id}']")
+    expect(card.locator(".accounts .label")).to_have_text(["acme-prod", "customer-globex"])
+
+    lead = _log_in(browser, gw.url, lia)
+    lead.goto(f"{gw.url}/requests")
+    review = lead.locator(f"#to-review article[data-request='{request_id}']")
+    review.get_by_label("acme-prod").check()  # stage 1 for this account only
+    review.get_by_label("Your reason").fill("prod only")
+    review.get_by_role("button", name=f"Approve {request_id}").click()
+    expect(lead.locator("#message")).to_contain_text("it is now pending")
+    _approve(_log_in(browser, gw.url, sam), gw.url, request_id, "fine")  # no tick: all
+
+    expect(card).to_have_attribute("data-state", re.compile("approved|active"), timeout=15_000)
+    expect(card.locator(".accounts .label")).to_have_text(
+        ["acme-prod ✓ approved", "customer-globex"]
+    )
+    expect(card.locator(".reviews")).to_contain_text("approve by lia for acme-prod: “prod only”")
+    expect(card.locator(".reviews")).to_contain_text(
+        "approve by sam for acme-prod, customer-globex: “fine”"
+    )
+    # dropping a granted request ends it
+    card.get_by_role("button", name=f"Drop {request_id}").click()
+    expect(mine.locator(f"#history article[data-request='{request_id}']")).to_have_attribute(
+        "data-state", "ended"
+    )
