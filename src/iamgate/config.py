@@ -532,6 +532,60 @@ class OidcConfig(_Model):
         return self.issuers[0].url if len(self.issuers) == 1 else None
 
 
+class WebhookConfig(_Model):
+    """An HTTP endpoint that receives every notification as JSON, signed with its secret
+    (`X-Iamgate-Signature: sha256=<hex HMAC-SHA256 of the body>`). The secret is read from
+    the environment or a file, never written in the configuration."""
+
+    url: str
+    secret_env: str | None = None
+    secret_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _is_http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+            raise ValueError("a webhook url must be an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookConfig:
+        if (self.secret_env is None) == (self.secret_file is None):
+            raise ValueError("a webhook needs exactly one of secret_env or secret_file")
+        return self
+
+
+class SmtpConfig(_Model):
+    """An SMTP server for e-mails; `to` makes a user's address from their name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    host: str
+    port: int = Field(default=25, gt=0, lt=65536)
+    from_: str = Field(alias="from")
+    to: str = "{user}"  # e.g. "{user}@example.com"
+    starttls: bool = False
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("to")
+    @classmethod
+    def _names_the_user(cls, value: str) -> str:
+        if "{user}" not in value:
+            raise ValueError("to must contain {user}, e.g. {user}@example.com")
+        return value
+
+
+class NotificationsConfig(_Model):
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    smtp: SmtpConfig | None = None
+    # A failed delivery is tried again after 1s, 2s, 4s … at most this long apart,
+    # until max_attempts.
+    retry_max_interval: Duration = timedelta(minutes=5)
+    max_attempts: int = Field(default=12, ge=1)
+
+
 class Config(_Model):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -541,6 +595,7 @@ class Config(_Model):
     users: list[UserConfig] = Field(default_factory=list)
     bots: list[BotConfig] = Field(default_factory=list)
     oidc: OidcConfig = Field(default_factory=OidcConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     _bots: dict[str, BotConfig] = PrivateAttr(default_factory=dict)
 

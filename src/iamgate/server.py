@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
+import aiohttp
 from aiohttp import web
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,6 +38,7 @@ from iamgate.config import (
 )
 from iamgate.connections import GuardedRunner
 from iamgate.control.logins import Logins
+from iamgate.control.notifications import Deliverer
 from iamgate.control.requests import Requests
 from iamgate.control.users import Admin
 from iamgate.identity.credentials import KeyRing
@@ -189,6 +192,7 @@ def build_app(runtime: Runtime) -> web.Application:
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     app.cleanup_ctx.append(request_sweeper(runtime))
+    app.cleanup_ctx.append(notification_sender(runtime))
     logins = Logins(runtime.engine, runtime.audit)
     sessions = BrowserSessions(
         runtime.engine,
@@ -259,6 +263,37 @@ def request_sweeper(
         task.cancel()
 
     return sweeping
+
+
+NOTIFICATION_POLL_SECONDS = 1.0
+
+
+def notification_sender(
+    runtime: Runtime,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Delivers the notifications outbox in the background: every replica polls, each row is
+    delivered by the one replica that claims it, and a receiver that is down delays no
+    change of state (the change was committed before its notifications are sent)."""
+    deliverer = Deliverer(runtime.live, runtime.engine)
+
+    async def deliver_forever() -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    if not await deliverer.deliver_due(session):
+                        await asyncio.sleep(NOTIFICATION_POLL_SECONDS)
+                except Exception:
+                    log.exception("could not deliver notifications")
+                    await asyncio.sleep(NOTIFICATION_POLL_SECONDS)
+
+    async def delivering(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(deliver_forever())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return delivering
 
 
 def config_loaded(

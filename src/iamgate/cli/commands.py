@@ -19,6 +19,7 @@ from iamgate.cli.bots import bots_group
 from iamgate.cli.config_check import config_group, with_hints
 from iamgate.cli.examples import examples
 from iamgate.cli.join import join
+from iamgate.cli.notifications import notifications_group
 from iamgate.cli.people import (
     completion,
     console,
@@ -230,6 +231,7 @@ for command in (
     request_group,
     bots_group,
     join,
+    notifications_group,
 ):
     cli.add_command(command)
 cli.add_command(status, "whoami")

@@ -41,7 +41,9 @@ from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditSink
 from iamgate.config import AccountConfig, Config, Configured, LiveConfig, Requestable, live
 from iamgate.control.errors import ControlError, conflict, forbidden, invalid, not_found
+from iamgate.control.notifications import compose, reviewers_of
 from iamgate.control.users import Actor
+from iamgate.store.notifications import Outbound
 from iamgate.store.requests import (
     Stored,
     create_request,
@@ -193,6 +195,44 @@ class Requests(Configured):
             )
         )
 
+    # -- telling ------------------------------------------------------------------------
+
+    def _tell(
+        self,
+        event: str,
+        request: Request,
+        recipients: Sequence[str],
+        *,
+        by: str,
+        now: datetime,
+        due_at: datetime | None = None,
+        reason: str = "",
+    ) -> list[Outbound]:
+        """The notifications of a change, written by the store with the change itself."""
+        return compose(
+            self.config,
+            event,
+            request,
+            recipients,
+            actor=by,
+            now=now,
+            due_at=due_at,
+            reason=reason,
+        )
+
+    def _outcome(
+        self, request: Request, state: State, *, by: str, reason: str, now: datetime
+    ) -> list[Outbound]:
+        """A review that decided the request: its requester hears the outcome, the other
+        reviewers that it was handled."""
+        if state not in (State.APPROVED, State.DENIED):
+            return []
+        event = "request.approved" if state is State.APPROVED else "request.denied"
+        others = [r for r in reviewers_of(self.config, self.engine, request) if r != by]
+        return self._tell(
+            event, request, [request.requester], by=by, now=now, reason=reason
+        ) + self._tell("request.handled", request, others, by=by, now=now, reason=reason)
+
     # -- asking -------------------------------------------------------------------------
 
     def create(self, ask: Ask, *, by: Actor) -> Request:
@@ -202,8 +242,18 @@ class Requests(Configured):
             request = check_ask(self.config, person, ask, now=now, request_id=new_request_id())
         except RequestRefused as exc:
             raise _refused(exc) from None
-        create_request(self.engine, request)
         role, requestable = requested_role(self.config, request.role)
+        reviewers = reviewers_of(self.config, self.engine, request)
+        outbound = self._tell("request.created", request, reviewers, by=by.name, now=now)
+        outbound += self._tell(
+            "request.reminder",
+            request,
+            reviewers,
+            by=by.name,
+            now=now,
+            due_at=now + requestable.pending_lifetime / 2,
+        )
+        create_request(self.engine, request, outbound)
         self._record(
             EventType.REQUEST_CREATED,
             by,
@@ -307,6 +357,9 @@ class Requests(Configured):
                 approved=verdict.approved,
                 window=window,
                 now=now,
+                outbound=self._outcome(
+                    request, verdict.state, by=person.name, reason=reason.strip(), now=now
+                ),
             ):
                 self._reviewed(by, request, requestable, verdict, reason.strip(), approve, window)
                 return self._load(request_id).request
@@ -421,7 +474,22 @@ class Requests(Configured):
                 self._refuse(by, request, "only its reviewers or an administrator revoke it")
                 raise forbidden("only the request's reviewers or an administrator revoke it")
             now = self._clock()
-            if move_request(self.engine, request, State.ENDED, ended_by=EndedBy.REVOKED, now=now):
+            told = self._tell(
+                "request.revoked",
+                request,
+                [request.requester],
+                by=by.name,
+                now=now,
+                reason=reason,
+            )
+            if move_request(
+                self.engine,
+                request,
+                State.ENDED,
+                ended_by=EndedBy.REVOKED,
+                now=now,
+                outbound=told,
+            ):
                 self._record(
                     EventType.REQUEST_ENDED,
                     by,
@@ -448,7 +516,11 @@ class Requests(Configured):
     def _apply(self, request: Request, change: tuple[State, EndedBy | None], now: datetime) -> None:
         to, ended_by = change
         transition(request.state, to)
-        if not move_request(self.engine, request, to, ended_by=ended_by, now=now):
+        event = {State.EXPIRED: "request.expired", State.ENDED: "request.ended"}.get(to)
+        told = (
+            self._tell(event, request, [request.requester], by="iamgate", now=now) if event else []
+        )
+        if not move_request(self.engine, request, to, ended_by=ended_by, now=now, outbound=told):
             return  # another replica's sweep (or a person) changed it first
         if to is State.EXPIRED:
             requestable = self._requestable(request)

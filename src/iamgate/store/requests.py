@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from iamgate.access.requests import EndedBy, Grant, Request, Review, State
 from iamgate.store.database import aware
+from iamgate.store.notifications import Outbound, enqueue
 from iamgate.store.tables import access_grants, access_requests, request_reviews
 
 
@@ -77,8 +78,10 @@ def _row_to_review(row: Any) -> Review:
     )
 
 
-def create_request(engine: Engine, request: Request) -> None:
+def create_request(engine: Engine, request: Request, outbound: Sequence[Outbound] = ()) -> None:
+    """Store a new request, and the notifications of it in the same transaction."""
     with engine.begin() as conn:
+        enqueue(conn, outbound, request.created_at)
         conn.execute(
             insert(access_requests).values(
                 id=request.id,
@@ -180,9 +183,11 @@ def record_review(
     approved: Sequence[str] = (),
     window: tuple[datetime, datetime] | None = None,
     now: datetime,
+    outbound: Sequence[Outbound] = (),
 ) -> bool:
-    """Store a review and what it did to the request, if the request is still as `request`
-    says (state and version); false if another change got there first."""
+    """Store a review and what it did to the request (and the notifications of it), if the
+    request is still as `request` says (state and version); false if another change got
+    there first."""
     values: dict[str, Any] = {"state": state.value}
     if state is State.APPROVED:
         assert window is not None
@@ -219,6 +224,7 @@ def record_review(
                         ended_at=None,
                     )
                 )
+            enqueue(conn, outbound, now)
     except (IntegrityError, OperationalError):
         # The same reviewer on another replica, or SQLite's stale snapshot: decide again.
         return False
@@ -232,6 +238,7 @@ def move_request(
     *,
     ended_by: EndedBy | None = None,
     now: datetime,
+    outbound: Sequence[Outbound] = (),
 ) -> bool:
     """Change a request's state (cancel, expire, activate, end) if it is still as `request`
     says; ending it ends its grant in the same transaction."""
@@ -250,6 +257,7 @@ def move_request(
                     )
                     .values(ended_at=now)
                 )
+            enqueue(conn, outbound, now)
     except OperationalError:
         return False
     return True

@@ -234,3 +234,26 @@ bot_roles = Table(
     ),
     Column("role", String(64), primary_key=True),
 )
+
+# The notifications outbox: written in the same transaction as the request's change it
+# tells of, delivered afterwards by whichever replica claims a row (`claimed_until`), tried
+# again with backoff (`due_at`), kept as the delivery log.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(16), nullable=False, index=True),
+    Column("event", String(32), nullable=False),
+    Column("channel", String(16), nullable=False),  # webhook | smtp
+    Column("target", Text, nullable=False),  # the webhook's url, or the e-mail address
+    Column("recipients", Text, nullable=False, default=""),  # user names, comma-separated
+    Column("body", Text, nullable=False),  # JSON: exactly what is sent (and signed)
+    Column("state", String(16), nullable=False),  # pending | delivered | failed | skipped
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("due_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("claimed_by", String(64)),
+    Column("claimed_until", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+)

@@ -39,6 +39,7 @@ from iamgate.control.credentials import Credentials, CredentialsRequest, account
 from iamgate.control.errors import ControlError, Kind, forbidden, invalid
 from iamgate.control.joins import Joins
 from iamgate.control.logins import Client, Logins
+from iamgate.control.notifications import log_data
 from iamgate.control.requests import Requests, ask_of, request_data
 from iamgate.control.users import (
     Actor,
@@ -52,6 +53,7 @@ from iamgate.identity.bots import bot_principal
 from iamgate.identity.credentials import KeyRing
 from iamgate.store.bots import Issued
 from iamgate.store.login_sessions import LoginSession, open_login_session
+from iamgate.store.notifications import delivery_log
 from iamgate.store.users import get_user
 from iamgate.web import api_models as m
 from iamgate.web import browser
@@ -443,6 +445,17 @@ class Api(Configured):
             ),
             *self._request_routes(),
             *self._bot_routes(),
+            Route(
+                "GET",
+                "/notifications",
+                self.notification_log,
+                Operation(
+                    "The delivery log of access-request notifications (webhooks, e-mail)",
+                    _json(m.NotificationLog),
+                    query=m.NotificationFilters,
+                    who="administrator",
+                ),
+            ),
         ]
         self.document = openapi_document(
             self.config.server.url, ((r.method, r.template, r.operation) for r in self.routes)
@@ -983,6 +996,14 @@ class Api(Configured):
                 ),
             ),
         ]
+
+    async def notification_log(self, request: web.Request) -> web.StreamResponse:
+        asked = _read(m.NotificationFilters, dict(request.query))
+        found = await asyncio.to_thread(
+            delivery_log, self.engine, request_id=asked.request, limit=asked.limit
+        )
+        rows = [m.NotificationDelivery.model_validate(d) for d in log_data(found)]
+        return _ok(m.NotificationLog(deliveries=rows))
 
     async def list_bots(self, request: web.Request) -> web.StreamResponse:
         found = await asyncio.to_thread(self.bots.bots)

@@ -465,3 +465,29 @@ class AccessRequest(Answer):
 
 class AccessRequests(Answer):
     requests: list[AccessRequest]
+
+
+class NotificationFilters(BaseModel):
+    request: Annotated[str, Field(pattern=r"^rq-[0-9a-f]{10}$")] | None = Field(
+        None, description="only this request's"
+    )
+    limit: Annotated[int, Field(ge=1, le=1000)] = Field(100, description="the newest this many")
+
+
+class NotificationDelivery(Answer):
+    id: int
+    request_id: str
+    event: str = Field(description="request.created, request.approved, request.reminder …")
+    channel: Literal["webhook", "smtp"]
+    target: str = Field(description="the webhook's URL or the e-mail address")
+    recipients: list[str]
+    state: Literal["pending", "delivered", "failed", "skipped"]
+    attempts: int
+    due_at: str | None
+    delivered_at: str | None
+    last_error: str | None
+    created_at: str | None
+
+
+class NotificationLog(Answer):
+    deliveries: list[NotificationDelivery]
