@@ -454,6 +454,7 @@ class Api(Configured):
                     _json(m.NotificationLog),
                     query=m.NotificationFilters,
                     who="administrator",
+                    errors=(400,),
                 ),
             ),
         ]
