@@ -280,7 +280,10 @@ def notification_sender(
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
-                    if not await deliverer.deliver_due(session):
+                    settings = runtime.config.notifications
+                    if not settings.webhooks and settings.smtp is None:
+                        await asyncio.sleep(NOTIFICATION_POLL_SECONDS)  # nothing to send with
+                    elif not await deliverer.deliver_due(session):
                         await asyncio.sleep(NOTIFICATION_POLL_SECONDS)
                 except Exception:
                     log.exception("could not deliver notifications")
