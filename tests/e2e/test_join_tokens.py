@@ -18,7 +18,7 @@ from iamgate.audit.events import AuditEvent, EventType
 from iamgate.config import parse_config
 from iamgate.control.errors import ControlError
 from iamgate.control.joins import Joins
-from iamgate.control.logins import Client
+from iamgate.control.logins import Client, RateLimiter
 from iamgate.control.users import Actor
 from iamgate.store.database import open_engine
 from iamgate.store.login_sessions import (
@@ -202,3 +202,27 @@ def test_a_joined_session_is_renewed_once_and_a_persons_never(engine: Engine) ->
         "via": "renewal",
         "renewed": joined.session_id,
     }
+
+
+def test_a_guesser_is_told_to_wait_and_another_address_is_not(engine: Engine) -> None:
+    """Joining is unauthenticated: past its failures an address gets 429 with the seconds
+    to wait, before any lookup (an AWS join: before any call to STS), audited as throttled;
+    a machine on another address joins meanwhile."""
+    trail = Trail()
+    joins = Joins(CONFIG, engine, trail, failures=RateLimiter(limit=3))
+    guesser = Client("192.0.2.66", "guesser")
+    for guess in ("igjoin1.a.b", "igjoin1.c.d", "igjoin1.e.f"):
+        with pytest.raises(ControlError) as refused:
+            joins.redeem(guess, guesser)
+        assert refused.value.code == "InvalidToken"
+    made = joins.make_token("backup", timedelta(minutes=5), by=Actor("root")).token
+    with pytest.raises(ControlError) as waiting:
+        joins.redeem(made, guesser)  # even a good token: the address must wait
+    assert (waiting.value.code, waiting.value.kind.value) == ("Throttled", "throttled")
+    assert waiting.value.retry_after is not None and waiting.value.retry_after >= 1
+    with pytest.raises(ControlError) as aws:
+        joins.join_aws("backup", {}, "", guesser)
+    assert aws.value.code == "Throttled"
+    assert joins.redeem(made, MACHINE).principal == "bot:backup"  # the token was not spent
+    reasons = [e.fields["reason"] for e in trail.of(EventType.JOIN_REFUSED)]
+    assert reasons == ["unknown"] * 3 + ["throttled"] * 2

@@ -34,15 +34,19 @@ class Kind(enum.Enum):
     CONFLICT = "conflict"
     GONE = "gone"
     TOO_LARGE = "too large"
+    THROTTLED = "throttled"
     UPSTREAM = "upstream"
 
 
 class ControlError(Exception):
     """A use case refused or failed: its kind, a stable code and a message for people."""
 
-    def __init__(self, kind: Kind, code: str, message: str) -> None:
+    def __init__(
+        self, kind: Kind, code: str, message: str, *, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.kind, self.code, self.message = kind, code, message
+        self.retry_after = retry_after  # seconds, with THROTTLED
 
 
 def invalid(message: str, code: str = "BadRequest") -> ControlError:
@@ -59,3 +63,7 @@ def forbidden(message: str, code: str = "AccessDenied") -> ControlError:
 
 def conflict(code: str, message: str) -> ControlError:
     return ControlError(Kind.CONFLICT, code, message)
+
+
+def throttled(message: str, retry_after: int, code: str = "Throttled") -> ControlError:
+    return ControlError(Kind.THROTTLED, code, message, retry_after=retry_after)

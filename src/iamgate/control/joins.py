@@ -13,6 +13,8 @@ expiry (so a guesser learns nothing of which tokens exist).
 
 from __future__ import annotations
 
+import math
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -25,8 +27,8 @@ from iamgate.audit.events import AuditEvent, EventType
 from iamgate.audit.writer import AuditSink
 from iamgate.aws.endpoints import resolve_upstream
 from iamgate.config import Config, Configured, LiveConfig, live
-from iamgate.control.errors import ControlError, Kind, forbidden, invalid, not_found
-from iamgate.control.logins import Client
+from iamgate.control.errors import ControlError, Kind, forbidden, invalid, not_found, throttled
+from iamgate.control.logins import Client, RateLimiter
 from iamgate.control.users import Actor
 from iamgate.identity.aws_join import (
     CONTENT_TYPE,
@@ -36,6 +38,7 @@ from iamgate.identity.aws_join import (
     matching_pattern,
 )
 from iamgate.identity.bots import bot_name, bot_principal
+from iamgate.identity.login import address_key
 from iamgate.store.bots import get_bot
 from iamgate.store.login_sessions import (
     JOIN_SESSION_KIND,
@@ -81,10 +84,44 @@ class Joined:
 
 
 class Joins(Configured):
-    def __init__(self, config: Config | LiveConfig, engine: Engine, audit: AuditSink) -> None:
+    def __init__(
+        self,
+        config: Config | LiveConfig,
+        engine: Engine,
+        audit: AuditSink,
+        failures: RateLimiter | None = None,
+    ) -> None:
         self.live = live(config)
         self.engine = engine
         self.audit = audit
+        # Joining is unauthenticated, and an AWS join costs a call to STS: past 20 failed
+        # joins in 5 minutes an address is told to wait, before anything is looked up or
+        # sent (per replica, as the login throttles are).
+        self.failures = failures or RateLimiter()
+        self._failures_lock = threading.Lock()
+
+    def _admit(self, client: Client, via: str, principal: str | None = None) -> str:
+        """The address's key, or a 429 (audited) if it failed too often lately."""
+        address = address_key(client.source_ip)
+        with self._failures_lock:
+            wait = self.failures.retry_after(address)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            self.audit.append(
+                AuditEvent(
+                    EventType.JOIN_REFUSED,
+                    principal=principal,
+                    source_ip=client.source_ip,
+                    user_agent=client.user_agent,
+                    fields={"reason": "throttled", "via": via, "retry_after": seconds},
+                )
+            )
+            raise throttled(f"too many failed joins; try again in {seconds} s", seconds)
+        return address
+
+    def _failed(self, address: str) -> None:
+        with self._failures_lock:
+            self.failures.failed(address)
 
     def _exists(self, bot: str) -> bool:
         """In the configuration, or added to the store (`iamgate bots add`)."""
@@ -116,6 +153,8 @@ class Joins(Configured):
     def redeem(self, token: str, client: Client) -> Joined:
         """Blocking (the store): call it in a thread from async code."""
 
+        address = self._admit(client, "token")
+
         def configured(principal: str) -> bool:
             name = bot_name(principal)
             return name is not None and self._exists(name)
@@ -129,6 +168,7 @@ class Joins(Configured):
             may_join=configured,
         )
         if done.refusal is not None or done.login_token is None:
+            self._failed(address)
             self.audit.append(
                 AuditEvent(
                     EventType.JOIN_REFUSED,
@@ -206,6 +246,7 @@ class Joins(Configured):
         """A machine's signed GetCallerIdentity, sent to STS: the bot's session if the
         ARN STS names matches one of the bot's `aws_join` patterns. Blocking (STS, the
         store): call it in a thread from async code."""
+        address = self._admit(client, "aws", bot_principal(bot))
         target = self.aws_target()
         identity = None
         try:
@@ -231,6 +272,7 @@ class Joins(Configured):
                     f"{identity.arn} may not join as bot {bot} (it matches none of its aws_join)",
                 )
         except JoinRefused as refused:
+            self._failed(address)
             self.audit.append(
                 AuditEvent(
                     EventType.JOIN_REFUSED,

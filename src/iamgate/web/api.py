@@ -207,7 +207,7 @@ class Api(Configured):
                     _json(m.LoginSession, "the bot's session (bearer token)"),
                     body=m.JoinRequest,
                     who="anyone",
-                    errors=(400, 401),
+                    errors=(400, 401, 429),
                 ),
             ),
             Route(
@@ -240,7 +240,7 @@ class Api(Configured):
                     _json(m.LoginSession, "the bot's session (bearer token)"),
                     body=m.AwsJoinRequest,
                     who="anyone",
-                    errors=(400, 401, 403),
+                    errors=(400, 401, 403, 429),
                 ),
             ),
             Route(

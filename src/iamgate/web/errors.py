@@ -19,6 +19,7 @@ STATUS: dict[Kind, int] = {
     Kind.CONFLICT: 409,
     Kind.GONE: 410,
     Kind.TOO_LARGE: 413,
+    Kind.THROTTLED: 429,
     Kind.UPSTREAM: 502,
 }
 
@@ -34,4 +35,7 @@ def json_error(status: int, code: str, message: str) -> web.Response:
 
 
 def json_refusal(error: ControlError) -> web.Response:
-    return json_error(status_of(error), error.code, error.message)
+    response = json_error(status_of(error), error.code, error.message)
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
