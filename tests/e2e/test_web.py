@@ -328,7 +328,7 @@ def test_the_audit_page_filters_to_danas_denied_calls(
     page.get_by_role("button", name="Filter").click()
     expect(page).to_have_url(
         f"{web.url}/audit?type=aws&principal=dana&key=&account=&role=&service=&action="
-        "&decision=denied&status=&since=&until="
+        "&claim=&decision=denied&status=&since=&until="
     )
     rows = page.locator("table.events tbody tr")
     expect(rows).to_have_count(1)

@@ -351,7 +351,10 @@ class RevokedBot(Answer):
 class Session(Answer):
     id: str
     user: str
-    kind: Literal["cli", "web"]
+    kind: Literal["cli", "web", "join", "token"] = Field(
+        description="a person's login (cli, web), a machine joined as its bot (join), or a "
+        "bot's one-time join token not yet redeemed (token)"
+    )
     created_at: Time
     last_seen_at: Time | None
     expires_at: Time

@@ -29,6 +29,7 @@ REASONS = {
     404: "no such thing",
     405: "method not allowed on this path",
     409: "conflicts with what exists",
+    413: "the body is larger than 64 KiB",
     423: "the account is locked",
     429: "too many attempts from this address",
     502: "AWS (STS or the federation endpoint) failed",
@@ -53,7 +54,7 @@ class Operation:
     query: type[BaseModel] | None = None
     path: type[BaseModel] | None = None  # path parameters with more than "a string"
     who: Who = "user"  # anyone; a login session (to end it); its user; an administrator
-    errors: tuple[int, ...] = ()  # besides 401 and 403, which follow from `who`
+    errors: tuple[int, ...] = ()  # besides 401 and 403 (from `who`) and 413 (from `body`)
 
 
 Mode = Literal["validation", "serialization"]
@@ -108,6 +109,7 @@ def _operation(op: Operation, template: str, names: Names) -> dict[str, Any]:
             responses[str(status)]["content"] = _content(answer.model, names)
     refusals = {401} if op.who != "anyone" else set()
     refusals |= {403} if op.who == "administrator" else set()
+    refusals |= {413} if op.body is not None else set()  # every body is bounded (64 KiB)
     for status in sorted({*op.errors, *refusals}):
         responses[str(status)] = {"description": REASONS[status]} | {
             "content": _content(Error, names)
