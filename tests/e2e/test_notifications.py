@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -184,6 +185,12 @@ def test_webhook_and_mail_tell_each_person_and_a_receiver_down_delays_nothing(
             assert mail["from"] == "iamgate@example.test"
             assert f"Open the request: {page}" in mail["text"]
             assert "INC-8: rotate the replica" in mail["text"]
+        # the link is a page: a person not signed in is sent to log in, and back to it
+        with urllib.request.urlopen(page, timeout=10) as opened:
+            assert opened.status == 200
+            assert opened.url == f"{gw.url}/login?" + urllib.parse.urlencode(
+                {"next": f"/requests/{request_id}"}
+            )
 
         # 3. the webhook delivery failed and is retried; the log says why
         deadline = time.monotonic() + 15

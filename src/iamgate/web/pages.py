@@ -260,6 +260,7 @@ class Pages(Configured):
             ("POST", "/admin/bots", self.add_bot),
             ("POST", "/admin/bots/{name}/{action}", self.change_bot),
             ("GET", "/requests", self.requests_page),
+            ("GET", "/requests/{id}", self.request_page),
             ("POST", "/requests", self.create_request),
             ("POST", "/requests/{id}/{action}", self.change_request),
             ("GET", "/enrol/{token}", self.enrol_form),
@@ -1017,6 +1018,12 @@ class Pages(Configured):
         made = request.query.get("made")
         message = f"Request {made} is waiting for its reviewers." if made else None
         return await self._requests_page(viewer, self._actor(request, viewer), message=message)
+
+    async def request_page(self, request: web.Request) -> web.StreamResponse:
+        """A request's own address, as notifications link to it: the Requests page, at it
+        (shown there if this person may see it; the page says nothing of others')."""
+        await self._require(request)
+        return redirect("/requests#request-" + quote(request.match_info["id"], safe=""))
 
     async def create_request(self, request: web.Request) -> web.StreamResponse:
         """Ask for a requestable role from My access; the rules are the use case's."""
