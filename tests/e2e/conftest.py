@@ -68,3 +68,27 @@ def own_gateway(sandbox: Sandbox, tmp_path: Path) -> Iterator[GatewayProcess]:
 @pytest.fixture(scope="session")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def databases_restored(sandbox: Sandbox) -> Iterator[None]:
+    """For a module that creates databases of its own in the session's sandbox: they are
+    deleted when it ends, so later modules find each account's databases as the estate made
+    them (test_stories checks that acme-prod holds exactly acme-prod-db)."""
+
+    def databases() -> dict[str, set[str]]:
+        return {
+            account.id: {
+                d["DBInstanceIdentifier"]
+                for d in sandbox.client(account.id, "rds").describe_db_instances()["DBInstances"]
+            }
+            for account in sandbox.accounts
+        }
+
+    before = databases()
+    yield
+    for account_id, names in databases().items():
+        for name in sorted(names - before.get(account_id, set())):
+            sandbox.client(account_id, "rds").delete_db_instance(
+                DBInstanceIdentifier=name, SkipFinalSnapshot=True
+            )

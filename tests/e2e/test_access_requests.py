@@ -29,7 +29,7 @@ from iamgate.audit.events import EventType
 from iamgate.audit.search import Filters, search
 from iamgate.sandbox import Sandbox
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("databases_restored")]
 
 REQUEST_ROLES: list[dict[str, Any]] = [
     {"name": "team-lead"},
