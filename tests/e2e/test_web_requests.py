@@ -26,7 +26,7 @@ from playwright.sync_api import Browser, Page, expect
 from iamgate.audit.events import EventType
 from iamgate.sandbox import Sandbox
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("databases_restored")]
 
 # tests/e2e/test_access_requests.py's roles, and a reviewer for staging accounts only.
 ROLES: list[dict[str, Any]] = [
@@ -159,7 +159,7 @@ def test_dana_asks_in_the_browser_two_stages_approve_she_deletes_until_she_drops
     expect(mine.get_by_role("button", name=re.compile("^Approve"))).to_have_count(0)
 
     # 3. a reviewer for staging accounts sees neither the request nor a button; posting the
-    # form anyway is refused and the request stays pending
+    # form anyway is refused (403, as the API says) and the request stays pending
     outsider = _log_in(browser, gw.url, stan)
     outsider.goto(f"{gw.url}/requests")
     expect(outsider.locator(f"article[data-request='{request_id}']")).to_have_count(0)
@@ -170,7 +170,7 @@ def test_dana_asks_in_the_browser_two_stages_approve_she_deletes_until_she_drops
         form={"csrf": csrf, "reason": "me too"},
         headers={"Origin": gw.url},
     )
-    assert forced.status == 404 and "no request" in forced.text()
+    assert forced.status == 403 and "you do not review this request" in forced.text()
 
     # 4. the team lead approves (stage 1), security approves (stage 2), in the browser
     _approve(_log_in(browser, gw.url, lee), gw.url, request_id, "go ahead")

@@ -325,8 +325,10 @@ class Requests(Configured):
             if requestable is None:
                 raise conflict("RequestConflict", f"role {request.role} is no longer requestable")
             if not self._visible(stored, person):
+                # The request is not shown to this person, but a review of it is refused as
+                # a review: 403, as the requester's own is (its id alone grants nothing).
                 self._refuse(by, request, "not a reviewer of this request")
-                raise no_such_request(request_id)
+                raise forbidden("you do not review this request", code="AccessDenied")
             only = self._account_ids(accounts)
             now = self._clock()
             if request.state is State.PENDING and now >= request.pending_until:
