@@ -163,7 +163,7 @@ def test_self_review_and_reviewers_out_of_scope_are_refused_and_audited(engine: 
     assert info.value.kind is Kind.FORBIDDEN
     with pytest.raises(ControlError) as info:
         requests.review(request.id, approve=True, reason="me", by=Actor("eve"))
-    assert info.value.kind is Kind.NOT_FOUND
+    assert info.value.kind is Kind.FORBIDDEN  # 403; the request stays hidden from eve
     refused = [e for e in trail.events if e.type is EventType.REQUEST_REFUSED]
     assert [(e.principal, e.fields["rule"]) for e in refused] == [
         ("dana", "the requester cannot review their own request"),
